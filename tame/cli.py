@@ -1,0 +1,55 @@
+"""The ``tame`` command line and ``tame-inspect``.
+
+Each subcommand lives in its own module exposing ``add_arguments(parser)`` and ``run(args) -> int``;
+this file only wires them up and turns a :class:`TameError` into one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from tame.errors import TameError
+
+# subcommand -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "inspect": ("tame.models.inspect", "list a model's layers with their feature-map shapes"),
+}
+
+
+def _run(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except TameError as err:
+        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{parser.prog}: interrupted", file=sys.stderr)
+        return 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tame", description="TAME: trainable attention mechanism for explanations")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        command = sub.add_parser(name, help=help_text, description=module.__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(command)
+        command.set_defaults(handler=module.run)
+    return _run(parser, argv)
+
+
+def inspect_main(argv: list[str] | None = None) -> int:
+    module = importlib.import_module("tame.models.inspect")
+    parser = argparse.ArgumentParser(prog="tame-inspect", description=module.__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    module.add_arguments(parser)
+    parser.set_defaults(handler=module.run)
+    return _run(parser, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,260 @@
+"""Run configuration: YAML (``yaml.safe_load``) -> typed dataclasses, with ``key=value`` overrides.
+
+Layers: dataclass defaults -> the YAML file -> CLI overrides (``train.max_lr=1e-3 data.batch_size=64``).
+Unknown keys and values of the wrong type are errors that name the key. Paths may use ``${TAME_DATA}``-style
+environment variables (expanded when the config is resolved); the resolved config is saved with every run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tame.errors import TameError
+
+
+@dataclass
+class ModelConfig:
+    name: str = "resnet50.tv_in1k"  # timm name (+ pretrained tag), a registered name, or ``module:function``
+    pretrained: bool = True  # download timm weights (ignored when ``weights`` is given)
+    weights: str | None = None  # local .pth/.pt/.safetensors with the classifier's state dict
+    num_classes: int | None = None  # classifier's number of classes (None: what the model reports)
+    layers: list[str] = field(default_factory=lambda: ["layer2", "layer3", "layer4"])
+    version: str = "TAME"  # attention-mechanism version, see ``tame.models.list_attention_versions()``
+    mean: list[float] | None = None  # normalisation; None: from the model's pretrained config
+    std: list[float] | None = None
+
+
+@dataclass
+class DataConfig:
+    root: str = "${TAME_DATA}/ILSVRC2012_img_train"  # image root of the training list
+    train_list: str = "datalist/ILSVRC/ResNet50_train.txt"
+    val_root: str = "${TAME_DATA}/ILSVRC2012_img_val"  # image root of the validation/evaluation lists
+    val_list: str = "datalist/ILSVRC/Validation_2000.txt"
+    eval_list: str = "datalist/ILSVRC/Evaluation_2000.txt"
+    backend: str = "auto"  # dali | torch | auto (DALI where available)
+    batch_size: int = 32  # global batch; each of N ranks gets batch_size / N
+    workers: int = 4  # decoding threads (DALI) or loader processes (torch) per rank
+    resize: int = 256  # shorter side before cropping
+    crop: int = 224
+    validate: str = "cheap"  # list validation before a run: none | cheap | decode
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 4
+    max_lr: float = 1e-4  # OneCycleLR max LR of the weights; biases get 2x
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    regulariser: str = "batch"  # batch | diagonal  (DESIGN section 2, step 5)
+    label_source: str = "model"  # model | list
+    backbone_mode: str = "eval"  # eval | train  (train reproduces the reference)
+    amp: str = "auto"  # auto (bf16 on GPU, off on CPU) | bf16 | fp16 | off
+    channels_last: bool = True
+    compile: bool = False
+    seed: int = 0
+    deterministic: bool = False
+    checkpoint_every: int = 0  # also checkpoint every N steps (0: only at epoch ends)
+    keep_checkpoints: int = 3  # newest step checkpoints kept (epoch checkpoints are all kept)
+    resume: str = "auto"  # auto | none | path to a checkpoint
+    max_steps_per_epoch: int = 0  # 0: the whole list (smaller values are for smoke runs)
+
+
+@dataclass
+class LogConfig:
+    wandb: str = "offline"  # online | offline | disabled
+    project: str = "tame"
+    run_name: str | None = None
+    tensorboard: bool = True
+    log_every: int = 20  # steps between scalar logs
+    images_per_epoch: int = 4  # explanation maps logged at the end of each epoch
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    output_dir: str = "snapshots/run"
+
+
+_CHOICES = {
+    "data.backend": ("dali", "torch", "auto"),
+    "data.validate": ("none", "cheap", "decode"),
+    "train.regulariser": ("batch", "diagonal"),
+    "train.label_source": ("model", "list"),
+    "train.backbone_mode": ("eval", "train"),
+    "train.amp": ("auto", "bf16", "fp16", "off"),
+    "log.wandb": ("online", "offline", "disabled"),
+}
+_POSITIVE = ("data.batch_size", "data.resize", "data.crop", "train.epochs", "train.max_lr", "train.keep_checkpoints")
+_NON_NEGATIVE = ("data.workers", "train.weight_decay", "train.momentum", "train.checkpoint_every",
+                 "train.max_steps_per_epoch", "log.log_every", "log.images_per_epoch")
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read a YAML config (or start from defaults), apply ``key=value`` overrides and validate."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise TameError(f"config file not found: {path}")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise TameError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+        if not isinstance(raw, dict):
+            raise TameError(f"{path}: the top level must be a mapping of sections (model:, data:, train:, log:)")
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise TameError(f"override {item!r} is not key=value (e.g. train.max_lr=1e-3)")
+        _set_dotted(raw, key.strip(), yaml.safe_load(value) if value.strip() else None)
+    config = _build(Config, raw, "")
+    validate(config)
+    return config
+
+
+def _set_dotted(raw: dict, key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = raw
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise TameError(f"override {key}: {part} is not a section")
+    node[parts[-1]] = value
+
+
+def _build(cls: type, raw: dict, prefix: str) -> Any:
+    if not isinstance(raw, dict):
+        raise TameError(f"config key {prefix.rstrip('.') or '(top)'}: expected a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        import difflib
+
+        key = unknown[0]
+        close = difflib.get_close_matches(key, known, n=1)
+        hint = f" (did you mean {prefix}{close[0]}?)" if close else f" (known: {', '.join(known)})"
+        raise TameError(f"unknown config key {prefix}{key}{hint}")
+    kwargs = {}
+    for name, value in raw.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, value or {}, f"{prefix}{name}.")
+        else:
+            kwargs[name] = _coerce(value, hint, f"{prefix}{name}")
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], key)
+    if origin is list:
+        if isinstance(value, str):
+            value = value.split()
+        if not isinstance(value, (list, tuple)):
+            raise TameError(f"config key {key}: expected a list, got {value!r}")
+        return [_coerce(v, args[0], key) for v in value]
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise TameError(f"config key {key}: expected true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise TameError(f"config key {key}: expected an integer, got {value!r}")
+    if hint is float:
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise TameError(f"config key {key}: expected a number, got {value!r}")
+    if hint is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise TameError(f"config key {key}: expected a string, got {value!r}")
+    return value
+
+
+def _get(config: Config, key: str) -> Any:
+    node: Any = config
+    for part in key.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def validate(config: Config) -> None:
+    """Check values that YAML types cannot express; the message names the key."""
+    for key, choices in _CHOICES.items():
+        value = _get(config, key)
+        if value not in choices:
+            raise TameError(f"config key {key}: {value!r} is not one of {', '.join(choices)}")
+    for key in _POSITIVE:
+        if not _get(config, key) > 0:
+            raise TameError(f"config key {key}: must be positive, got {_get(config, key)!r}")
+    for key in _NON_NEGATIVE:
+        if _get(config, key) < 0:
+            raise TameError(f"config key {key}: must not be negative, got {_get(config, key)!r}")
+    if not config.model.layers:
+        raise TameError("config key model.layers: name at least one layer (see `tame-inspect MODEL`)")
+    if config.data.crop > config.data.resize:
+        raise TameError(f"config key data.crop: {config.data.crop} is larger than data.resize={config.data.resize}")
+    for key in ("model.mean", "model.std"):
+        value = _get(config, key)
+        if value is not None and len(value) != 3:
+            raise TameError(f"config key {key}: expected 3 values (R, G, B), got {value!r}")
+
+
+_ENV = re.compile(r"\$\{(\w+)\}|\$(\w+)")
+
+
+def expand_path(value: str, key: str) -> Path:
+    """Expand ``${VAR}`` in a path from the config; an unset variable is an error naming the key."""
+
+    def substitute(match: re.Match) -> str:
+        name = match.group(1) or match.group(2)
+        if name not in os.environ:
+            raise TameError(f"config key {key}: {value!r} uses ${{{name}}}, which is not set "
+                            f"(export {name}=/path/to/data, or set {key}=... on the command line)")
+        return os.environ[name]
+
+    return Path(os.path.expanduser(_ENV.sub(substitute, value)))
+
+
+def config_to_dict(config: Config) -> dict:
+    return asdict(config)
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    """Write the resolved config (the exact values a run used) as YAML."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    os.replace(tmp, path)
+
+
+def config_from_dict(raw: dict) -> Config:
+    """Rebuild a config saved by ``save_config`` (e.g. from a checkpoint)."""
+    config = _build(Config, raw, "")
+    validate(config)
+    return config

@@ -1,0 +1,133 @@
+"""The attention mechanism (AM): feature branches -> resize to S -> concat -> 1x1 fuse conv to K class maps.
+
+Four versions of the published code (DESIGN section 2), one small class each over :class:`AttentionMechanism`.
+Parameter names (``convs.{i}``, ``bns.{i}``, ``fuser``) match the original checkpoints.
+
+The fuse conv is class-selective: ``forward(features, classes)`` computes only the requested class channels
+(a gather of fuser weights), which gives the same numbers as computing all K maps and selecting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tame.errors import TameError
+
+MAX_RESOLUTION = 56
+
+_VERSIONS: dict[str, type[AttentionMechanism]] = {}
+
+
+def register_attention(name: str) -> Callable[[type[AttentionMechanism]], type[AttentionMechanism]]:
+    def decorate(cls: type[AttentionMechanism]) -> type[AttentionMechanism]:
+        _VERSIONS[name] = cls
+        cls.version = name
+        return cls
+
+    return decorate
+
+
+def list_attention_versions() -> list[str]:
+    return list(_VERSIONS)
+
+
+def build_attention(version: str, channels: Sequence[int], num_classes: int,
+                    first_hw: tuple[int, int]) -> AttentionMechanism:
+    """An AM for feature maps with ``channels`` whose first (largest) map is ``first_hw``."""
+    if version not in _VERSIONS:
+        raise TameError(f"unknown attention version {version!r}; choose one of {', '.join(_VERSIONS)}")
+    size = (min(first_hw[0], MAX_RESOLUTION), min(first_hw[1], MAX_RESOLUTION))
+    return _VERSIONS[version](list(channels), num_classes, size)
+
+
+class AttentionMechanism(nn.Module):
+    """Base: subclasses define the per-layer branch and the fuser's input width."""
+
+    version = ""
+
+    def __init__(self, channels: list[int], num_classes: int, size: tuple[int, int], fuse_in: int) -> None:
+        super().__init__()
+        self.channels = channels
+        self.num_classes = num_classes
+        self.size = size
+        self.fuser = nn.Conv2d(fuse_in, num_classes, kernel_size=1, bias=True)
+
+    def branch(self, index: int, feature: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def fuser_input(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
+        """features: L maps [B, C_i, H_i, W_i] -> concatenated branch outputs at S: [B, sum, S_h, S_w]."""
+        if len(features) != len(self.channels):
+            raise TameError(f"the attention mechanism expects {len(self.channels)} feature maps, got {len(features)}")
+        branches = [self.branch(i, feature) for i, feature in enumerate(features)]
+        resized = [F.interpolate(b, size=self.size, mode="bilinear", align_corners=False) for b in branches]
+        return torch.cat(resized, dim=1)
+
+    def forward(self, features: Sequence[torch.Tensor], classes: torch.Tensor | None = None,
+                per_image: bool = False) -> torch.Tensor:
+        """Pre-sigmoid class maps c.
+
+        - ``classes=None``: all K maps, [B, K, S_h, S_w].
+        - ``classes`` long [N]: the maps of those classes for every image, [B, N, S_h, S_w] (= c[:, classes]).
+        - ``classes`` long [B] with ``per_image=True``: image b's map of class classes[b], [B, 1, S_h, S_w].
+        """
+        fused = self.fuser_input(features)  # [B, sum C, S_h, S_w]
+        weight, bias = self.fuser.weight, self.fuser.bias  # [K, sum C, 1, 1], [K]
+        if classes is None:
+            return F.conv2d(fused, weight, bias)
+        if per_image:
+            w = weight[classes, :, 0, 0].to(fused.dtype)  # [B, sum C]
+            maps = torch.einsum("bc,bchw->bhw", w, fused) + bias[classes].to(fused.dtype).view(-1, 1, 1)
+            return maps.unsqueeze(1)
+        return F.conv2d(fused, weight[classes], bias[classes])
+
+
+@register_attention("TAME")
+class TameAttention(AttentionMechanism):
+    """g_i = ReLU(BN_i(Conv1x1_i(F_i)) + F_i); fuse sum(C_i) -> K."""
+
+    activation = staticmethod(torch.relu)
+
+    def __init__(self, channels: list[int], num_classes: int, size: tuple[int, int]) -> None:
+        super().__init__(channels, num_classes, size, fuse_in=sum(channels))
+        self.convs = nn.ModuleList(nn.Conv2d(c, c, kernel_size=1, bias=True) for c in channels)
+        self.bns = nn.ModuleList(nn.BatchNorm2d(c) for c in channels)
+
+    def branch(self, index: int, feature: torch.Tensor) -> torch.Tensor:
+        return self.activation(self.bns[index](self.convs[index](feature)) + feature)
+
+
+@register_attention("Sigmoidinfeaturebranch")
+class SigmoidBranchAttention(TameAttention):
+    """As TAME, with a sigmoid in place of the ReLU: g_i = sigmoid(BN_i(Conv_i(F_i)) + F_i)."""
+
+    activation = staticmethod(torch.sigmoid)
+
+
+@register_attention("Noskipconnection")
+class NoSkipAttention(AttentionMechanism):
+    """g_i = ReLU(BN_i(Conv1x1_i(F_i))) with Conv C_i -> K; fuse L*K -> K."""
+
+    def __init__(self, channels: list[int], num_classes: int, size: tuple[int, int]) -> None:
+        super().__init__(channels, num_classes, size, fuse_in=len(channels) * num_classes)
+        self.convs = nn.ModuleList(nn.Conv2d(c, num_classes, kernel_size=1, bias=True) for c in channels)
+        self.bns = nn.ModuleList(nn.BatchNorm2d(num_classes) for _ in channels)
+
+    def branch(self, index: int, feature: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.bns[index](self.convs[index](feature)))
+
+
+@register_attention("NoskipNobatchnorm")
+class NoSkipNoBatchNormAttention(AttentionMechanism):
+    """g_i = ReLU(Conv1x1_i(F_i)) with Conv C_i -> C_i; fuse sum(C_i) -> K."""
+
+    def __init__(self, channels: list[int], num_classes: int, size: tuple[int, int]) -> None:
+        super().__init__(channels, num_classes, size, fuse_in=sum(channels))
+        self.convs = nn.ModuleList(nn.Conv2d(c, c, kernel_size=1, bias=True) for c in channels)
+
+    def branch(self, index: int, feature: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.convs[index](feature))

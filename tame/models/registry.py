@@ -1,0 +1,181 @@
+"""Backbone registry: any timm model, a name registered with :func:`register_backbone`, or ``module:function``.
+
+``create_classifier(name)`` returns a frozen :class:`Classifier` in eval mode that takes images in [0, 1]
+and applies its own normalisation (mean/std from the model's pretrained config, ImageNet otherwise).
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from tame.errors import TameError
+from tame.models.io import load_tensor_file
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+BackboneBuilder = Callable[..., nn.Module]
+_REGISTRY: dict[str, BackboneBuilder] = {}
+
+
+def register_backbone(name: str) -> Callable[[BackboneBuilder], BackboneBuilder]:
+    """Decorator: ``@register_backbone("my_net")`` on ``def build(pretrained: bool, **kwargs) -> nn.Module``."""
+
+    def decorate(builder: BackboneBuilder) -> BackboneBuilder:
+        _REGISTRY[name] = builder
+        return builder
+
+    return decorate
+
+
+def list_backbones(pattern: str = "") -> list[str]:
+    """Registered names plus timm's model names containing ``pattern`` (timm wildcards allowed)."""
+    import timm
+
+    own = sorted(n for n in _REGISTRY if pattern.strip("*") in n)
+    return own + timm.list_models(pattern if "*" in pattern else f"*{pattern}*" if pattern else "")
+
+
+class Classifier(nn.Module):
+    """A frozen image classifier taking images in [0, 1]; normalises inside.
+
+    ``net`` is the original model (layer names for feature taps are ``net.named_modules()`` names).
+    """
+
+    def __init__(self, net: nn.Module, name: str, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.net = net
+        self.name = name
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.freeze()
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        """Class/register tokens in front of a ViT's patch tokens (0 for CNNs)."""
+        return int(getattr(self.net, "num_prefix_tokens", 0))
+
+    def freeze(self) -> None:
+        self.net.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> Classifier:
+        """The classifier stays in eval mode unless asked explicitly (see ``TameModel.backbone_mode``)."""
+        return super().train(mode)
+
+    def normalise(self, images: torch.Tensor) -> torch.Tensor:
+        """images: [B, 3, H, W] in [0, 1] -> the network's input."""
+        return (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """images: [B, 3, H, W] in [0, 1] -> logits [B, K]."""
+        return self.net(self.normalise(images))
+
+
+def create_classifier(
+    name: str,
+    *,
+    pretrained: bool = True,
+    weights: str | Path | None = None,
+    num_classes: int | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> Classifier:
+    """Build a frozen classifier by name.
+
+    ``name``: a registered name, ``package.module:function`` (called as ``function(pretrained=...)``), or a timm
+    model name with an optional pretrained tag (``resnet50.tv_in1k``). ``weights``: a local state-dict file
+    loaded instead of a download (``.pth``, ``.pt``, ``.safetensors``; loaded without executing pickled code).
+    """
+    use_download = pretrained and weights is None
+    kwargs = {} if num_classes is None else {"num_classes": num_classes}
+    if name in _REGISTRY:
+        net = _REGISTRY[name](pretrained=use_download, **kwargs)
+    elif ":" in name:
+        net = _build_from_path(name, use_download, kwargs)
+    else:
+        net = _build_timm(name, use_download, kwargs)
+    if not isinstance(net, nn.Module):
+        raise TameError(f"backbone {name!r}: the builder returned {type(net).__name__}, not an nn.Module")
+    if weights is not None:
+        load_classifier_weights(net, weights)
+    cfg = dict(getattr(net, "pretrained_cfg", None) or {})
+    mean = tuple(mean or cfg.get("mean") or IMAGENET_MEAN)
+    std = tuple(std or cfg.get("std") or IMAGENET_STD)
+    if len(mean) != 3 or len(std) != 3:
+        raise TameError(f"backbone {name!r}: expected 3-channel mean/std, got {mean} / {std}")
+    return Classifier(net, name, mean, std)
+
+
+def _build_from_path(name: str, pretrained: bool, kwargs: dict) -> nn.Module:
+    module_name, _, attr = name.partition(":")
+    try:
+        builder = getattr(importlib.import_module(module_name), attr)
+    except ImportError as err:
+        raise TameError(f"backbone {name!r}: cannot import {module_name} ({err})") from None
+    except AttributeError:
+        raise TameError(f"backbone {name!r}: {module_name} has no attribute {attr!r}") from None
+    try:
+        return builder(pretrained=pretrained, **kwargs)
+    except TypeError:
+        return builder(**kwargs)
+
+
+def _build_timm(name: str, pretrained: bool, kwargs: dict) -> nn.Module:
+    import timm
+    from timm.models import split_model_name_tag
+
+    arch, _tag = split_model_name_tag(name)
+    if not timm.is_model(arch):
+        known = list(_REGISTRY) + timm.list_models()
+        close = difflib.get_close_matches(arch, known, n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; `tame-inspect --list PATTERN` lists names"
+        raise TameError(f"unknown model {name!r}{hint}")
+    try:
+        return timm.create_model(name, pretrained=pretrained, **kwargs)
+    except RuntimeError as err:  # timm raises RuntimeError for unknown pretrained tags
+        raise TameError(f"model {name!r}: {str(err).splitlines()[0]}") from None
+    except (OSError, ConnectionError) as err:
+        raise TameError(
+            f"model {name!r}: could not download pretrained weights ({type(err).__name__}); "
+            "set model.weights=/path/to/file.pth or model.pretrained=false"
+        ) from None
+
+
+def load_classifier_weights(net: nn.Module, path: str | Path) -> None:
+    """Load a classifier state dict from a local file; mismatches are reported by key and shape."""
+    state = load_tensor_file(path)
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(state.get(key), dict):
+            state = state[key]
+            break
+    state = {k.removeprefix("module."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    check_state_dict(net.state_dict(), state, f"weights file {path}")
+    net.load_state_dict(state)
+
+
+def check_state_dict(expected: dict, given: dict, what: str) -> None:
+    """Raise a TameError naming missing/unexpected keys and shape mismatches."""
+    missing = [k for k in expected if k not in given]
+    unexpected = [k for k in given if k not in expected]
+    shapes = [f"{k} {tuple(given[k].shape)} vs {tuple(expected[k].shape)}"
+              for k in expected if k in given and given[k].shape != expected[k].shape]
+    problems = []
+    if missing:
+        problems.append(f"missing keys {_few(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys {_few(unexpected)}")
+    if shapes:
+        problems.append(f"shape mismatch {_few(shapes)} (file vs model)")
+    if problems:
+        raise TameError(f"{what} does not fit the model: {'; '.join(problems)}")
+
+
+def _few(items: list[str], n: int = 3) -> str:
+    return ", ".join(items[:n]) + (f" and {len(items) - n} more" if len(items) > n else "")

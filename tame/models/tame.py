@@ -1,0 +1,254 @@
+"""The TAME wrapper: frozen classifier + feature taps + attention mechanism + loss (DESIGN section 2).
+
+>>> classifier = create_classifier("resnet18", pretrained=False)
+>>> model = TameModel(classifier, ["layer2", "layer3", "layer4"], input_size=64)
+>>> out = model.training_step(images)            # {loss, ce, area, var}; backpropagate out["loss"]
+>>> model.eval(); maps = model.explain(images).maps  # [B, H, W] in [0, 1]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tame.errors import TameError
+from tame.models.attention import AttentionMechanism, build_attention
+from tame.models.io import load_tensor_file, save_atomic
+from tame.models.loss import tame_loss
+from tame.models.registry import Classifier, check_state_dict, create_classifier
+from tame.models.taps import FeatureTaps
+
+ATTENTION_FORMAT = "tame-attention/1"
+
+
+class Explanation(NamedTuple):
+    maps: torch.Tensor  # [B, H, W] in [0, 1]
+    classes: torch.Tensor  # long [B], the explained class of each image
+    logits: torch.Tensor  # [B, K], the classifier's logits for the unmasked images
+
+
+def check_images(images: torch.Tensor) -> None:
+    """Images must be float [B, 3, H, W] with values in [0, 1]."""
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise TameError(f"images must be a tensor [B, 3, H, W], got {shape}")
+    if not images.is_floating_point():
+        raise TameError(f"images must be float in [0, 1], got dtype {images.dtype}")
+    low, high = torch.aminmax(images)
+    if low < 0 or high > 1:
+        raise TameError(f"image values must lie in [0, 1] (un-normalised), got [{low.item():.3g}, {high.item():.3g}]")
+
+
+def min_max_normalise(maps: torch.Tensor) -> torch.Tensor:
+    """maps: [B, ...] -> (maps - min) / (max - min) per image; a constant map becomes 0."""
+    flat = maps.flatten(1)
+    low = flat.min(dim=1).values.view(-1, *[1] * (maps.dim() - 1))
+    high = flat.max(dim=1).values.view(-1, *[1] * (maps.dim() - 1))
+    span = high - low
+    return torch.where(span > 0, (maps - low) / torch.where(span > 0, span, torch.ones_like(span)), 0.0)
+
+
+def explanation_maps(class_maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """class_maps: pre-sigmoid c [B, 1, h, w] -> min-max normalised, bilinearly resized: [B, H, W] in [0, 1]."""
+    normalised = min_max_normalise(class_maps.float())
+    return F.interpolate(normalised, size=size, mode="bilinear", align_corners=False)[:, 0]
+
+
+def _local_labels(labels: torch.Tensor) -> tuple[torch.Tensor, int]:
+    return labels, 0
+
+
+class TameModel(nn.Module):
+    """Owns the frozen classifier, the feature taps, the AM and the loss.
+
+    ``regulariser``: ``batch`` (R = a[:, y], [B, B, S], the reference) or ``diagonal`` (R = m, [B, 1, S]).
+    ``label_source``: ``model`` (the classifier's argmax) or ``list`` (the labels given to ``training_step``).
+    ``backbone_mode``: ``eval`` or ``train`` (the reference: batch statistics and dropout in both passes;
+    running statistics are restored after every step, so the classifier comes out unchanged).
+    """
+
+    def __init__(
+        self,
+        classifier: Classifier,
+        layers: Sequence[str],
+        version: str = "TAME",
+        *,
+        input_size: int = 224,
+        num_classes: int | None = None,
+        regulariser: str = "batch",
+        label_source: str = "model",
+        backbone_mode: str = "eval",
+    ) -> None:
+        super().__init__()
+        for value, choices, what in ((regulariser, ("batch", "diagonal"), "regulariser"),
+                                     (label_source, ("model", "list"), "label_source"),
+                                     (backbone_mode, ("eval", "train"), "backbone_mode")):
+            if value not in choices:
+                raise TameError(f"{what} must be one of {', '.join(choices)}, got {value!r}")
+        self.classifier = classifier
+        self.layers = list(layers)
+        self.version = version
+        self.regulariser = regulariser
+        self.label_source = label_source
+        self.backbone_mode = backbone_mode
+        self.taps = FeatureTaps(classifier.net, self.layers, classifier.num_prefix_tokens)
+        # Under DDP the engine replaces this with an all-gather: (local labels) -> (global labels, own offset).
+        self.gather_labels: Callable[[torch.Tensor], tuple[torch.Tensor, int]] = _local_labels
+
+        device = next(iter(classifier.parameters()), torch.zeros(())).device
+        with torch.no_grad():  # one dry run sizes the AM
+            logits, features = self.features(torch.zeros(1, 3, input_size, input_size, device=device))
+        self.feature_shapes = [tuple(f.shape[1:]) for f in features]
+        self.num_classes = num_classes or logits.shape[-1]
+        self.attention: AttentionMechanism = build_attention(
+            version, [s[0] for s in self.feature_shapes], self.num_classes, self.feature_shapes[0][1:]
+        ).to(device)
+
+    @classmethod
+    def from_config(cls, model_cfg, input_size: int, train_cfg=None) -> TameModel:
+        """Build from ``Config.model`` (and ``Config.train`` for the training options)."""
+        classifier = create_classifier(model_cfg.name, pretrained=model_cfg.pretrained, weights=model_cfg.weights,
+                                       num_classes=model_cfg.num_classes, mean=model_cfg.mean, std=model_cfg.std)
+        options = {}
+        if train_cfg is not None:
+            options = dict(regulariser=train_cfg.regulariser, label_source=train_cfg.label_source,
+                           backbone_mode=train_cfg.backbone_mode)
+        return cls(classifier, model_cfg.layers, model_cfg.version, input_size=input_size, **options)
+
+    # -- modes -------------------------------------------------------------------------------------------------
+    def train(self, mode: bool = True) -> TameModel:
+        """Only the AM changes mode; the classifier stays in eval (see ``backbone_mode``)."""
+        self.training = mode
+        self.attention.train(mode)
+        return self
+
+    @contextmanager
+    def _backbone_running(self) -> Iterator[None]:
+        if self.backbone_mode == "eval" or not self.training:
+            yield
+            return
+        net = self.classifier.net
+        saved = {name: buf.clone() for name, buf in net.named_buffers()}
+        net.train()
+        try:
+            yield
+        finally:
+            net.eval()
+            with torch.no_grad():
+                for name, buf in net.named_buffers():
+                    buf.copy_(saved[name])
+
+    # -- forward pieces ----------------------------------------------------------------------------------------
+    def features(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """images [B, 3, H, W] in [0, 1] -> (logits [B, K], feature maps [B, C_i, H_i, W_i])."""
+        self.taps.begin((images.shape[-2], images.shape[-1]))
+        logits = self.classifier(images)
+        return logits, self.taps.collect()
+
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits [B, K] of the classifier, without tapping features."""
+        self.taps.enabled = False
+        try:
+            return self.classifier(images)
+        finally:
+            self.taps.enabled = True
+
+    @torch.no_grad()
+    def explain(self, images: torch.Tensor, classes: torch.Tensor | int | None = None) -> Explanation:
+        """Explanation maps [B, H, W] in [0, 1] for ``classes`` (long [B] or one int; default: the prediction).
+
+        Call ``model.eval()`` first: the AM's BatchNorm then uses its running statistics.
+        """
+        check_images(images)
+        logits, features = self.features(images)
+        classes = self._classes(classes, logits)
+        class_maps = self.attention(features, classes, per_image=True)  # [B, 1, S_h, S_w]
+        return Explanation(explanation_maps(class_maps, tuple(images.shape[-2:])), classes, logits)
+
+    def _classes(self, classes: torch.Tensor | int | None, logits: torch.Tensor) -> torch.Tensor:
+        if classes is None:
+            return logits.argmax(dim=1)
+        classes = torch.as_tensor(classes, device=logits.device, dtype=torch.long)
+        if classes.dim() == 0:
+            classes = classes.expand(logits.shape[0])
+        if classes.shape != (logits.shape[0],):
+            raise TameError(f"classes must be one int or one per image ({logits.shape[0]}), got {tuple(classes.shape)}")
+        if classes.numel() and (classes.min() < 0 or classes.max() >= self.num_classes):
+            raise TameError(f"class index out of range 0..{self.num_classes - 1}: {classes.tolist()}")
+        return classes
+
+    # -- training ----------------------------------------------------------------------------------------------
+    def training_step(self, images: torch.Tensor, labels: torch.Tensor | None = None,
+                      attention: nn.Module | None = None) -> dict[str, torch.Tensor]:
+        """One TAME step on images [B, 3, H, W] in [0, 1]: returns ``{loss, ce, area, var}``.
+
+        ``attention``: the module to run the AM through (the DDP wrapper under torchrun; default ``self.attention``).
+        """
+        attention = attention or self.attention
+        batch = images.shape[0]
+        with self._backbone_running():
+            with torch.no_grad():
+                logits, features = self.features(images)  # [B, K], [B, C_i, H_i, W_i]
+            if self.label_source == "list":
+                if labels is None:
+                    raise TameError("label_source is 'list' but no labels were given")
+                targets = labels.to(device=logits.device, dtype=torch.long)
+            else:
+                targets = logits.argmax(dim=1)
+            if self.regulariser == "batch":
+                all_targets, offset = self.gather_labels(targets)  # [B_global]
+                regulariser_set = torch.sigmoid(attention(features, all_targets))  # R: [B, B_global, S_h, S_w]
+                own = torch.arange(batch, device=images.device)
+                masks = regulariser_set[own, own + offset].unsqueeze(1)  # m: [B, 1, S_h, S_w]
+            else:
+                masks = torch.sigmoid(attention(features, targets, per_image=True))  # m: [B, 1, S_h, S_w]
+                regulariser_set = masks
+            upsampled = F.interpolate(masks, size=images.shape[-2:], mode="bilinear", align_corners=False)
+            self.taps.enabled = False
+            try:
+                masked_logits = self.classifier(upsampled * images)  # gradients flow through the frozen net
+            finally:
+                self.taps.enabled = True
+        return tame_loss(masked_logits, targets, regulariser_set)
+
+    # -- checkpoints -------------------------------------------------------------------------------------------
+    def attention_meta(self) -> dict:
+        return {"model": self.classifier.name, "layers": self.layers, "version": self.version,
+                "num_classes": self.num_classes, "size": list(self.attention.size)}
+
+    def save_attention(self, path: str | Path) -> None:
+        """Write the AM weights and what they fit (model, layers, version) to ``path`` atomically."""
+        state = {k: v.detach().cpu() for k, v in self.attention.state_dict().items()}
+        save_atomic({"format": ATTENTION_FORMAT, "attention": state, "meta": self.attention_meta()}, path)
+
+    def load_attention(self, path: str | Path) -> None:
+        """Load AM weights: our own files, training checkpoints, or original TAME checkpoints (``attn.`` keys)."""
+        state, meta = read_attention_file(path)
+        if meta:
+            for key in ("layers", "version"):
+                if key in meta and meta[key] != getattr(self, key):
+                    raise TameError(f"checkpoint {path} was trained with {key}={meta[key]!r}, "
+                                    f"this model uses {getattr(self, key)!r}")
+        check_state_dict(self.attention.state_dict(), state, f"checkpoint {path}")
+        self.attention.load_state_dict(state)
+
+
+def read_attention_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """(AM state dict, meta) from any supported checkpoint file, loaded without executing code."""
+    data = load_tensor_file(path)
+    if isinstance(data.get("attention"), dict):  # our format and training checkpoints
+        return data["attention"], dict(data.get("meta") or {})
+    if isinstance(data.get("state_dict"), dict):  # the original TAME snapshots
+        state = {k.removeprefix("attn."): v for k, v in data["state_dict"].items() if k.startswith("attn.")}
+        if not state:
+            raise TameError(f"checkpoint {path}: its state_dict has no 'attn.' keys (not a TAME checkpoint)")
+        return state, {}
+    if data and all(isinstance(v, torch.Tensor) for v in data.values()):  # a bare AM state dict
+        return data, {}
+    raise TameError(f"checkpoint {path}: not a TAME attention checkpoint (keys: {', '.join(list(data)[:5])})")

@@ -1,0 +1,93 @@
+"""Feature taps: forward hooks on named modules that collect their outputs as feature maps.
+
+The object that adds the hooks removes them (``close()`` or use as a context manager).
+CNN outputs [B, C, H, W] are used as they are; token outputs [B, N, D] (ViT) lose their prefix
+(class/register) tokens and are reshaped to [B, D, h, w].
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from tame.errors import TameError
+
+
+def tokens_to_map(tokens: torch.Tensor, num_prefix_tokens: int, image_hw: tuple[int, int]) -> torch.Tensor:
+    """tokens: [B, N, D] -> [B, D, h, w], dropping the first ``num_prefix_tokens``; h/w follow the image's aspect."""
+    batch, count, dim = tokens.shape
+    patches = count - num_prefix_tokens
+    height = max(1, round(math.sqrt(patches * image_hw[0] / image_hw[1])))
+    width = patches // height
+    if height * width != patches:
+        raise TameError(f"cannot arrange {patches} patch tokens into a grid for an image of {image_hw[0]}x{image_hw[1]}")
+    return tokens[:, num_prefix_tokens:].transpose(1, 2).reshape(batch, dim, height, width)
+
+
+class FeatureTaps:
+    """Collects the outputs of ``layers`` (names as ``net.named_modules()`` gives them) during a forward."""
+
+    def __init__(self, net: nn.Module, layers: Sequence[str], num_prefix_tokens: int = 0) -> None:
+        modules = dict(net.named_modules())
+        for name in layers:
+            if name not in modules or name == "":
+                close = difflib.get_close_matches(name, [n for n in modules if n], n=3, cutoff=0.5)
+                hint = f"; closest: {', '.join(close)}" if close else ""
+                raise TameError(f"unknown layer {name!r}{hint} (`tame-inspect MODEL` lists the layers)")
+        if len(set(layers)) != len(layers):
+            raise TameError(f"layers repeat a name: {' '.join(layers)}")
+        self.layers = list(layers)
+        self.num_prefix_tokens = num_prefix_tokens
+        self.enabled = True
+        self.image_hw: tuple[int, int] = (1, 1)
+        self._outputs: dict[str, torch.Tensor] = {}
+        self._handles = [modules[name].register_forward_hook(self._hook(name)) for name in self.layers]
+
+    def _hook(self, name: str):
+        def store(_module: nn.Module, _inputs, output) -> None:
+            if self.enabled:
+                self._outputs[name] = output
+
+        return store
+
+    def begin(self, image_hw: tuple[int, int]) -> None:
+        """Call before a forward: clears the previous outputs and records the image size (for token grids)."""
+        self._outputs = {}
+        self.image_hw = image_hw
+
+    def collect(self) -> list[torch.Tensor]:
+        """The tapped feature maps of the last forward, in ``layers`` order: [B, C_i, H_i, W_i] each."""
+        maps = []
+        for name in self.layers:
+            if name not in self._outputs:
+                raise TameError(f"layer {name!r} did not run during the forward pass")
+            maps.append(self._as_map(name, self._outputs[name]))
+        self._outputs = {}
+        return maps
+
+    def _as_map(self, name: str, output) -> torch.Tensor:
+        if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+            output = output[0]
+        if not isinstance(output, torch.Tensor):
+            raise TameError(f"layer {name!r} outputs {type(output).__name__}, not a feature map")
+        if output.dim() == 4:
+            return output
+        if output.dim() == 3 and self.num_prefix_tokens >= 0 and output.shape[1] > self.num_prefix_tokens:
+            return tokens_to_map(output, self.num_prefix_tokens, self.image_hw)
+        raise TameError(f"layer {name!r} outputs shape {tuple(output.shape)}, not a feature map "
+                        "[B, C, H, W] or tokens [B, N, D]; pick another layer")
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def __enter__(self) -> FeatureTaps:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
