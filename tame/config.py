@@ -7,6 +7,7 @@ environment variables (expanded when the config is resolved); the resolved confi
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -97,8 +98,15 @@ _CHOICES = {
     "log.wandb": ("online", "offline", "disabled"),
 }
 _POSITIVE = ("data.batch_size", "data.resize", "data.crop", "train.epochs", "train.max_lr", "train.keep_checkpoints")
-_NON_NEGATIVE = ("data.workers", "train.weight_decay", "train.momentum", "train.checkpoint_every",
-                 "train.max_steps_per_epoch", "log.log_every", "log.images_per_epoch")
+_NON_NEGATIVE = (
+    "data.workers",
+    "train.weight_decay",
+    "train.momentum",
+    "train.checkpoint_every",
+    "train.max_steps_per_epoch",
+    "log.log_every",
+    "log.images_per_epoch",
+)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
@@ -181,10 +189,8 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         raise TameError(f"config key {key}: expected an integer, got {value!r}")
     if hint is float:
         if isinstance(value, str):
-            try:
+            with contextlib.suppress(ValueError):
                 value = float(value)
-            except ValueError:
-                pass
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
         raise TameError(f"config key {key}: expected a number, got {value!r}")
@@ -233,8 +239,10 @@ def expand_path(value: str, key: str) -> Path:
     def substitute(match: re.Match) -> str:
         name = match.group(1) or match.group(2)
         if name not in os.environ:
-            raise TameError(f"config key {key}: {value!r} uses ${{{name}}}, which is not set "
-                            f"(export {name}=/path/to/data, or set {key}=... on the command line)")
+            raise TameError(
+                f"config key {key}: {value!r} uses ${{{name}}}, which is not set "
+                f"(export {name}=/path/to/data, or set {key}=... on the command line)"
+            )
         return os.environ[name]
 
     return Path(os.path.expanduser(_ENV.sub(substitute, value)))

@@ -2,8 +2,8 @@
 
 from tame.models.attention import AttentionMechanism, build_attention, list_attention_versions, register_attention
 from tame.models.registry import Classifier, create_classifier, list_backbones, register_backbone
-from tame.models.taps import FeatureTaps, tokens_to_map
 from tame.models.tame import Explanation, TameModel, explanation_maps, min_max_normalise, read_attention_file
+from tame.models.taps import FeatureTaps, tokens_to_map
 
 __all__ = [
     "AttentionMechanism",

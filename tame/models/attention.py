@@ -35,8 +35,9 @@ def list_attention_versions() -> list[str]:
     return list(_VERSIONS)
 
 
-def build_attention(version: str, channels: Sequence[int], num_classes: int,
-                    first_hw: tuple[int, int]) -> AttentionMechanism:
+def build_attention(
+    version: str, channels: Sequence[int], num_classes: int, first_hw: tuple[int, int]
+) -> AttentionMechanism:
     """An AM for feature maps with ``channels`` whose first (largest) map is ``first_hw``."""
     if version not in _VERSIONS:
         raise TameError(f"unknown attention version {version!r}; choose one of {', '.join(_VERSIONS)}")
@@ -67,8 +68,9 @@ class AttentionMechanism(nn.Module):
         resized = [F.interpolate(b, size=self.size, mode="bilinear", align_corners=False) for b in branches]
         return torch.cat(resized, dim=1)
 
-    def forward(self, features: Sequence[torch.Tensor], classes: torch.Tensor | None = None,
-                per_image: bool = False) -> torch.Tensor:
+    def forward(
+        self, features: Sequence[torch.Tensor], classes: torch.Tensor | None = None, per_image: bool = False
+    ) -> torch.Tensor:
         """Pre-sigmoid class maps c.
 
         - ``classes=None``: all K maps, [B, K, S_h, S_w].

@@ -34,8 +34,9 @@ def load_tensor_file(path: str | Path, map_location: str | torch.device = "cpu")
         data = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else "unpickling refused"
-        raise TameError(f"{path}: refused to load: the file holds objects other than tensors, which could run code "
-                        f"({first[:160]})") from None
+        raise TameError(
+            f"{path}: refused to load: the file holds objects other than tensors, which could run code ({first[:160]})"
+        ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
         raise TameError(f"{path}: corrupt or truncated file ({type(err).__name__}: {str(err)[:120]})") from None
     if not isinstance(data, dict):

@@ -164,8 +164,11 @@ def check_state_dict(expected: dict, given: dict, what: str) -> None:
     """Raise a TameError naming missing/unexpected keys and shape mismatches."""
     missing = [k for k in expected if k not in given]
     unexpected = [k for k in given if k not in expected]
-    shapes = [f"{k} {tuple(given[k].shape)} vs {tuple(expected[k].shape)}"
-              for k in expected if k in given and given[k].shape != expected[k].shape]
+    shapes = [
+        f"{k} {tuple(given[k].shape)} vs {tuple(expected[k].shape)}"
+        for k in expected
+        if k in given and given[k].shape != expected[k].shape
+    ]
     problems = []
     if missing:
         problems.append(f"missing keys {_few(missing)}")

@@ -86,9 +86,11 @@ class TameModel(nn.Module):
         backbone_mode: str = "eval",
     ) -> None:
         super().__init__()
-        for value, choices, what in ((regulariser, ("batch", "diagonal"), "regulariser"),
-                                     (label_source, ("model", "list"), "label_source"),
-                                     (backbone_mode, ("eval", "train"), "backbone_mode")):
+        for value, choices, what in (
+            (regulariser, ("batch", "diagonal"), "regulariser"),
+            (label_source, ("model", "list"), "label_source"),
+            (backbone_mode, ("eval", "train"), "backbone_mode"),
+        ):
             if value not in choices:
                 raise TameError(f"{what} must be one of {', '.join(choices)}, got {value!r}")
         self.classifier = classifier
@@ -113,12 +115,21 @@ class TameModel(nn.Module):
     @classmethod
     def from_config(cls, model_cfg, input_size: int, train_cfg=None) -> TameModel:
         """Build from ``Config.model`` (and ``Config.train`` for the training options)."""
-        classifier = create_classifier(model_cfg.name, pretrained=model_cfg.pretrained, weights=model_cfg.weights,
-                                       num_classes=model_cfg.num_classes, mean=model_cfg.mean, std=model_cfg.std)
+        classifier = create_classifier(
+            model_cfg.name,
+            pretrained=model_cfg.pretrained,
+            weights=model_cfg.weights,
+            num_classes=model_cfg.num_classes,
+            mean=model_cfg.mean,
+            std=model_cfg.std,
+        )
         options = {}
         if train_cfg is not None:
-            options = dict(regulariser=train_cfg.regulariser, label_source=train_cfg.label_source,
-                           backbone_mode=train_cfg.backbone_mode)
+            options = dict(
+                regulariser=train_cfg.regulariser,
+                label_source=train_cfg.label_source,
+                backbone_mode=train_cfg.backbone_mode,
+            )
         return cls(classifier, model_cfg.layers, model_cfg.version, input_size=input_size, **options)
 
     # -- modes -------------------------------------------------------------------------------------------------
@@ -133,16 +144,23 @@ class TameModel(nn.Module):
         if self.backbone_mode == "eval" or not self.training:
             yield
             return
-        net = self.classifier.net
-        saved = {name: buf.clone() for name, buf in net.named_buffers()}
-        net.train()
+        # The published code runs the frozen backbone in training mode (batch statistics, dropout). Its BatchNorm
+        # layers then update running statistics in place: give them copies and put the originals back afterwards.
+        originals = [
+            (module, name, buf)
+            for module in self.classifier.net.modules()
+            for name, buf in module._buffers.items()
+            if buf is not None
+        ]
+        for module, name, buf in originals:
+            module._buffers[name] = buf.clone()
+        self.classifier.net.train()
         try:
             yield
         finally:
-            net.eval()
-            with torch.no_grad():
-                for name, buf in net.named_buffers():
-                    buf.copy_(saved[name])
+            self.classifier.net.eval()
+            for module, name, buf in originals:
+                module._buffers[name] = buf
 
     # -- forward pieces ----------------------------------------------------------------------------------------
     def features(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -184,8 +202,9 @@ class TameModel(nn.Module):
         return classes
 
     # -- training ----------------------------------------------------------------------------------------------
-    def training_step(self, images: torch.Tensor, labels: torch.Tensor | None = None,
-                      attention: nn.Module | None = None) -> dict[str, torch.Tensor]:
+    def training_step(
+        self, images: torch.Tensor, labels: torch.Tensor | None = None, attention: nn.Module | None = None
+    ) -> dict[str, torch.Tensor]:
         """One TAME step on images [B, 3, H, W] in [0, 1]: returns ``{loss, ce, area, var}``.
 
         ``attention``: the module to run the AM through (the DDP wrapper under torchrun; default ``self.attention``).
@@ -219,8 +238,13 @@ class TameModel(nn.Module):
 
     # -- checkpoints -------------------------------------------------------------------------------------------
     def attention_meta(self) -> dict:
-        return {"model": self.classifier.name, "layers": self.layers, "version": self.version,
-                "num_classes": self.num_classes, "size": list(self.attention.size)}
+        return {
+            "model": self.classifier.name,
+            "layers": self.layers,
+            "version": self.version,
+            "num_classes": self.num_classes,
+            "size": list(self.attention.size),
+        }
 
     def save_attention(self, path: str | Path) -> None:
         """Write the AM weights and what they fit (model, layers, version) to ``path`` atomically."""
@@ -233,8 +257,10 @@ class TameModel(nn.Module):
         if meta:
             for key in ("layers", "version"):
                 if key in meta and meta[key] != getattr(self, key):
-                    raise TameError(f"checkpoint {path} was trained with {key}={meta[key]!r}, "
-                                    f"this model uses {getattr(self, key)!r}")
+                    raise TameError(
+                        f"checkpoint {path} was trained with {key}={meta[key]!r}, "
+                        f"this model uses {getattr(self, key)!r}"
+                    )
         check_state_dict(self.attention.state_dict(), state, f"checkpoint {path}")
         self.attention.load_state_dict(state)
 

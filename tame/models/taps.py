@@ -24,7 +24,9 @@ def tokens_to_map(tokens: torch.Tensor, num_prefix_tokens: int, image_hw: tuple[
     height = max(1, round(math.sqrt(patches * image_hw[0] / image_hw[1])))
     width = patches // height
     if height * width != patches:
-        raise TameError(f"cannot arrange {patches} patch tokens into a grid for an image of {image_hw[0]}x{image_hw[1]}")
+        raise TameError(
+            f"cannot arrange {patches} patch tokens into a grid for an image of {image_hw[0]}x{image_hw[1]}"
+        )
     return tokens[:, num_prefix_tokens:].transpose(1, 2).reshape(batch, dim, height, width)
 
 
@@ -78,8 +80,10 @@ class FeatureTaps:
             return output
         if output.dim() == 3 and self.num_prefix_tokens >= 0 and output.shape[1] > self.num_prefix_tokens:
             return tokens_to_map(output, self.num_prefix_tokens, self.image_hw)
-        raise TameError(f"layer {name!r} outputs shape {tuple(output.shape)}, not a feature map "
-                        "[B, C, H, W] or tokens [B, N, D]; pick another layer")
+        raise TameError(
+            f"layer {name!r} outputs shape {tuple(output.shape)}, not a feature map "
+            "[B, C, H, W] or tokens [B, N, D]; pick another layer"
+        )
 
     def close(self) -> None:
         for handle in self._handles:

@@ -1,0 +1,264 @@
+"""Backbone registry, feature taps, checkpoints (ours, original TAME, malicious), tame-inspect, bad input."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import sys
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+from tame.cli import inspect_main
+from tame.errors import TameError
+from tame.models import FeatureTaps, TameModel, create_classifier, register_backbone, tokens_to_map
+from tame.models.inspect import default_layers, feature_layers
+
+LAYERS = ["layer2", "layer3", "layer4"]
+
+
+# -- registry ----------------------------------------------------------------------------------------------------
+def test_timm_classifier_is_frozen_in_eval_with_its_normalisation():
+    classifier = create_classifier("test_resnet", pretrained=False)
+    assert not classifier.training and not classifier.net.training
+    assert all(not p.requires_grad for p in classifier.parameters())
+    cfg = classifier.net.pretrained_cfg
+    torch.testing.assert_close(classifier.mean.flatten(), torch.tensor(cfg["mean"], dtype=torch.float32))
+    images = torch.rand(2, 3, 32, 32)
+    expected = classifier.net(
+        (images - torch.tensor(cfg["mean"]).view(1, 3, 1, 1)) / torch.tensor(cfg["std"]).view(1, 3, 1, 1)
+    )
+    torch.testing.assert_close(classifier(images), expected)
+
+
+def test_pretrained_tag_is_accepted_offline():
+    classifier = create_classifier("resnet18.tv_in1k", pretrained=False)
+    assert classifier.net.pretrained_cfg["tag"] == "tv_in1k"
+
+
+@register_backbone("tiny_cnn_for_tests")
+def _tiny_cnn(pretrained: bool = False, num_classes: int = 10) -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(16, num_classes),
+    )
+
+
+def build_path_model(pretrained: bool = False) -> nn.Module:
+    return _tiny_cnn()
+
+
+def test_registered_and_module_path_backbones():
+    registered = create_classifier("tiny_cnn_for_tests", pretrained=False)
+    assert registered(torch.rand(1, 3, 16, 16)).shape == (1, 10)
+    torch.testing.assert_close(registered.mean.flatten(), torch.tensor([0.485, 0.456, 0.406]))
+    by_path = create_classifier(f"{__name__}:build_path_model", pretrained=False)
+    model = TameModel(by_path, ["0", "3"], input_size=16)
+    assert model.feature_shapes == [(8, 16, 16), (16, 8, 8)]
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_local_weights_file(tmp_path, suffix):
+    source = create_classifier("test_resnet", pretrained=False)
+    path = tmp_path / f"weights{suffix}"
+    state = {k: v.clone() for k, v in source.net.state_dict().items()}
+    if suffix == ".safetensors":
+        save_file(state, str(path))
+    else:
+        torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}}, path)
+    loaded = create_classifier("test_resnet", pretrained=True, weights=path)
+    for key, value in loaded.net.state_dict().items():
+        assert torch.equal(value, state[key])
+
+
+def test_weights_file_for_another_model_names_keys(tmp_path):
+    path = tmp_path / "other.pth"
+    torch.save(create_classifier("tiny_cnn_for_tests", pretrained=False).net.state_dict(), path)
+    with pytest.raises(TameError, match="does not fit the model: missing keys"):
+        create_classifier("test_resnet", pretrained=False, weights=path)
+
+
+def test_unknown_model_suggests_close_names():
+    with pytest.raises(TameError, match="unknown model 'resnet5O'; did you mean resnet50"):
+        create_classifier("resnet5O", pretrained=False)
+
+
+# -- paper backbones and other families ---------------------------------------------------------------------------
+def test_vgg16_and_resnet50_paper_layers_and_shapes():
+    vgg = TameModel(create_classifier("vgg16.tv_in1k", pretrained=False), ["features.16", "features.23", "features.30"])
+    assert vgg.feature_shapes == [(256, 28, 28), (512, 14, 14), (512, 7, 7)]
+    assert vgg.attention.size == (28, 28) and vgg.attention.fuser.out_channels == 1000
+    del vgg
+    resnet = TameModel(create_classifier("resnet50.tv_in1k", pretrained=False), LAYERS)
+    assert resnet.feature_shapes == [(512, 28, 28), (1024, 14, 14), (2048, 7, 7)]
+    assert resnet.attention.fuser.in_channels == 512 + 1024 + 2048
+
+
+def test_vit_tokens_become_maps_and_convnext_works():
+    vit = TameModel(
+        create_classifier("test_vit", pretrained=False), ["blocks.1", "blocks.3", "blocks.5"], input_size=160
+    )
+    assert vit.feature_shapes == [(64, 10, 10)] * 3  # 1 class token dropped, 100 patches -> 10 x 10
+    vit.eval()
+    assert vit.explain(torch.rand(2, 3, 160, 160)).maps.shape == (2, 160, 160)
+    convnext = TameModel(
+        create_classifier("test_convnext", pretrained=False), ["stages.1", "stages.2", "stages.3"], input_size=64
+    )
+    out = convnext.train().training_step(torch.rand(2, 3, 64, 64))
+    assert torch.isfinite(out["loss"])
+
+
+def test_tokens_to_map_drops_prefix_tokens():
+    tokens = torch.arange(2 * 7 * 3, dtype=torch.float32).view(2, 7, 3)  # 1 prefix + 6 patches, image 2:3
+    grid = tokens_to_map(tokens, num_prefix_tokens=1, image_hw=(20, 30))
+    assert grid.shape == (2, 3, 2, 3)
+    assert torch.equal(grid[0, :, 0, 0], tokens[0, 1])
+    assert torch.equal(grid[1, :, 1, 2], tokens[1, 6])
+
+
+# -- taps ---------------------------------------------------------------------------------------------------------
+def test_taps_collect_in_order_and_release_hooks(tiny_classifier):
+    net = tiny_classifier.net
+    with FeatureTaps(net, ["layer4", "layer2"]) as taps:
+        taps.begin((64, 64))
+        net(torch.rand(1, 3, 64, 64))
+        maps = taps.collect()
+        assert [m.shape[1] for m in maps] == [96, 48]
+    assert all(not m._forward_hooks for m in net.modules())
+
+
+@pytest.mark.parametrize(
+    ("layers", "message"),
+    [
+        (["layer2", "layr3"], "unknown layer 'layr3'; closest: layer3"),
+        (["layer2", "fc"], "layer 'fc' outputs shape"),
+        (["layer2", "layer2"], "repeat"),
+    ],
+)
+def test_bad_layer_choices(tiny_classifier, layers, message):
+    with pytest.raises(TameError, match=message):
+        TameModel(tiny_classifier, layers, input_size=64)
+
+
+# -- checkpoints --------------------------------------------------------------------------------------------------
+def test_own_checkpoint_round_trip(tiny_classifier, tmp_path):
+    model = TameModel(tiny_classifier, LAYERS, input_size=64)
+    with torch.no_grad():
+        for p in model.attention.parameters():
+            p.normal_()
+    model.save_attention(tmp_path / "am.pt")
+    other = TameModel(tiny_classifier, LAYERS, input_size=64)
+    other.load_attention(tmp_path / "am.pt")
+    for key, value in model.attention.state_dict().items():
+        assert torch.equal(value, other.attention.state_dict()[key])
+
+
+def test_original_tame_checkpoint_loads_without_conversion(tiny_classifier, tmp_path):
+    source = TameModel(tiny_classifier, LAYERS, input_size=64)
+    with torch.no_grad():
+        source.attention.fuser.weight.normal_()
+    original = {f"attn.{k}": v for k, v in source.attention.state_dict().items()}
+    original.update({f"body.{k}": v for k, v in tiny_classifier.net.state_dict().items()})
+    torch.save(
+        {"epoch": 8, "global_counter": 1234, "state_dict": original, "optimizer": {"state": {}}},
+        tmp_path / "vgg16_TAME.pt",
+    )
+    model = TameModel(tiny_classifier, LAYERS, input_size=64)
+    model.load_attention(tmp_path / "vgg16_TAME.pt")
+    assert torch.equal(model.attention.fuser.weight, source.attention.fuser.weight)
+
+
+def test_checkpoint_for_other_layers_is_refused(tiny_classifier, tmp_path):
+    TameModel(tiny_classifier, ["layer3", "layer4"], input_size=64).save_attention(tmp_path / "am.pt")
+    with pytest.raises(TameError, match="trained with layers="):
+        TameModel(tiny_classifier, LAYERS, input_size=64).load_attention(tmp_path / "am.pt")
+    bare = {
+        k: v for k, v in TameModel(tiny_classifier, ["layer3", "layer4"], input_size=64).attention.state_dict().items()
+    }
+    torch.save(bare, tmp_path / "bare.pt")
+    with pytest.raises(TameError, match="does not fit the model: .*shape mismatch"):
+        TameModel(tiny_classifier, LAYERS, input_size=64).load_attention(tmp_path / "bare.pt")
+
+
+class _Payload:
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.target}",))
+
+
+def test_malicious_pickle_is_refused_and_never_runs(tiny_classifier, tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pt"
+    torch.save({"state_dict": {"attn.fuser.weight": _Payload(str(marker))}}, path)
+    with pytest.raises(TameError, match="refused to load"):
+        TameModel(tiny_classifier, LAYERS, input_size=64).load_attention(path)
+    assert not marker.exists()
+    torch.load(path, weights_only=False)  # proof that the file really carries a payload
+    assert marker.exists()
+
+
+def test_truncated_checkpoint_is_one_clear_error(tiny_classifier, tmp_path):
+    model = TameModel(tiny_classifier, LAYERS, input_size=64)
+    model.save_attention(tmp_path / "am.pt")
+    data = (tmp_path / "am.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(TameError, match="corrupt or truncated"):
+        model.load_attention(tmp_path / "cut.pt")
+    (tmp_path / "junk.pt").write_bytes(pickle.dumps([1, 2, 3]))
+    with pytest.raises(TameError):
+        model.load_attention(tmp_path / "junk.pt")
+
+
+# -- bad images ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("images", "message"),
+    [
+        (torch.rand(2, 3, 64, 64) * 255, r"must lie in \[0, 1\]"),
+        (torch.rand(3, 64, 64), r"\[B, 3, H, W\]"),
+        (torch.rand(2, 1, 64, 64), r"\[B, 3, H, W\]"),
+        (torch.randint(0, 2, (2, 3, 64, 64)), "float"),
+    ],
+)
+def test_bad_images_are_clear_errors(tiny_model, images, message):
+    with pytest.raises(TameError, match=message):
+        tiny_model.eval().explain(images)
+
+
+def test_class_out_of_range(tiny_model):
+    with pytest.raises(TameError, match="class index out of range"):
+        tiny_model.eval().explain(torch.rand(1, 3, 64, 64), classes=5000)
+
+
+# -- tame-inspect -------------------------------------------------------------------------------------------------
+def test_inspect_default_layers():
+    resnet = feature_layers(create_classifier("resnet50", pretrained=False))
+    assert default_layers(resnet) == LAYERS
+    vgg = feature_layers(create_classifier("vgg16", pretrained=False))
+    assert default_layers(vgg) == ["features.16", "features.23", "features.30"]
+    vit = feature_layers(create_classifier("test_vit", pretrained=False), input_size=160)
+    assert default_layers(vit) == ["blocks.3", "blocks.4", "blocks.5"]
+
+
+def test_inspect_cli(capsys):
+    assert inspect_main(["test_resnet", "--input-size", "64", "--layers", "layer2", "layer4"]) == 0
+    out = capsys.readouterr().out
+    assert "* layer3" in out and "48 x 8 x 8" in out and "layers OK" in out and "attention mechanism TAME" in out
+    assert inspect_main(["test_resnet", "--layers", "layer9"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tame-inspect: error: unknown layer 'layer9'") and "Traceback" not in err
+    assert inspect_main(["no_such_model_xyz"]) == 2
+
+
+def test_console_scripts_are_installed():
+    bin_dir = os.path.dirname(sys.executable)
+    assert os.path.exists(os.path.join(bin_dir, "tame")) and os.path.exists(os.path.join(bin_dir, "tame-inspect"))
