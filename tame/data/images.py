@@ -1,0 +1,62 @@
+"""Decoding to RGB and the resize/crop geometry that both loaders (DALI and PIL) share, so their crops agree.
+
+Geometry (train and eval): resize so the shorter side is ``resize`` (long side ``resize * long // short``, integer
+arithmetic, as torchvision computes it; small images are resized up), then crop ``crop`` x ``crop`` at
+``anchor = floor(position * (size - crop) + 0.5)`` per axis with position 0.5 for the centre crop and a random
+position in [0, 1] for training (DALI's ``crop_pos_x/y`` rounding; torchvision's centre crop rounds half to even
+and would sit one pixel off for odd margins).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+from PIL import Image, ImageOps
+
+# formats both backends decode (DALI 2.4's CPU decoder refuses GIF, which PIL would read)
+SUPPORTED_FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "WEBP", "JPEG2000", "PPM")
+
+
+class DecodeError(Exception):
+    """An image file that cannot be decoded (the message says why)."""
+
+
+def resized_size(height: int, width: int, shorter: int) -> tuple[int, int]:
+    """(height, width) after resizing the shorter side to ``shorter``."""
+    if height <= width:
+        return shorter, shorter * width // height
+    return shorter * height // width, shorter
+
+
+def crop_anchor(size: int, crop: int, position: float) -> int:
+    """Top/left offset of a ``crop`` window in ``size`` pixels at ``position`` in [0, 1] (0.5 = centre)."""
+    return math.floor(float(np.float32(position)) * (size - crop) + 0.5)
+
+
+def _to_8bit_rgb(image: Image.Image) -> Image.Image:
+    if image.mode.startswith("I"):  # 16-bit (I;16, I;16B, ...) or 32-bit integer greyscale: scale 0..65535 to 0..255
+        values = np.asarray(image).astype(np.int64).clip(0, 65535)
+        return Image.fromarray(((values * 255 + 32767) // 65535).astype(np.uint8), mode="L").convert("RGB")
+    return image.convert("RGB")
+
+
+def load_rgb(path: str | os.PathLike) -> Image.Image:
+    """Decode an image to 8-bit RGB, applying EXIF orientation (as DALI does).
+
+    Greyscale, palette, CMYK, RGBA/LA (alpha dropped) and 16-bit images are converted; anything PIL cannot read
+    completely (truncated, corrupt, empty, not an image) or that DALI cannot decode raises :class:`DecodeError`.
+    """
+    try:
+        with Image.open(path) as image:
+            if image.format not in SUPPORTED_FORMATS:
+                raise DecodeError(
+                    f"{image.format} images are not supported (DALI cannot decode them); convert it to JPEG or PNG"
+                )
+            image.load()
+            return _to_8bit_rgb(ImageOps.exif_transpose(image))
+    except DecodeError:
+        raise
+    except Exception as err:  # PIL raises OSError, SyntaxError, ValueError, ... for bad files
+        raise DecodeError(f"cannot decode: {err}") from None
