@@ -1,0 +1,105 @@
+"""``build_loader``: a list file -> a sharded loader on the chosen backend (DALI or PIL), validated first.
+
+``data.backend``: ``dali`` (fails if DALI is missing), ``torch`` (PIL fallback), or ``auto`` (DALI if it imports and
+either CUDA is available or its CPU-only pipeline runs here, else torch).
+``data.validate``: ``none``, ``cheap`` (format, labels, path inside the root, file exists and is not empty) or
+``decode`` (also decodes every image). Every rank validates the whole list, so all ranks fail alike.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from tame.config import DataConfig
+from tame.data.check import validate_list
+from tame.data.lists import first_problem_error, read_list
+from tame.data.sharding import Loader
+from tame.errors import TameError
+
+
+def resolve_backend(backend: str, device: torch.device) -> str:
+    """``dali`` or ``torch`` for the configured ``data.backend`` on ``device``."""
+    from tame.data.dali import dali_available
+
+    if backend == "torch":
+        return "torch"
+    if backend == "dali":
+        if not dali_available(cpu_only=False):
+            raise TameError(
+                "data.backend=dali but NVIDIA DALI is not installed "
+                "(pip install nvidia-dali-cuda120, or use data.backend=torch)"
+            )
+        return "dali"
+    if backend != "auto":
+        raise TameError(f"config key data.backend: {backend!r} is not one of dali, torch, auto")
+    return "dali" if dali_available(cpu_only=device.type != "cuda") else "torch"
+
+
+def per_rank_batch(global_batch: int, world_size: int) -> int:
+    """The per-rank batch of a global ``data.batch_size`` split over ``world_size`` ranks."""
+    if global_batch < 1 or global_batch % world_size:
+        raise TameError(
+            f"config key data.batch_size: the global batch {global_batch} must be a positive multiple "
+            f"of the number of processes ({world_size})"
+        )
+    return global_batch // world_size
+
+
+def build_loader(
+    data_cfg: DataConfig,
+    list_file: str | os.PathLike,
+    root: str | os.PathLike,
+    *,
+    train: bool,
+    device: torch.device,
+    rank: int = 0,
+    world_size: int = 1,
+    seed: int = 0,
+    batch_size: int | None = None,
+    num_classes: int | None = None,
+    max_samples: int | None = None,
+) -> Loader:
+    """A loader over ``list_file`` (paths relative to ``root``) for this rank; see :class:`Loader` for the contract.
+
+    ``batch_size`` is per rank (default ``data_cfg.batch_size // world_size``); ``num_classes`` bounds the labels;
+    ``max_samples`` keeps only the first entries of the list (smoke runs).
+    """
+    if not 0 <= rank < world_size:
+        raise TameError(f"rank {rank} is outside 0..{world_size - 1}")
+    if seed < 0:
+        raise TameError(f"config key train.seed: must not be negative, got {seed}")
+    if batch_size is None:
+        batch_size = per_rank_batch(data_cfg.batch_size, world_size)
+    elif batch_size < 1:
+        raise TameError(f"batch size must be positive, got {batch_size}")
+    device = torch.device(device)
+    entries = read_list(list_file, root, num_classes)
+    if max_samples is not None:
+        entries = entries[:max_samples]
+    if data_cfg.validate != "none":
+        report = validate_list(
+            entries, root, decode=data_cfg.validate == "decode", workers=max(8, data_cfg.workers), progress=rank == 0
+        )
+        if not report.ok:
+            raise TameError(first_problem_error(list_file, report.problems, root))
+    backend = resolve_backend(data_cfg.backend, device)
+    if backend == "dali":
+        from tame.data.dali import DaliLoader as loader_class
+    else:
+        from tame.data.torch_loader import TorchLoader as loader_class
+    return loader_class(
+        entries,
+        root,
+        list_file=list_file,
+        train=train,
+        device=device,
+        rank=rank,
+        world_size=world_size,
+        batch_size=batch_size,
+        seed=seed,
+        resize=data_cfg.resize,
+        crop=data_cfg.crop,
+        workers=data_cfg.workers,
+    )

@@ -1,0 +1,83 @@
+"""The fallback loader: PIL decoding + the shared resize/crop geometry in ``DataLoader`` worker processes.
+
+Same contract, sharding and transforms as the DALI pipeline (see :mod:`tame.data.sharding` and
+:mod:`tame.data.images`); used where DALI is not installed or with ``data.backend: torch``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from tame.data.images import DecodeError, crop_anchor, load_rgb, resized_size
+from tame.data.lists import ListEntry
+from tame.data.sharding import EpochPlan, Loader
+from tame.errors import TameError
+
+# one sample request: (sample index, crop position x, crop position y, flip)
+Request = tuple[int, float, float, bool]
+
+
+class _Images(Dataset):
+    """Decodes and transforms one image per :data:`Request`; an undecodable file comes back as an error message."""
+
+    def __init__(self, entries: list[ListEntry], root: Path, list_file: Path, resize: int, crop: int) -> None:
+        self.entries, self.root, self.list_file = entries, root, list_file
+        self.resize, self.crop = resize, crop
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, request: Request) -> tuple[torch.Tensor, str]:
+        index, pos_x, pos_y, flip = request
+        entry = self.entries[index]
+        try:
+            image = load_rgb(self.root / entry.path)
+        except DecodeError as err:
+            return torch.zeros(
+                3, self.crop, self.crop, dtype=torch.uint8
+            ), f"{self.list_file}:{entry.line}: {entry.path}: {err}"
+        height, width = resized_size(image.height, image.width, self.resize)
+        image = image.resize(
+            (width, height), Image.Resampling.BILINEAR
+        )  # PIL's bilinear is antialiased (triangle filter)
+        top, left = crop_anchor(height, self.crop, pos_y), crop_anchor(width, self.crop, pos_x)
+        image = image.crop((left, top, left + self.crop, top + self.crop))
+        if flip:
+            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1), ""  # [3, crop, crop] uint8
+
+
+class TorchLoader(Loader):
+    """PIL + ``DataLoader`` backend (``workers`` processes; 0 decodes in the main process)."""
+
+    backend = "torch"
+
+    def _requests(self, plan: EpochPlan, k: int) -> list[Request]:
+        rows = plan.batch(k)
+        indices = plan.indices[rows].tolist()
+        if plan.augment is None:
+            return [(index, 0.5, 0.5, False) for index in indices]
+        augment = plan.augment[rows]
+        return [(index, float(x), float(y), bool(f < 0.5)) for index, (x, y, f) in zip(indices, augment)]
+
+    def _iterate(self, plan: EpochPlan, skip: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        batches = [self._requests(plan, k) for k in range(skip, plan.num_batches)]
+        dataset = _Images(self.entries, self.root, self.list_file, self.resize, self.crop)
+        loader = DataLoader(
+            dataset, batch_sampler=batches, num_workers=self.workers, pin_memory=self.device.type == "cuda"
+        )
+        for k, (images, errors) in enumerate(loader, start=skip):
+            failed = [error for error in errors if error]
+            if failed:
+                raise TameError(
+                    f"{failed[0]} (run `tame datalist check {self.list_file} --root {self.root} --decode` "
+                    "to find every bad image)"
+                )
+            images = images.to(self.device, non_blocking=True).float().div_(255)  # [B, 3, crop, crop] in [0, 1]
+            yield images, self.batch_labels(plan, k)
