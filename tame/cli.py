@@ -15,6 +15,7 @@ from tame.errors import TameError
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "inspect": ("tame.models.inspect", "list a model's layers with their feature-map shapes"),
+    "datalist": ("tame.data.cli", "check, make, predict and synthesise list files"),
 }
 
 
