@@ -1,0 +1,150 @@
+"""Launch resolution (torchrun / SLURM / single process, simulated), device choice and the synchronised BatchNorm."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.distributed as torch_dist
+import torch.multiprocessing as mp
+from torch import nn
+
+from tame.engine.dist import Dist, Launch, first_host, label_gatherer, pick_device, resolve_launch, setup
+from tame.engine.syncbn import SyncBatchNorm2d, convert_sync_batchnorm
+from tame.errors import TameError
+
+
+def test_no_launcher_means_one_process():
+    assert resolve_launch({}) == Launch()
+
+
+def test_torchrun_variables_win_over_slurm():
+    env = {
+        "RANK": "3",
+        "WORLD_SIZE": "8",
+        "LOCAL_RANK": "1",
+        "LOCAL_WORLD_SIZE": "4",
+        "SLURM_PROCID": "0",
+        "SLURM_NTASKS": "2",
+        "SLURM_JOB_NODELIST": "n[1-2]",
+    }
+    launch = resolve_launch(env)
+    assert (launch.rank, launch.world_size, launch.local_rank, launch.local_world_size) == (3, 8, 1, 4)
+    assert launch.source == "torchrun" and launch.master_addr is None  # torchrun provides the rendezvous
+
+
+def test_srun_without_torchrun():
+    env = {
+        "SLURM_PROCID": "5",
+        "SLURM_NTASKS": "8",
+        "SLURM_LOCALID": "1",
+        "SLURM_NTASKS_PER_NODE": "4(x2)",
+        "SLURM_JOB_NODELIST": "gpu[003-004]",
+        "SLURM_JOB_ID": "12345",
+    }
+    launch = resolve_launch(env)
+    assert (launch.rank, launch.world_size, launch.local_rank, launch.local_world_size) == (5, 8, 1, 4)
+    assert (launch.source, launch.master_addr, launch.master_port) == ("slurm", "gpu003", 32345)
+    assert resolve_launch({**env, "MASTER_ADDR": "head", "MASTER_PORT": "29400"}).master_port == 29400
+
+
+def test_one_slurm_task_is_one_process():  # e.g. the sbatch script itself, before torchrun starts
+    assert resolve_launch({"SLURM_PROCID": "0", "SLURM_NTASKS": "1"}) == Launch()
+
+
+@pytest.mark.parametrize(
+    "nodelist, host",
+    [("node7", "node7"), ("gpu[003-006,9],cpu1", "gpu003"), ("a-[12,15]-ib", "a-12-ib"), ("x1,x2", "x1")],
+)
+def test_first_host_of_a_nodelist(nodelist, host):
+    assert first_host(nodelist) == host
+
+
+def test_bad_variable_is_one_clear_error():
+    with pytest.raises(TameError, match="WORLD_SIZE='four'"):
+        resolve_launch({"RANK": "0", "WORLD_SIZE": "four", "LOCAL_RANK": "0"})
+
+
+def test_more_processes_than_gpus_is_refused(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert pick_device("auto", local_rank=1, local_world_size=2) == torch.device("cuda", 1)
+    with pytest.raises(TameError, match=r"GPUS=4 .* only 2 CUDA"):
+        pick_device("auto", local_rank=0, local_world_size=4)
+    assert pick_device("cpu", 0, 4) == torch.device("cpu")
+
+
+def test_cuda_asked_for_without_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(TameError, match="train.device"):
+        pick_device("cuda")
+
+
+def test_single_process_setup_starts_no_group():
+    dist = setup("cpu", env={})
+    assert dist == Dist(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+    assert not dist.distributed and dist.is_main and not torch_dist.is_initialized()
+
+
+def test_conversion_keeps_state_dict_keys():
+    net = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4), nn.Sequential(nn.BatchNorm2d(4, momentum=None)))
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    convert_sync_batchnorm(net)
+    assert isinstance(net[1], SyncBatchNorm2d) and isinstance(net[2][0], SyncBatchNorm2d)
+    assert net[2][0].momentum is None
+    assert (
+        all(torch.equal(before[k], v) for k, v in net.state_dict().items()) and before.keys() == net.state_dict().keys()
+    )
+
+
+def _sync_bn_worker(rank: int, world: int, init_file: str, inputs, grad_weights, results) -> None:
+    torch_dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        torch.manual_seed(0)
+        bn = convert_sync_batchnorm(nn.Sequential(nn.BatchNorm2d(3)))[0]
+        with torch.no_grad():
+            bn.weight.copy_(torch.tensor([1.0, 2.0, 0.5]))
+            bn.bias.copy_(torch.tensor([0.1, -0.2, 0.3]))
+        part = slice(rank * 2, rank * 2 + 2)  # 2 of 4 images each
+        x = inputs[part].clone().requires_grad_(True)
+        out = bn(x)
+        (out * grad_weights[part]).sum().backward()
+        labels, offset = label_gatherer(Dist(rank, world, rank, torch.device("cpu")))(torch.tensor([rank, 10 + rank]))
+        results[rank] = {
+            "out": out.detach(),
+            "x_grad": x.grad,
+            "w_grad": bn.weight.grad,
+            "b_grad": bn.bias.grad,
+            "mean": bn.running_mean,
+            "var": bn.running_var,
+            "labels": labels,
+            "offset": offset,
+        }
+    finally:
+        torch_dist.destroy_process_group()
+
+
+def test_sync_batchnorm_over_two_ranks_equals_batchnorm_over_the_global_batch(tmp_path):
+    inputs = torch.randn(4, 3, 5, 5) * 3 + 1
+    grad_weights = torch.randn(4, 3, 5, 5)
+    results = mp.Manager().dict()
+    mp.spawn(_sync_bn_worker, args=(2, str(tmp_path / "store"), inputs, grad_weights, results), nprocs=2)
+    bn = nn.BatchNorm2d(3)
+    with torch.no_grad():
+        bn.weight.copy_(torch.tensor([1.0, 2.0, 0.5]))
+        bn.bias.copy_(torch.tensor([0.1, -0.2, 0.3]))
+    x = inputs.clone().requires_grad_(True)
+    out = bn(x)
+    (out * grad_weights).sum().backward()
+    ranks = [results[0], results[1]]
+    close = dict(atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(torch.cat([r["out"] for r in ranks]), out.detach(), **close)
+    torch.testing.assert_close(torch.cat([r["x_grad"] for r in ranks]), x.grad, **close)
+    torch.testing.assert_close(
+        ranks[0]["w_grad"] + ranks[1]["w_grad"], bn.weight.grad, **close
+    )  # DDP all-reduces these
+    torch.testing.assert_close(ranks[0]["b_grad"] + ranks[1]["b_grad"], bn.bias.grad, **close)
+    for r in ranks:
+        torch.testing.assert_close(r["mean"], bn.running_mean, **close)
+        torch.testing.assert_close(r["var"], bn.running_var, **close)  # unbiased, as BatchNorm2d
+        assert r["labels"].tolist() == [0, 10, 1, 11]
+    assert (ranks[0]["offset"], ranks[1]["offset"]) == (0, 2)
