@@ -58,6 +58,7 @@ class TrainConfig:
     regulariser: str = "batch"  # batch | diagonal  (DESIGN section 2, step 5)
     label_source: str = "model"  # model | list
     backbone_mode: str = "eval"  # eval | train  (train reproduces the reference)
+    device: str = "auto"  # auto (this rank's GPU when CUDA is present, else CPU) | cuda | cpu
     amp: str = "auto"  # auto (bf16 on GPU, off on CPU) | bf16 | fp16 | off
     channels_last: bool = True
     compile: bool = False
@@ -94,6 +95,7 @@ _CHOICES = {
     "train.regulariser": ("batch", "diagonal"),
     "train.label_source": ("model", "list"),
     "train.backbone_mode": ("eval", "train"),
+    "train.device": ("auto", "cuda", "cpu"),
     "train.amp": ("auto", "bf16", "fp16", "off"),
     "log.wandb": ("online", "offline", "disabled"),
 }

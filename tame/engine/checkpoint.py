@@ -1,0 +1,88 @@
+"""Training checkpoints: written atomically, loaded without executing code, the newest good one found on resume.
+
+Files in the run's output folder:
+- ``epoch_{N}.pt`` after epoch N (1-based; all kept; ``tame eval --checkpoint DIR`` reads them);
+- ``step_{S}.pt`` every ``train.checkpoint_every`` steps (the newest ``train.keep_checkpoints`` kept).
+Each is a plain dict of tensors and numbers (``torch.load(weights_only=True)`` reads it): ``attention``,
+``optimizer``, ``scheduler``, ``scaler``, ``epoch`` (epochs completed), ``step`` (optimiser steps completed),
+``steps_per_epoch``, ``rng`` (every rank's torch CPU/CUDA generator states, stacked), ``config`` (resolved),
+``meta`` (what the AM fits: model, layers, version).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+
+from tame.errors import TameError
+from tame.models.io import load_tensor_file, save_atomic
+
+CHECKPOINT_FORMAT = "tame-train/1"
+REQUIRED_KEYS = ("attention", "optimizer", "scheduler", "scaler", "epoch", "step", "steps_per_epoch", "rng")
+_NAME = re.compile(r"^(epoch|step)_(\d+)\.pt$")
+
+
+def epoch_path(directory: Path, epoch: int) -> Path:
+    return directory / f"epoch_{epoch}.pt"
+
+
+def step_path(directory: Path, step: int) -> Path:
+    return directory / f"step_{step}.pt"
+
+
+def checkpoint_files(directory: Path, steps_per_epoch: int) -> list[tuple[int, Path]]:
+    """(step, path) of every checkpoint in ``directory``, newest first (an epoch file wins a tie)."""
+    found = []
+    if directory.is_dir():
+        for path in directory.iterdir():
+            match = _NAME.match(path.name)
+            if match:
+                kind, number = match.group(1), int(match.group(2))
+                step = number * steps_per_epoch if kind == "epoch" else number
+                found.append((step, kind == "epoch", path))
+    return [(step, path) for step, _, path in sorted(found, reverse=True)]
+
+
+def save_checkpoint(state: dict, directory: Path, *, epoch_end: bool, keep: int) -> Path:
+    """Write ``state`` as ``epoch_{N}.pt`` or ``step_{S}.pt`` and drop step files beyond the newest ``keep``."""
+    path = epoch_path(directory, state["epoch"]) if epoch_end else step_path(directory, state["step"])
+    save_atomic({"format": CHECKPOINT_FORMAT, **state}, path)
+    steps = sorted((int(m.group(2)), p) for p in directory.glob("step_*.pt") if (m := _NAME.match(p.name)))
+    for _, old in steps[:-keep] if len(steps) > keep else []:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def load_checkpoint(path: Path) -> dict:
+    """A training checkpoint, checked for the keys a resume needs (TameError if corrupt or incomplete)."""
+    state = load_tensor_file(path)
+    missing = [k for k in REQUIRED_KEYS if k not in state]
+    if missing:
+        raise TameError(f"{path}: not a tame training checkpoint (missing {', '.join(missing)})")
+    return state
+
+
+def newest_good_checkpoint(directory: Path, steps_per_epoch: int, warn) -> tuple[Path, dict] | None:
+    """The newest checkpoint that loads; each corrupt newer one is reported through ``warn`` and skipped."""
+    for _, path in checkpoint_files(directory, steps_per_epoch):
+        try:
+            return path, load_checkpoint(path)
+        except TameError as err:
+            warn(f"skipping checkpoint {path.name}: {err}; trying the previous one")
+    return None
+
+
+def rng_state(device: torch.device) -> dict[str, torch.Tensor]:
+    """This process's torch generator states (CPU, and the current CUDA device's) as uint8 tensors."""
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict[str, torch.Tensor], device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)

@@ -1,0 +1,218 @@
+"""Where a training run shows its progress: tqdm, wandb, tensorboard, ``train_record.json`` and a loss-curve PNG.
+
+Only rank 0 logs (``RunLog(enabled=False)`` on the other ranks turns every method into a no-op). wandb is
+``offline`` by default (nothing needs a network; ``wandb sync`` uploads later) and ``disabled`` in tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tame.config import Config
+from tame.engine.dist import Dist, all_reduce_mean
+
+LOSS_KEYS = ("loss", "ce", "area", "var")
+RECORD_FILE = "train_record.json"
+CURVE_FILE = "loss_curve.png"
+
+
+def warn(message: str) -> None:
+    print(f"tame: warning: {message}", file=sys.stderr, flush=True)
+
+
+class NonFiniteLoss(Exception):
+    """A loss came out NaN or infinite at ``step``."""
+
+    def __init__(self, step: int, values: dict[str, float]) -> None:
+        shown = ", ".join(f"{k}={v}" for k, v in values.items())
+        super().__init__(f"non-finite loss at step {step} ({shown})")
+        self.step = step
+
+
+class LossWindow:
+    """The losses of the steps since the last flush, kept on the device (no host sync per step)."""
+
+    def __init__(self) -> None:
+        self._rows: list[torch.Tensor] = []
+        self._steps: list[int] = []
+        self._lr = 0.0
+        self._started = time.perf_counter()
+        self._epoch_sum = torch.zeros(len(LOSS_KEYS), dtype=torch.float64)
+        self._epoch_steps = 0
+
+    def add(self, step: int, losses: dict[str, torch.Tensor], lr: float) -> None:
+        self._rows.append(torch.stack([losses[k].detach().float() for k in LOSS_KEYS]))
+        self._steps.append(step)
+        self._lr = lr
+
+    def flush(self, dist: Dist) -> dict[str, float]:
+        """Means over the window and over ranks of each loss, the last LR and the speed; {} for an empty window.
+
+        Raises :class:`NonFiniteLoss` naming the first bad step. Every rank must call this at the same steps
+        (it all-reduces), so all ranks take the same decision.
+        """
+        if not self._rows:
+            return {}
+        table = all_reduce_mean(dist, torch.stack(self._rows)).cpu()  # [steps, 4]
+        finite = torch.isfinite(table).all(dim=1)
+        if not finite.all():
+            first = int((~finite).nonzero()[0, 0])
+            raise NonFiniteLoss(self._steps[first], dict(zip(LOSS_KEYS, table[first].tolist())))
+        elapsed = time.perf_counter() - self._started
+        self._epoch_sum += table.double().sum(dim=0)
+        self._epoch_steps += len(self._steps)
+        values = dict(zip(LOSS_KEYS, table.mean(dim=0).tolist()))
+        values.update(lr=self._lr, steps_per_s=len(self._steps) / max(elapsed, 1e-9))
+        self._rows, self._steps, self._started = [], [], time.perf_counter()
+        return values
+
+    def epoch_summary(self) -> dict[str, float]:
+        """Mean losses over the flushed steps since the last call."""
+        means = (self._epoch_sum / max(self._epoch_steps, 1)).tolist()
+        self._epoch_sum.zero_()
+        self._epoch_steps = 0
+        return dict(zip(LOSS_KEYS, means))
+
+
+class RunLog:
+    """Progress bar, scalars, explanation images and the per-epoch record of one run (rank 0 only)."""
+
+    def __init__(self, cfg: Config, output_dir: Path, *, enabled: bool, start_step: int, device: torch.device) -> None:
+        self.cfg = cfg
+        self.output_dir = output_dir
+        self.enabled = enabled
+        self.device = device
+        self.bar = None
+        self.record = {"epochs": [], "steps": []}
+        self._wandb = None
+        self._tensorboard = None
+        if not enabled:
+            return
+        record_path = output_dir / RECORD_FILE
+        if start_step > 0 and record_path.is_file():  # resumed: keep the history up to the checkpoint
+            old = json.loads(record_path.read_text())
+            self.record["epochs"] = [e for e in old.get("epochs", []) if e["step"] <= start_step]
+            self.record["steps"] = [s for s in old.get("steps", []) if s["step"] <= start_step]
+        if cfg.log.wandb != "disabled":
+            self._wandb = _start_wandb(cfg, output_dir)
+        if cfg.log.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tensorboard = SummaryWriter(str(output_dir / "tensorboard"), purge_step=start_step or None)
+
+    # -- terminal ----------------------------------------------------------------------------------------------
+    def progress(self, iterable: Iterable, *, total: int, initial: int, desc: str) -> Iterator:
+        """A tqdm bar over the whole run (its ETA is the run's), or the bare iterable on other ranks."""
+        if not self.enabled:
+            return iter(iterable)
+        from tqdm.auto import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(
+                total=total, initial=initial, unit="step", dynamic_ncols=True, smoothing=0.05, mininterval=1.0
+            )
+        self.bar.set_description(desc)
+        return self._advance(iterable)
+
+    def _advance(self, iterable: Iterable) -> Iterator:
+        for item in iterable:
+            yield item
+            self.bar.update(1)
+
+    # -- scalars and images ------------------------------------------------------------------------------------
+    def scalars(self, step: int, values: dict[str, float]) -> None:
+        """Losses, LR, speed: to the bar's postfix, wandb, tensorboard and the step history."""
+        if not self.enabled or not values:
+            return
+        values = dict(values)
+        if self.device.type == "cuda":
+            values["gpu_mem_gib"] = torch.cuda.max_memory_allocated(self.device) / 2**30
+        if "steps_per_s" in values:
+            values["images_per_s"] = values["steps_per_s"] * self.cfg.data.batch_size
+        self.record["steps"].append({"step": step, **values})
+        if self.bar is not None:
+            self.bar.set_postfix({k: f"{values[k]:.4g}" for k in (*LOSS_KEYS, "lr") if k in values}, refresh=False)
+        if self._wandb is not None:
+            self._wandb.log({f"train/{k}": v for k, v in values.items()}, step=step)
+        if self._tensorboard is not None:
+            for key, value in values.items():
+                self._tensorboard.add_scalar(f"train/{key}", value, step)
+
+    def explanations(self, step: int, images: torch.Tensor, maps: torch.Tensor, classes: torch.Tensor) -> None:
+        """images: [n, 3, H, W] in [0, 1]; maps: [n, H, W] in [0, 1]; overlays to wandb and tensorboard."""
+        if not self.enabled or images.numel() == 0:
+            return
+        from tame.viz.overlay import blend
+
+        overlays = np.stack([blend(image, map_) for image, map_ in zip(images, maps)])  # [n, H, W, 3] uint8
+        if self._wandb is not None:
+            import wandb
+
+            captioned = [wandb.Image(o, caption=f"class {int(c)}") for o, c in zip(overlays, classes)]
+            self._wandb.log({"explanations": captioned}, step=step)
+        if self._tensorboard is not None:
+            self._tensorboard.add_images("explanations", overlays, step, dataformats="NHWC")
+
+    # -- per epoch ---------------------------------------------------------------------------------------------
+    def epoch_end(self, epoch: int, step: int, values: dict[str, float]) -> None:
+        """Append the epoch's summary to ``train_record.json`` and redraw ``loss_curve.png``."""
+        if not self.enabled:
+            return
+        self.record["epochs"].append({"epoch": epoch, "step": step, **values})
+        self.record["config"] = asdict(self.cfg)
+        path = self.output_dir / RECORD_FILE
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        tmp.write_text(json.dumps(self.record, indent=1))
+        os.replace(tmp, path)
+        history = self.record["steps"]
+        if history:
+            from tame.viz.curves import plot_loss_curves
+
+            keys = [k for k in (*LOSS_KEYS, "lr") if k in history[-1]]
+            plot_loss_curves(
+                [h["step"] for h in history],
+                {k: [h.get(k) for h in history] for k in keys},
+                self.output_dir / CURVE_FILE,
+                title=f"{self.cfg.model.name} {self.cfg.model.version}",
+            )
+        if self._tensorboard is not None:
+            self._tensorboard.flush()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        if self._tensorboard is not None:
+            self._tensorboard.close()
+            self._tensorboard = None
+        if self._wandb is not None:
+            self._wandb.finish()
+            self._wandb = None
+
+
+def _start_wandb(cfg: Config, output_dir: Path):
+    """A wandb run that a resumed training continues (its id is kept in the output folder)."""
+    import wandb
+
+    id_file = output_dir / "wandb_run_id.txt"
+    run_id = id_file.read_text().strip() if id_file.is_file() else uuid.uuid4().hex[:12]
+    id_file.write_text(run_id)
+    return wandb.init(
+        project=cfg.log.project,
+        name=cfg.log.run_name or output_dir.name,
+        id=run_id,
+        resume="allow",
+        mode=cfg.log.wandb,
+        dir=str(output_dir),
+        config=asdict(cfg),
+    )

@@ -1,0 +1,41 @@
+"""Train the attention mechanism: ``tame train --config configs/resnet50.yaml [key=value ...]``.
+
+One process (a GPU or the CPU):  tame train --config configs/synthetic.yaml train.epochs=2
+Several GPUs on one node:        torchrun --standalone --nproc_per_node=4 -m tame.cli train --config CONFIG
+                                 (or: make train MODEL=resnet50 GPUS=4)
+Killed or requeued? Run the same command again: train.resume=auto continues from the newest good checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from tame.config import load_config
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="YAML config (configs/*.yaml); defaults are used for keys it leaves out")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.max_lr=2e-4")
+    parser.add_argument(
+        "--check", action="store_true", help="only validate the config, the data paths and the GPU count, then exit"
+    )
+    parser.add_argument(
+        "--nproc", type=int, default=1, metavar="N", help="with --check: the processes (GPUs) per node the run will use"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config, args.overrides)
+    if args.check:
+        from tame.engine.dist import pick_device
+        from tame.engine.train import check_data_paths, check_world_size
+
+        check_data_paths(cfg)
+        check_world_size(cfg, args.nproc)
+        pick_device(cfg.train.device, local_rank=0, local_world_size=args.nproc)
+        print(f"tame: config OK ({args.config or 'defaults'}, {args.nproc} process(es) per node)")
+        return 0
+    from tame.engine.train import train
+
+    train(cfg)
+    return 0

@@ -1,0 +1,73 @@
+"""Training curves as PNG files (matplotlib, Agg backend: no display needed)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: str | Path) -> Path:
+    """Write atomically (a reader never sees half a PNG)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
+    fig.savefig(tmp, dpi=100)
+    os.replace(tmp, path)
+    return path
+
+
+def plot_loss_curves(
+    steps: Sequence[int], series: Mapping[str, Sequence[float]], path: str | Path, title: str = ""
+) -> Path:
+    """One panel per series (loss, ce, area, var, lr, ...) against the training step; writes ``path``."""
+    plt = _pyplot()
+    names = list(series)
+    fig, axes = plt.subplots(len(names), 1, figsize=(7, 1.8 * len(names) + 0.6), sharex=True, squeeze=False)
+    for ax, name in zip(axes[:, 0], names):
+        ax.plot(steps, series[name], linewidth=1.0)
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+    axes[-1, 0].set_xlabel("step")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    try:
+        return _save(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def plot_lr_range(
+    lrs: Sequence[float],
+    losses: Sequence[float],
+    suggested_lr: float | None,
+    path: str | Path,
+    title: str = "LR range test",
+) -> Path:
+    """Smoothed loss against the LR (log axis), the suggested max LR marked; writes ``path``."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.plot(lrs, losses, linewidth=1.2)
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate (weights; biases get 2x)")
+    ax.set_ylabel("smoothed loss")
+    ax.grid(alpha=0.3, which="both")
+    if suggested_lr is not None:
+        ax.axvline(suggested_lr, color="tab:red", linestyle="--", label=f"suggested max LR {suggested_lr:.2e}")
+        ax.legend()
+    ax.set_title(title)
+    fig.tight_layout()
+    try:
+        return _save(fig, path)
+    finally:
+        plt.close(fig)
