@@ -16,8 +16,8 @@ from tame.errors import TameError
 COMMANDS: dict[str, tuple[str, str]] = {
     "inspect": ("tame.models.inspect", "list a model's layers with their feature-map shapes"),
     "datalist": ("tame.data.cli", "check, make, predict and synthesise list files"),
-    "lr-find": ("tame.engine.lr_find", "LR range test: sweep the LR over one pass, plot it, suggest a max LR"),
     "train": ("tame.engine.train_cli", "train the attention mechanism (one process, torchrun or SLURM)"),
+    "lr-find": ("tame.engine.lr_find", "LR range test: sweep the LR over one pass, plot it, suggest a max LR"),
 }
 
 
