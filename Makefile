@@ -5,8 +5,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# make train / lr-find: configs/$(MODEL).yaml, GPUS processes on this machine (>1: torchrun), config overrides
+MODEL ?= resnet50
+GPUS ?= 1
+ARGS ?=
 
-.PHONY: install test lint format clean
+.PHONY: install test lint format clean train lr-find
 
 install: $(STAMP)
 
@@ -29,3 +33,9 @@ format: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
+
+train: $(STAMP)  # make train MODEL=resnet50 GPUS=4 [ARGS="key=value ..."]
+	GPUS=$(GPUS) PYTHON=$(BIN)/python launch/torchrun.sh train configs/$(MODEL).yaml $(ARGS)
+
+lr-find: $(STAMP)  # make lr-find MODEL=vgg16 GPUS=4 [ARGS="key=value ..."]
+	GPUS=$(GPUS) PYTHON=$(BIN)/python launch/torchrun.sh lr-find configs/$(MODEL).yaml $(ARGS)
