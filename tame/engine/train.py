@@ -222,9 +222,10 @@ def check_data_paths(cfg: Config) -> tuple[Path, Path]:
         raise TameError(f"config key data.root: image folder {root} not found{via} data.root=/path/to/images)")
     if not list_file.is_file():
         raise TameError(
-            f"config key data.train_list: list file {list_file} not found; the paper's lists "
-            "(VGG16_train.txt, ResNet50_train.txt) come from the original TAME repository's "
-            "datalist/ILSVRC (see datalist/README.md); or set data.train_list=/path/to/list.txt"
+            f"config key data.train_list: list file {list_file} not found; the paper's lists (VGG16_train.txt, "
+            "ResNet50_train.txt) are in datalist/ILSVRC of github.com/bmezaris/TAME, or make one with "
+            "`tame datalist predict`; or set data.train_list=/path/to/list.txt (any list of training images "
+            "with train.label_source=model)"
         )
     return root, list_file
 
