@@ -24,11 +24,10 @@ REQUIRED_KEYS = ("attention", "optimizer", "scheduler", "scaler", "epoch", "step
 _NAME = re.compile(r"^(epoch|step)_(\d+)\.pt$")
 
 
-def epoch_path(directory: Path, epoch: int) -> Path:
-    return directory / f"epoch_{epoch}.pt"
-
-
-def step_path(directory: Path, step: int) -> Path:
+def checkpoint_path(directory: Path, step: int, steps_per_epoch: int) -> Path:
+    """``epoch_{N}.pt`` when ``step`` ends epoch N, ``step_{S}.pt`` otherwise."""
+    if step % steps_per_epoch == 0:
+        return directory / f"epoch_{step // steps_per_epoch}.pt"
     return directory / f"step_{step}.pt"
 
 
@@ -45,14 +44,12 @@ def checkpoint_files(directory: Path, steps_per_epoch: int) -> list[tuple[int, P
     return [(step, path) for step, _, path in sorted(found, reverse=True)]
 
 
-def save_checkpoint(state: dict, directory: Path, *, epoch_end: bool, keep: int) -> Path:
-    """Write ``state`` as ``epoch_{N}.pt`` or ``step_{S}.pt`` and drop step files beyond the newest ``keep``."""
-    path = epoch_path(directory, state["epoch"]) if epoch_end else step_path(directory, state["step"])
+def save_checkpoint(state: dict, path: Path, *, keep: int) -> None:
+    """Write ``state`` to ``path`` atomically, then drop step files beyond the newest ``keep`` in its folder."""
     save_atomic({"format": CHECKPOINT_FORMAT, **state}, path)
-    steps = sorted((int(m.group(2)), p) for p in directory.glob("step_*.pt") if (m := _NAME.match(p.name)))
-    for _, old in steps[:-keep] if len(steps) > keep else []:
+    steps = sorted((int(m.group(2)), p) for p in path.parent.glob("step_*.pt") if (m := _NAME.match(p.name)))
+    for _, old in steps[:-keep]:
         old.unlink(missing_ok=True)
-    return path
 
 
 def load_checkpoint(path: Path) -> dict:

@@ -65,20 +65,11 @@ class SyncBatchNorm2d(nn.BatchNorm2d):
 
 
 def convert_sync_batchnorm(module: nn.Module) -> nn.Module:
-    """Replace every ``BatchNorm2d`` in ``module`` by :class:`SyncBatchNorm2d` in place (same parameters)."""
-    for name, child in module.named_children():
-        if type(child) is nn.BatchNorm2d:
-            sync = SyncBatchNorm2d(
-                child.num_features,
-                child.eps,
-                child.momentum,
-                child.affine,
-                child.track_running_stats,
-                device=child.weight.device if child.affine else None,
-            )
-            sync.load_state_dict(child.state_dict())
-            sync.train(child.training)
-            setattr(module, name, sync)
-        else:
-            convert_sync_batchnorm(child)
+    """Make every ``BatchNorm2d`` in ``module`` a :class:`SyncBatchNorm2d`, in place.
+
+    Only ``forward`` differs, so each layer keeps its own parameters and buffers (device, values, state-dict keys).
+    """
+    for layer in module.modules():
+        if type(layer) is nn.BatchNorm2d:
+            layer.__class__ = SyncBatchNorm2d
     return module

@@ -30,6 +30,7 @@ from tame.config import Config, expand_path, save_config
 from tame.engine import dist as distributed
 from tame.engine.checkpoint import (
     checkpoint_files,
+    checkpoint_path,
     load_checkpoint,
     newest_good_checkpoint,
     rng_state,
@@ -257,30 +258,26 @@ class Checkpoints:
         self.optimizer, self.scheduler = optimizer, scheduler
         self.last_written: Path | None = None  # the newest checkpoint on disk: this run's, or the one it resumed
 
-    def state(self, step: int) -> dict:
-        ranks = distributed.gather_objects(self.dist, rng_state(self.dist.device))  # one entry per rank
-        return {
-            "attention": {k: v.detach().cpu() for k, v in self.run.model.attention.state_dict().items()},
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.run.scaler.state_dict(),
-            "epoch": step // self.run.steps_per_epoch,
-            "step": step,
-            "steps_per_epoch": self.run.steps_per_epoch,
-            "world_size": self.dist.world_size,
-            "rng": {key: torch.stack([r[key] for r in ranks]) for key in ranks[0]},  # [world, n] uint8
-            "config": asdict(self.cfg),
-            "meta": self.run.model.attention_meta(),
-        }
-
     def save(self, step: int) -> None:
         """An epoch checkpoint at the end of an epoch, a step checkpoint otherwise (all ranks call this)."""
-        state = self.state(step)
+        path = checkpoint_path(self.output_dir, step, self.run.steps_per_epoch)
+        rng = distributed.gather_objects(self.dist, rng_state(self.dist.device))  # every rank's, in rank order
         if self.dist.is_main:
-            epoch_end = step % self.run.steps_per_epoch == 0
-            self.last_written = save_checkpoint(
-                state, self.output_dir, epoch_end=epoch_end, keep=self.cfg.train.keep_checkpoints
-            )
+            state = {
+                "attention": {k: v.detach().cpu() for k, v in self.run.model.attention.state_dict().items()},
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "scaler": self.run.scaler.state_dict(),
+                "epoch": step // self.run.steps_per_epoch,
+                "step": step,
+                "steps_per_epoch": self.run.steps_per_epoch,
+                "world_size": self.dist.world_size,
+                "rng": {key: torch.stack([r[key] for r in rng]) for key in rng[0]},  # [world, n] uint8
+                "config": asdict(self.cfg),
+                "meta": self.run.model.attention_meta(),
+            }
+            save_checkpoint(state, path, keep=self.cfg.train.keep_checkpoints)
+        self.last_written = path
 
     def resume(self) -> int:
         """Load the checkpoint that ``train.resume`` names (``auto``: the newest good one); returns its step."""
