@@ -17,7 +17,7 @@ from train_helpers import make_training_data, one_thread, tiny_config, tiny_over
 from tame.cli import main
 from tame.config import config_to_dict
 from tame.engine.checkpoint import load_checkpoint
-from tame.engine.train import train
+from tame.engine.train import isolated_rng, train
 from tame.errors import TameError
 from tame.models import TameModel
 
@@ -194,3 +194,17 @@ def test_cli_check_validates_batch_split(data, tmp_path, capsys):
     assert main([*args, "--nproc", "2"]) == 0
     assert main([*args, "--nproc", "3"]) == 2
     assert "data.batch_size" in capsys.readouterr().err
+
+
+def test_loader_draws_do_not_move_the_training_rng():
+    """torch's DataLoader seeds its workers from the global RNG at every epoch; the training stream must not see it."""
+
+    def drawing_loader():
+        for batch in range(3):
+            torch.rand(1)
+            yield batch
+
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    assert list(isolated_rng(drawing_loader())) == [0, 1, 2]
+    assert torch.equal(torch.get_rng_state(), before)
