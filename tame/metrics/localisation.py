@@ -1,0 +1,65 @@
+"""Localisation against ground truth: pointing game and energy-based pointing game.
+
+Ground truth is a region mask per image (bool [B, H, W], the union of the explained class's objects), made
+from segmentation masks or from boxes with :func:`boxes_to_mask`. Boxes are ``[x0, y0, x1, y1]`` in pixel
+coordinates of the (cropped) input image, x1/y1 exclusive, as in slicing ``mask[y0:y1, x0:x1]``.
+
+- pointing game (Zhang et al. 2016): a hit when the map's maximum (first in raster order) lies in the region,
+  or within ``tolerance`` pixels of it;
+- energy-based pointing game (Wang et al. 2020, Score-CAM): the share of the map's total mass in the region.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import torch
+
+from tame.errors import TameError
+
+
+def boxes_to_mask(boxes: Iterable[Sequence[float]], size: tuple[int, int]) -> torch.Tensor:
+    """Boxes ``[x0, y0, x1, y1]`` (pixels, x1/y1 exclusive, clipped to the image) -> bool [H, W], their union."""
+    height, width = size
+    mask = torch.zeros(height, width, dtype=torch.bool)
+    for box in boxes:
+        if len(box) != 4:
+            raise TameError(f"a box must be [x0, y0, x1, y1], got {list(box)!r}")
+        x0, y0, x1, y1 = (round(float(v)) for v in box)
+        if x1 <= x0 or y1 <= y0:
+            raise TameError(f"box {list(box)!r} is empty (expected x0 < x1 and y0 < y1)")
+        mask[max(y0, 0) : max(min(y1, height), 0), max(x0, 0) : max(min(x1, width), 0)] = True
+    return mask
+
+
+def _check(maps: torch.Tensor, regions: torch.Tensor) -> None:
+    if maps.dim() != 3 or regions.shape != maps.shape:
+        raise TameError(
+            f"expected maps [B, H, W] and regions of the same shape, got {tuple(maps.shape)} and {tuple(regions.shape)}"
+        )
+
+
+def pointing_game(maps: torch.Tensor, regions: torch.Tensor, tolerance: float = 0.0) -> torch.Tensor:
+    """maps: [B, H, W], regions: bool [B, H, W] -> bool [B], hit or miss per image.
+
+    ``tolerance``: pixels; a hit when some region pixel lies within this distance of the maximum
+    (TorchRay uses 15 at 224 px). Images without any region pixel count as misses.
+    """
+    _check(maps, regions)
+    batch, height, width = maps.shape
+    peak = maps.flatten(1).argmax(dim=1)  # [B], first maximum in raster order
+    py, px = peak // width, peak % width
+    if tolerance <= 0:
+        return regions.flatten(1).gather(1, peak.view(-1, 1))[:, 0]
+    ys = torch.arange(height, device=maps.device).view(1, -1, 1)
+    xs = torch.arange(width, device=maps.device).view(1, 1, -1)
+    near = (ys - py.view(-1, 1, 1)) ** 2 + (xs - px.view(-1, 1, 1)) ** 2 <= tolerance**2  # [B, H, W]
+    return (near & regions).flatten(1).any(dim=1)
+
+
+def energy_pointing_game(maps: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
+    """maps: [B, H, W] (non-negative), regions: bool [B, H, W] -> [B]: Σ map inside / Σ map (0 for an all-zero map)."""
+    _check(maps, regions)
+    total = maps.flatten(1).double().sum(dim=1)
+    inside = (maps * regions).flatten(1).double().sum(dim=1)
+    return torch.where(total > 0, inside / torch.where(total > 0, total, torch.ones_like(total)), 0.0)
