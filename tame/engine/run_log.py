@@ -36,7 +36,6 @@ class NonFiniteLoss(Exception):
     def __init__(self, step: int, values: dict[str, float]) -> None:
         shown = ", ".join(f"{k}={v}" for k, v in values.items())
         super().__init__(f"non-finite loss at step {step} ({shown})")
-        self.step = step
 
 
 class LossWindow:

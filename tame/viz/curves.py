@@ -17,12 +17,15 @@ def _pyplot():
 
 
 def _save(fig, path: str | Path) -> Path:
-    """Write atomically (a reader never sees half a PNG)."""
+    """Write atomically (a reader never sees half a PNG), then close the figure."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
-    fig.savefig(tmp, dpi=100)
-    os.replace(tmp, path)
+    try:
+        fig.savefig(tmp, dpi=100)
+        os.replace(tmp, path)
+    finally:
+        _pyplot().close(fig)
     return path
 
 
@@ -41,10 +44,7 @@ def plot_loss_curves(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    try:
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    return _save(fig, path)
 
 
 def plot_lr_range(
@@ -67,7 +67,4 @@ def plot_lr_range(
         ax.legend()
     ax.set_title(title)
     fig.tight_layout()
-    try:
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    return _save(fig, path)
