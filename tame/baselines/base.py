@@ -1,0 +1,138 @@
+"""One interface for every explanation method: TAME and the baselines it is compared with.
+
+>>> explainer = create_explainer("gradcam", tame_model)        # target layer: the model's last tapped layer
+>>> out = explainer.explain(images)                           # Explanation(maps [B, H, W] in [0, 1], classes, logits)
+>>> explainer.close()                                         # or use it as a context manager
+
+An explainer never changes its input images and leaves no hooks behind once ``explain`` returns.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Callable
+
+import torch
+
+from tame.errors import TameError
+from tame.models import Classifier, Explanation, TameModel
+
+_METHODS: dict[str, type[Explainer]] = {}
+
+
+def register_explainer(name: str) -> Callable[[type[Explainer]], type[Explainer]]:
+    """Class decorator: ``@register_explainer("gradcam")``."""
+
+    def decorate(cls: type[Explainer]) -> type[Explainer]:
+        _METHODS[name] = cls
+        cls.name = name
+        return cls
+
+    return decorate
+
+
+def list_methods() -> list[str]:
+    """Names accepted by :func:`create_explainer` (and ``tame eval --method``)."""
+    return list(_METHODS)
+
+
+def resolve_method(name: str) -> str:
+    """The registered name for ``name`` (case-insensitive); an unknown name is a TameError with suggestions."""
+    key = name.lower()
+    if key not in _METHODS:
+        close = difflib.get_close_matches(key, list(_METHODS), n=2, cutoff=0.5)
+        hint = f"; did you mean {' or '.join(close)}?" if close else ""
+        raise TameError(f"unknown method {name!r}{hint} (choose from {', '.join(_METHODS)})")
+    return key
+
+
+class Explainer:
+    """Explains a frozen classifier's decisions with maps [B, H, W] in [0, 1]."""
+
+    name = ""
+    needs_layer = False  # takes a target layer (``layer=``)
+
+    def __init__(self, classifier: Classifier) -> None:
+        self.classifier = classifier
+
+    def explain(self, images: torch.Tensor, classes: torch.Tensor | int | None = None) -> Explanation:
+        """images [B, 3, H, W] in [0, 1] -> maps [B, H, W] in [0, 1] for ``classes`` (default: the prediction)."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits [B, K] of the classifier alone (used on masked images by the metrics)."""
+        return self.classifier(images)
+
+    def close(self) -> None:
+        """Release what the explainer holds (hooks, caches)."""
+
+    def __enter__(self) -> Explainer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _classes(self, classes: torch.Tensor | int | None, logits: torch.Tensor) -> torch.Tensor:
+        """The explained class per image: the prediction, or ``classes`` checked against the logits [B, K]."""
+        if classes is None:
+            return logits.argmax(dim=1)
+        classes = per_image(classes, logits.shape[0]).to(logits.device)
+        if classes.numel() and (classes.min() < 0 or classes.max() >= logits.shape[1]):
+            raise TameError(f"class index out of range 0..{logits.shape[1] - 1}: {classes.tolist()}")
+        return classes
+
+
+def per_image(classes: torch.Tensor | int, batch: int) -> torch.Tensor:
+    """One int or long [B] -> long [B]; any other shape is a TameError."""
+    classes = torch.as_tensor(classes, dtype=torch.long)
+    if classes.dim() == 0:
+        classes = classes.expand(batch)
+    if classes.shape != (batch,):
+        raise TameError(f"classes must be one int or one per image ({batch}), got {tuple(classes.shape)}")
+    return classes
+
+
+@register_explainer("tame")
+class TameExplainer(Explainer):
+    """TAME: one forward pass of the classifier with its trained attention mechanism."""
+
+    def __init__(self, model: TameModel) -> None:
+        super().__init__(model.classifier)
+        self.model = model.eval()
+
+    def explain(self, images: torch.Tensor, classes: torch.Tensor | int | None = None) -> Explanation:
+        return self.model.explain(images, classes)
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model.predict(images)
+
+
+def create_explainer(name: str, model: TameModel | Classifier, *, layer: str | None = None, **options) -> Explainer:
+    """Build the explainer ``name`` for ``model``.
+
+    ``model``: a :class:`TameModel` (required for ``tame``; for the baselines its classifier is used, and its last
+    tapped layer is the default CAM target layer) or a bare :class:`Classifier`.
+    ``layer``: target layer of the CAM methods (a ``net.named_modules()`` name). ``options``: the method's own
+    keyword arguments (e.g. ``num_masks`` for RISE, ``batch_size`` for Score-CAM and Ablation-CAM).
+    """
+    key = resolve_method(name)
+    cls = _METHODS[key]
+    if cls is TameExplainer:
+        if not isinstance(model, TameModel):
+            raise TameError("method 'tame' needs a TameModel with trained attention weights")
+        return cls(model)
+    classifier = model.classifier if isinstance(model, TameModel) else model
+    if cls.needs_layer:
+        if layer is None:
+            if not isinstance(model, TameModel):
+                raise TameError(f"method {key!r} needs a target layer (layer=...)")
+            layer = model.layers[-1]
+        options["layer"] = layer
+    accepted = inspect.signature(cls.__init__).parameters
+    unknown = [option for option in options if option not in accepted]
+    if unknown:
+        raise TameError(f"method {key!r} has no option {unknown[0]!r}")
+    return cls(classifier, **options)
