@@ -258,6 +258,18 @@ def test_eval_command_writes_the_reference_csv_for_every_epoch(run_dir, capsys):
     )
 
 
+def test_a_corrupt_epoch_keeps_the_rows_already_written(run_dir, tmp_path, capsys):
+    import shutil
+
+    root, _ = run_dir
+    shutil.copy(root / "epoch_1.pt", tmp_path / "epoch_1.pt")
+    (tmp_path / "epoch_2.pt").write_bytes(b"not a checkpoint")
+    args = ["eval", "--config", str(root / "config.yaml"), "--checkpoint", str(tmp_path), "--no-progress"]
+    assert main(args) == 2
+    assert "epoch_2.pt" in capsys.readouterr().err
+    assert [r[0] for r in read_csv(tmp_path / "eval" / "tame_val.csv")] == ["epoch", "1"]
+
+
 def test_eval_command_runs_a_baseline(run_dir):
     root, _ = run_dir
     assert (

@@ -10,7 +10,8 @@ Batched: one forward gives logits and the map of the predicted class; the three 
 through the classifier alone (never the AM again). Sharded: rank r evaluates list positions r, r+W, ...; padding
 samples (label -1) are dropped and the per-metric sums are all-reduced, so every sample counts exactly once.
 Writes ``<out>/<method>_<list>.csv`` (the reference's columns ``epoch,AD(100%),IC(100%),...``, then ROAD and
-localisation columns when asked for) and a ``.json`` with every number; prints a summary table.
+localisation columns when asked for) and a ``.json`` with every number, updated after each checkpoint, and prints a
+summary table. Default ``out``: ``eval/`` beside the checkpoints (TAME) or ``<output_dir>/eval`` (baselines).
 """
 
 from __future__ import annotations
@@ -441,6 +442,10 @@ def run(args: argparse.Namespace) -> int:
     checkpoints = checkpoints_to_evaluate(args.checkpoint) if method == "tame" else [("", None)]
     data = prepare(args)
     try:
+        if args.checkpoint and method != "tame" and data.dist.is_main:
+            print(f"note: {method} does not use --checkpoint (it explains the classifier alone)")
+        out = Path(args.out) if args.out else default_out(method, args.checkpoint, data.cfg)
+        name = f"{method}_{data.list_file.stem}"
         rows = []
         for label, path in checkpoints:
             if path is not None:
@@ -449,29 +454,30 @@ def run(args: argparse.Namespace) -> int:
             with create_explainer(method, data.model, **method_options(method, args)) as explainer:
                 desc = f"{method} epoch {label}" if label else method
                 rows.append((label, evaluate(explainer, data.batches(), desc=desc, **evaluate_options(args, data))))
+            if data.dist.is_main:  # after every checkpoint: a later failure loses nothing already evaluated
+                write_atomic(out / f"{name}.csv", csv_text(rows))
+                report = {
+                    "method": method,
+                    "config": args.config,
+                    "list": str(data.list_file),
+                    "results": [
+                        {"epoch": label, "checkpoint": str(p) if p else None, **asdict(result)}
+                        for (label, result), (_, p) in zip(rows, checkpoints)
+                    ],
+                }
+                write_atomic(out / f"{name}.json", json.dumps(report, indent=1))
         if data.dist.is_main:
-            out = Path(args.out) if args.out else default_out(args, data.cfg)
-            stem = f"{method}_{data.list_file.stem}"
-            write_atomic(out / f"{stem}.csv", csv_text(rows))
-            report = {
-                "method": method,
-                "config": args.config,
-                "list": str(data.list_file),
-                "checkpoints": [str(p) if p else None for _, p in checkpoints],
-                "results": [{"epoch": label, **asdict(result)} for label, result in rows],
-            }
-            write_atomic(out / f"{stem}.json", json.dumps(report, indent=1))
             print(summary_table(rows))
-            print(f"{rows[0][1].num_samples} samples; wrote {out / stem}.csv and .json")
+            print(f"{rows[0][1].num_samples} samples; wrote {out / name}.csv and .json")
     finally:
         if data.dist.distributed:
             distributed.cleanup()
     return 0
 
 
-def default_out(args: argparse.Namespace, cfg: Config) -> Path:
-    """Next to the checkpoints for TAME (``<folder>/eval``), ``<output_dir>/eval`` for the baselines."""
-    if args.method.lower() == "tame":
-        checkpoint = Path(args.checkpoint)
-        return (checkpoint if checkpoint.is_dir() else checkpoint.parent) / "eval"
+def default_out(method: str, checkpoint: str | None, cfg: Config) -> Path:
+    """``eval/`` next to the checkpoints for TAME, ``<output_dir>/eval`` for the baselines."""
+    if method == "tame":
+        path = Path(checkpoint)
+        return (path if path.is_dir() else path.parent) / "eval"
     return expand_path(cfg.output_dir, "output_dir") / "eval"
