@@ -1,0 +1,1 @@
+"""Reproducible speed measurements (run as modules: python -m benchmarks.NAME)."""
