@@ -16,6 +16,7 @@ from PIL import Image
 from tame.config import DataConfig
 from tame.data import build_loader, plan_epoch, resolve_backend
 from tame.data.dali import dali_available
+from tame.data.images import eval_image
 from tame.data.synthetic import make_synthetic
 from tame.errors import TameError
 
@@ -173,6 +174,14 @@ def test_odd_images_are_converted_alike(odd_images):
     assert ((dali - pil).abs().mean(dim=(1, 2, 3)) < TOLERANCE).all()
     grey16, grey = pil[5], pil[1]
     assert (grey16[0] - grey16[1]).abs().max() == 0 and (grey16 - grey).abs().mean() < 0.02  # a grey image, 8-bit
+
+
+def test_eval_image_is_the_loaders_eval_transform(shared_list):
+    list_file, root, _ = shared_list
+    images, _ = next(iter(_loader(list_file, root, "torch", resize=256, crop=224)))
+    assert torch.equal(eval_image(root / "129_130.png", 256, 224), images[0])  # the RGBA PNG
+    whole = eval_image(root / "232.JPEG", 256, 224, center_crop=False)  # 469 x 500, squeezed to 224 x 224
+    assert whole.shape == (3, 224, 224) and whole.dtype == torch.float32 and 0 <= whole.min() <= whole.max() <= 1
 
 
 def test_validation_names_file_and_line(tmp_path, synth):

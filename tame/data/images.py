@@ -13,6 +13,7 @@ import math
 import os
 
 import numpy as np
+import torch
 from PIL import Image, ImageOps
 
 # formats both backends decode (DALI 2.4's CPU decoder refuses GIF, which PIL would read)
@@ -60,3 +61,33 @@ def load_rgb(path: str | os.PathLike) -> Image.Image:
         raise
     except Exception as err:  # PIL raises OSError, SyntaxError, ValueError, ... for bad files
         raise DecodeError(f"cannot decode: {err}") from None
+
+
+def resize_and_crop(
+    image: Image.Image, resize: int, crop: int, pos_x: float = 0.5, pos_y: float = 0.5, flip: bool = False
+) -> Image.Image:
+    """Resize the shorter side to ``resize`` (antialiased bilinear), crop ``crop`` x ``crop`` at the given positions
+    in [0, 1] (0.5: centre) and optionally mirror: the transform both loaders apply."""
+    height, width = resized_size(image.height, image.width, resize)
+    image = image.resize((width, height), Image.Resampling.BILINEAR)  # PIL's bilinear is antialiased (triangle)
+    top, left = crop_anchor(height, crop, pos_y), crop_anchor(width, crop, pos_x)
+    image = image.crop((left, top, left + crop, top + crop))
+    return image.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if flip else image
+
+
+def to_uint8_tensor(image: Image.Image) -> torch.Tensor:
+    """RGB image -> [3, H, W] uint8."""
+    return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
+
+
+def eval_image(path: str | os.PathLike, resize: int, crop: int, center_crop: bool = True) -> torch.Tensor:
+    """One image with the evaluation transform -> [3, crop, crop] float32 in [0, 1].
+
+    ``center_crop=False``: the whole image resized to ``crop`` x ``crop`` instead. Raises :class:`DecodeError`.
+    """
+    image = load_rgb(path)
+    if center_crop:
+        image = resize_and_crop(image, resize, crop)
+    else:
+        image = image.resize((crop, crop), Image.Resampling.BILINEAR)
+    return to_uint8_tensor(image).float().div_(255)

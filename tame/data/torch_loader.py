@@ -9,12 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from tame.data.images import DecodeError, crop_anchor, load_rgb, resized_size
+from tame.data.images import DecodeError, load_rgb, resize_and_crop, to_uint8_tensor
 from tame.data.lists import ListEntry
 from tame.data.sharding import EpochPlan, Loader
 from tame.errors import TameError
@@ -39,18 +37,10 @@ class _Images(Dataset):
         try:
             image = load_rgb(self.root / entry.path)
         except DecodeError as err:
-            return torch.zeros(
-                3, self.crop, self.crop, dtype=torch.uint8
-            ), f"{self.list_file}:{entry.line}: {entry.path}: {err}"
-        height, width = resized_size(image.height, image.width, self.resize)
-        image = image.resize(
-            (width, height), Image.Resampling.BILINEAR
-        )  # PIL's bilinear is antialiased (triangle filter)
-        top, left = crop_anchor(height, self.crop, pos_y), crop_anchor(width, self.crop, pos_x)
-        image = image.crop((left, top, left + self.crop, top + self.crop))
-        if flip:
-            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1), ""  # [3, crop, crop] uint8
+            placeholder = torch.zeros(3, self.crop, self.crop, dtype=torch.uint8)
+            return placeholder, f"{self.list_file}:{entry.line}: {entry.path}: {err}"
+        image = resize_and_crop(image, self.resize, self.crop, pos_x, pos_y, flip)
+        return to_uint8_tensor(image), ""  # [3, crop, crop] uint8
 
 
 class TorchLoader(Loader):
