@@ -110,8 +110,8 @@ class Loader:
         self._num_batches = num_batches(self.num_samples, train=train, world_size=world_size, batch_size=batch_size)
         if self._num_batches == 0:
             raise TameError(
-                f"{list_file}: {self.num_samples} samples make no full global batch of "
-                f"{world_size} x {batch_size}; use a smaller data.batch_size or a longer list"
+                f"{list_file}: {self.num_samples} samples are fewer than one global batch ({world_size} processes x "
+                f"{batch_size}); use a smaller data.batch_size or a longer list"
             )
         self.epoch, self._skip = 0, 0
 
