@@ -1,6 +1,6 @@
 """Images per second of the loader backends on the same synthetic JPEGs, in one run.
 
-    .venv/bin/python -m benchmarks.loaders [--images 512] [--size 320] [--batch-size 64] [--workers N] [--epochs 2]
+    .venv/bin/python -m benchmarks.loaders [--images 512] [--size 320] [--batch-size 64] [--workers N] [--epochs 5]
 
 Backends: the DALI CPU pipeline, the PIL fallback, and DALI ``mixed`` (GPU decoding) when CUDA is available; each
 in train (random crop + flip) and eval (centre crop) mode at resize 256 / crop 224. The synthetic set is generated
@@ -47,7 +47,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=320, help="synthetic image side in pixels")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="DALI threads / PIL processes")
-    parser.add_argument("--epochs", type=int, default=2, help="timed epochs per loader (after one warm-up)")
+    parser.add_argument("--epochs", type=int, default=5, help="timed epochs per loader (after one warm-up)")
     args = parser.parse_args()
 
     per_class = max(1, args.images // 8)
