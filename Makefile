@@ -10,7 +10,7 @@ MODEL ?= resnet50
 GPUS ?= 1
 ARGS ?=
 
-.PHONY: install test lint format clean train lr-find
+.PHONY: install test lint format clean train lr-find demo explain
 
 install: $(STAMP)
 
@@ -33,6 +33,12 @@ format: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
+
+demo: $(STAMP)  # the whole method on a CPU, offline; finished stages are reused (make demo ARGS=--force to redo)
+	MPLBACKEND=Agg $(BIN)/tame demo --config configs/demo.yaml --out demo $(ARGS)
+
+explain: $(STAMP)  # make explain IMAGES="a.jpg dir/" MODEL=resnet50 CHECKPOINT=snapshots/resnet50/epoch_4.pt
+	$(BIN)/tame explain $(IMAGES) --config configs/$(MODEL).yaml --checkpoint $(CHECKPOINT) --out $(or $(OUT),explanations)
 
 train: $(STAMP)  # make train MODEL=resnet50 GPUS=4 [ARGS="key=value ..."]
 	GPUS=$(GPUS) PYTHON=$(BIN)/python launch/torchrun.sh train configs/$(MODEL).yaml $(ARGS)

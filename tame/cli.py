@@ -18,8 +18,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "datalist": ("tame.data.cli", "check, make, predict and synthesise list files"),
     "train": ("tame.engine.train_cli", "train the attention mechanism (one process, torchrun or SLURM)"),
     "lr-find": ("tame.engine.lr_find", "LR range test: sweep the LR over one pass, plot it, suggest a max LR"),
+    "explain": ("tame.engine.explain", "explanation maps for your own images (overlays, .npy, gallery)"),
     "eval": ("tame.engine.evaluate", "AD / IC at 100, 50, 15 % (and ROAD, pointing game) of TAME or a baseline"),
     "compare": ("tame.engine.compare", "TAME against the baselines on one list: markdown + CSV table and a chart"),
+    "demo": ("tame.demo.pipeline", "the whole method end to end on a CPU, offline (writes demo/report.html)"),
 }
 
 
@@ -38,7 +40,12 @@ def _run(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tame", description="TAME: trainable attention mechanism for explanations")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    argv = sys.argv[1:] if argv is None else argv
+    chosen = next((a for a in argv if not a.startswith("-")), None)
     for name, (module_name, help_text) in COMMANDS.items():
+        if chosen in COMMANDS and name != chosen:  # import only the command that runs (start-up time)
+            sub.add_parser(name, help=help_text)
+            continue
         module = importlib.import_module(module_name)
         command = sub.add_parser(
             name, help=help_text, description=module.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

@@ -197,7 +197,9 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             return float(value)
         raise TameError(f"config key {key}: expected a number, got {value!r}")
     if hint is str:
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        if isinstance(value, bool):  # YAML 1.1 reads a bare off/on/no/yes as a boolean
+            return "on" if value else "off"
+        if isinstance(value, (str, int, float)):
             return str(value)
         raise TameError(f"config key {key}: expected a string, got {value!r}")
     return value

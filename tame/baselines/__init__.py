@@ -1,4 +1,5 @@
-"""Explanation methods behind one interface: TAME, the Grad-CAM family (pytorch-grad-cam) and RISE."""
+"""Explanation methods behind one interface: TAME, the Grad-CAM family (pytorch-grad-cam), RISE
+and a random-map control."""
 
 from tame.baselines.base import (
     Explainer,
@@ -9,6 +10,7 @@ from tame.baselines.base import (
     resolve_method,
 )
 from tame.baselines.cam import AblationCam, CamExplainer, GradCam, GradCamPlusPlus, ScoreCam, XGradCam
+from tame.baselines.random_map import RandomMap
 from tame.baselines.rise import Rise, rise_masks
 
 __all__ = [
@@ -17,6 +19,7 @@ __all__ = [
     "Explainer",
     "GradCam",
     "GradCamPlusPlus",
+    "RandomMap",
     "Rise",
     "ScoreCam",
     "TameExplainer",

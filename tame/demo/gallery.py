@@ -1,0 +1,44 @@
+"""Maps beside the ground truth: one figure per validation image, every method on the same colour scale."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from tame.baselines import create_explainer
+from tame.config import Config
+from tame.data.loaders import build_loader
+from tame.engine.evaluate import read_boxes
+from tame.models import TameModel
+from tame.viz.overlay import save_comparison
+
+LABELS = {"tame": "TAME", "gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "random": "random (control)"}
+
+
+def write_gallery(cfg: Config, out: Path, count: int, methods: Sequence[str]) -> list[tuple[str, Path]]:
+    """Write ``count`` comparison figures under ``out/gallery``; returns (caption, path) pairs."""
+    model = TameModel.from_config(cfg.model, input_size=cfg.data.crop)
+    model.load_attention(Path(cfg.output_dir) / f"epoch_{cfg.train.epochs}.pt")
+    model.eval()
+    loader = build_loader(cfg.data, cfg.data.val_list, cfg.data.val_root, train=False, device=torch.device("cpu"),
+                          batch_size=count, max_samples=count)
+    images, _ = next(iter(loader))
+    boxes = read_boxes(Path(cfg.data.val_root) / "boxes.json", cfg.data.resize, cfg.data.crop)
+    paths = [entry.path for entry in loader.entries[:count]]
+    maps = {}
+    for method in methods:
+        with create_explainer(method, model) as explainer:
+            explanation = explainer.explain(images)
+        maps[LABELS.get(method, method)] = explanation.maps
+    classes = explanation.classes
+    names = (Path(cfg.data.val_root) / "classes.txt").read_text().split("\n")
+    figures = []
+    for i, path in enumerate(paths):
+        name = names[int(classes[i])].split(maxsplit=1)[-1] if int(classes[i]) < len(names) else str(int(classes[i]))
+        target = out / "gallery" / f"{i:02d}.png"
+        save_comparison(images[i], {m: v[i] for m, v in maps.items()}, target, title=f"predicted: {name}",
+                        boxes=boxes.get(path, []))
+        figures.append((f"{path}: predicted {name}", target))
+    return figures
