@@ -80,6 +80,8 @@ def rng_state(device: torch.device) -> dict[str, torch.Tensor]:
 
 
 def set_rng_state(state: dict[str, torch.Tensor], device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
+    # copies: a rank's row of the stacked [world, n] states is a view at an offset, on which torch.set_rng_state
+    # crashes the process (SIGSEGV, torch 2.14)
+    torch.set_rng_state(state["torch"].clone())
     if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
+        torch.cuda.set_rng_state(state["cuda"].clone(), device)

@@ -131,11 +131,19 @@ def setup(device: str = "auto", env: Mapping[str, str] | None = None) -> Dist:
         if launch.master_addr is not None:
             os.environ.setdefault("MASTER_ADDR", launch.master_addr)
             os.environ.setdefault("MASTER_PORT", str(launch.master_port or DEFAULT_PORT))
+        options = {}
+        attempt = (os.environ if env is None else env).get("TORCHELASTIC_RESTART_COUNT")
+        if attempt is not None:
+            # torchrun keeps its store across worker restarts (--max-restarts): without a fresh prefix the restarted
+            # workers read the dead ones' addresses and fail to connect (gloo) or hang
+            store, _, _ = next(torch_dist.rendezvous("env://", rank=launch.rank, world_size=launch.world_size))
+            options["store"] = torch_dist.PrefixStore(f"tame/attempt_{attempt}/", store)
         torch_dist.init_process_group(
             backend="nccl" if target.type == "cuda" else "gloo",
             rank=launch.rank,
             world_size=launch.world_size,
             device_id=target if target.type == "cuda" else None,
+            **options,
         )
     return Dist(rank=launch.rank, world_size=launch.world_size, local_rank=launch.local_rank, device=target)
 
