@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -30,18 +31,44 @@ def load_tensor_file(path: str | Path, map_location: str | torch.device = "cpu")
             return dict(load_file(str(path), device=str(map_location)))
         except (SafetensorError, OSError) as err:
             raise TameError(f"{path}: not a readable safetensors file ({err})") from None
+    if zipfile.is_zipfile(path):
+        _check_zip_records(path)
     try:
-        data = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # torch's notes on odd pickles: the error below says it all
+            data = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else "unpickling refused"
+        if "Weights only load failed" not in str(err):
+            raise TameError(f"{path}: corrupt or truncated file (UnpicklingError: {str(err)[:120]})") from None
         raise TameError(
-            f"{path}: refused to load: the file holds objects other than tensors, which could run code ({first[:160]})"
+            f"{path}: refused to load: the file holds objects other than tensors, which could run code "
+            f"({_refusal_reason(err)})"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
+    except Exception as err:  # damaged bytes can fail anywhere in the unpickler (KeyError, IndexError, ...)
         raise TameError(f"{path}: corrupt or truncated file ({type(err).__name__}: {str(err)[:120]})") from None
     if not isinstance(data, dict):
         raise TameError(f"{path}: expected a dict of tensors, got {type(data).__name__}")
     return data
+
+
+def _check_zip_records(path: Path) -> None:
+    """Verify the CRC-32 of every record of a zip-format torch file, which ``torch.load`` does not: a flipped byte
+    in the tensor data would otherwise load as a silently different weight."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except Exception as err:  # BadZipFile, OSError, EOFError, zlib.error, ...
+        raise TameError(f"{path}: corrupt or truncated file ({type(err).__name__}: {str(err)[:120]})") from None
+    if bad is not None:
+        raise TameError(f"{path}: corrupt file (checksum mismatch in its record {bad})")
+
+
+def _refusal_reason(err: pickle.UnpicklingError) -> str:
+    """What torch's weights-only unpickler refused (e.g. ``unsupported GLOBAL posix.system``), without the advice
+    to load the file with ``weights_only=False``."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    details = [line for line in lines[1:] if not line.startswith(("Check the documentation", "Please file an issue"))]
+    return (details or lines or ["unpickling refused"])[0][:160]
 
 
 def save_atomic(obj: Any, path: str | Path) -> None:
