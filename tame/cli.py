@@ -1,7 +1,8 @@
 """The ``tame`` command line and ``tame-inspect``.
 
 Each subcommand lives in its own module exposing ``add_arguments(parser)`` and ``run(args) -> int``;
-this file only wires them up and turns a :class:`TameError` into one line on stderr and exit status 2.
+this file only wires them up and turns a :class:`TameError` (or an ``OSError``: disk full, permission denied) into
+one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ def _run(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
     try:
         return int(args.handler(args) or 0)
     except TameError as err:
+        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # the machine's, not ours: a full disk, a read-only folder, a vanished mount
         print(f"{parser.prog}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -22,6 +22,7 @@ from tame.models.io import load_tensor_file, save_atomic
 CHECKPOINT_FORMAT = "tame-train/1"
 REQUIRED_KEYS = ("attention", "optimizer", "scheduler", "scaler", "epoch", "step", "steps_per_epoch", "rng")
 _NAME = re.compile(r"^(epoch|step)_(\d+)\.pt$")
+_TEMPORARY = re.compile(r"^\.(epoch|step)_\d+\.pt\.tmp\d+$")  # save_atomic's, while it writes
 
 
 def checkpoint_path(directory: Path, step: int, steps_per_epoch: int) -> Path:
@@ -42,6 +43,14 @@ def checkpoint_files(directory: Path, steps_per_epoch: int) -> list[tuple[int, P
                 step = number * steps_per_epoch if kind == "epoch" else number
                 found.append((step, kind == "epoch", path))
     return [(step, path) for step, _, path in sorted(found, reverse=True)]
+
+
+def remove_temporaries(directory: Path) -> None:
+    """Delete the temporary files of checkpoint writes that never finished (their process was killed)."""
+    if directory.is_dir():
+        for path in directory.iterdir():
+            if _TEMPORARY.match(path.name):
+                path.unlink(missing_ok=True)
 
 
 def save_checkpoint(state: dict, path: Path, *, keep: int) -> None:

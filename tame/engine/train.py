@@ -33,6 +33,7 @@ from tame.engine.checkpoint import (
     checkpoint_path,
     load_checkpoint,
     newest_good_checkpoint,
+    remove_temporaries,
     rng_state,
     save_checkpoint,
     set_rng_state,
@@ -276,13 +277,21 @@ class Checkpoints:
                 "config": asdict(self.cfg),
                 "meta": self.run.model.attention_meta(),
             }
-            save_checkpoint(state, path, keep=self.cfg.train.keep_checkpoints)
+            try:
+                save_checkpoint(state, path, keep=self.cfg.train.keep_checkpoints)
+            except OSError as err:  # a full disk, a folder made read-only: the older checkpoints are untouched
+                raise TameError(
+                    f"cannot write {path}: {err.strerror or err}; the last good checkpoint is "
+                    f"{self.last_written or 'none (none written yet)'} (free space or fix the folder, then run "
+                    "again to resume)"
+                ) from None
         self.last_written = path
 
     def resume(self) -> int:
         """Load the checkpoint that ``train.resume`` names (``auto``: the newest good one); returns its step."""
         found, decision = None, None
         if self.dist.is_main:
+            remove_temporaries(self.output_dir)  # left by a run killed while it wrote a checkpoint
             try:
                 found = self._choose()
                 decision = found[0] if found else None
