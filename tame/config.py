@@ -119,7 +119,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         if not path.is_file():
             raise TameError(f"config file not found: {path}")
         try:
-            raw = yaml.safe_load(path.read_text()) or {}
+            raw = yaml.safe_load(path.read_bytes()) or {}  # bytes: YAML detects the encoding, refuses bad bytes
         except yaml.YAMLError as err:
             raise TameError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
         if not isinstance(raw, dict):
@@ -128,7 +128,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise TameError(f"override {item!r} is not key=value (e.g. train.max_lr=1e-3)")
-        _set_dotted(raw, key.strip(), yaml.safe_load(value) if value.strip() else None)
+        try:
+            parsed = yaml.safe_load(value) if value.strip() else None
+        except yaml.YAMLError as err:
+            raise TameError(f"override {item!r}: the value is not valid YAML ({str(err).splitlines()[0]})") from None
+        _set_dotted(raw, key.strip(), parsed)
     config = _build(Config, raw, "")
     validate(config)
     return config
