@@ -10,7 +10,7 @@ MODEL ?= resnet50
 GPUS ?= 1
 ARGS ?=
 
-.PHONY: install test lint format clean train lr-find demo explain
+.PHONY: install test lint format clean train lr-find demo explain bench
 
 install: $(STAMP)
 
@@ -45,3 +45,11 @@ train: $(STAMP)  # make train MODEL=resnet50 GPUS=4 [ARGS="key=value ..."]
 
 lr-find: $(STAMP)  # make lr-find MODEL=vgg16 GPUS=4 [ARGS="key=value ..."]
 	GPUS=$(GPUS) PYTHON=$(BIN)/python launch/torchrun.sh lr-find configs/$(MODEL).yaml $(ARGS)
+
+bench: $(STAMP)  # every CPU benchmark side by side (~10 min on 2 cores; QUICK=1: 64 px checks); GPU: benchmarks/gpu.sh
+	$(BIN)/python -m benchmarks.training $(if $(QUICK),--quick)
+	$(BIN)/python -m benchmarks.evaluation $(if $(QUICK),--quick)
+	$(BIN)/python -m benchmarks.latency $(if $(QUICK),--quick)
+	$(BIN)/python -m benchmarks.memory $(if $(QUICK),--quick)
+	$(BIN)/python -m benchmarks.loaders $(if $(QUICK),--quick)
+	$(BIN)/python -m benchmarks.summary

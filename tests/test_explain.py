@@ -26,8 +26,7 @@ data:
 @pytest.fixture
 def run_dir(tmp_path):
     torch.manual_seed(0)
-    model = TameModel(create_classifier("test_resnet", pretrained=False), ["layer2", "layer3", "layer4"],
-                      input_size=64)
+    model = TameModel(create_classifier("test_resnet", pretrained=False), ["layer2", "layer3", "layer4"], input_size=64)
     model.save_attention(tmp_path / "am.pt")
     (tmp_path / "config.yaml").write_text(CONFIG)
     return tmp_path
@@ -38,8 +37,21 @@ def test_explain_writes_overlays_maps_and_gallery(run_dir, shared_data, capsys):
     (run_dir / "junk").mkdir()
     (run_dir / "junk" / "notes.JPEG").write_bytes(b"not an image at all")
     out = run_dir / "out"
-    code = main(["explain", str(images), str(run_dir / "junk"), "--config", str(run_dir / "config.yaml"),
-                 "--checkpoint", str(run_dir / "am.pt"), "--out", str(out), "--top-k", "2"])
+    code = main(
+        [
+            "explain",
+            str(images),
+            str(run_dir / "junk"),
+            "--config",
+            str(run_dir / "config.yaml"),
+            "--checkpoint",
+            str(run_dir / "am.pt"),
+            "--out",
+            str(out),
+            "--top-k",
+            "2",
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "skipped" in printed and "notes.JPEG" in printed
@@ -47,7 +59,7 @@ def test_explain_writes_overlays_maps_and_gallery(run_dir, shared_data, capsys):
     assert len(record["maps"]) == 2 * 10 and len(record["skipped"]) == 1
     for entry in record["maps"]:
         explanation = np.load(out / entry["map"])
-        assert explanation.shape == (64, 64) and 0 <= explanation.min() and explanation.max() <= 1
+        assert explanation.shape == (64, 64) and explanation.min() >= 0 and explanation.max() <= 1
         assert (out / entry["overlay"]).stat().st_size > 1000
     page = (out / "index.html").read_text()
     assert "129_130.png" in page and "Skipped (1)" in page  # the RGBA PNG was explained
@@ -57,26 +69,66 @@ def test_explain_writes_overlays_maps_and_gallery(run_dir, shared_data, capsys):
 def test_explain_class_and_no_crop(run_dir, shared_data):
     out = run_dir / "out"
     image = shared_data / "images" / "162_166.JPEG"
-    assert main(["explain", str(image), "--config", str(run_dir / "config.yaml"), "--checkpoint",
-                 str(run_dir / "am.pt"), "--out", str(out), "--class", "7", "--no-crop"]) == 0
+    assert (
+        main(
+            [
+                "explain",
+                str(image),
+                "--config",
+                str(run_dir / "config.yaml"),
+                "--checkpoint",
+                str(run_dir / "am.pt"),
+                "--out",
+                str(out),
+                "--class",
+                "7",
+                "--no-crop",
+            ]
+        )
+        == 0
+    )
     assert (out / "162_166_class7.npy").is_file()
 
 
-@pytest.mark.parametrize(("extra", "message"), [
-    (["--class", "5000"], "--class 5000 is out of range"),
-    (["--layers", "layer3", "layer4"], "trained with layers="),
-])
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--class", "5000"], "--class 5000 is out of range"),
+        (["--layers", "layer3", "layer4"], "trained with layers="),
+    ],
+)
 def test_explain_bad_input_is_one_line(run_dir, shared_data, capsys, extra, message):
-    code = main(["explain", str(shared_data / "images" / "885.JPEG"), "--config", str(run_dir / "config.yaml"),
-                 "--checkpoint", str(run_dir / "am.pt"), "--out", str(run_dir / "out"), *extra])
+    code = main(
+        [
+            "explain",
+            str(shared_data / "images" / "885.JPEG"),
+            "--config",
+            str(run_dir / "config.yaml"),
+            "--checkpoint",
+            str(run_dir / "am.pt"),
+            "--out",
+            str(run_dir / "out"),
+            *extra,
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and message in err and "Traceback" not in err
 
 
 def test_nothing_readable_is_an_error(run_dir, capsys):
     (run_dir / "a.jpg").write_bytes(b"")
-    code = main(["explain", str(run_dir / "a.jpg"), "--config", str(run_dir / "config.yaml"), "--checkpoint",
-                 str(run_dir / "am.pt"), "--out", str(run_dir / "out")])
+    code = main(
+        [
+            "explain",
+            str(run_dir / "a.jpg"),
+            "--config",
+            str(run_dir / "config.yaml"),
+            "--checkpoint",
+            str(run_dir / "am.pt"),
+            "--out",
+            str(run_dir / "out"),
+        ]
+    )
     assert code == 2 and "no readable images" in capsys.readouterr().err
 
 

@@ -17,6 +17,7 @@ import torch
 
 from tame.errors import TameError
 from tame.models import Classifier, Explanation, TameModel
+from tame.models.tame import resolve_classes
 
 _METHODS: dict[str, type[Explainer]] = {}
 
@@ -75,23 +76,7 @@ class Explainer:
         self.close()
 
     def _classes(self, classes: torch.Tensor | int | None, logits: torch.Tensor) -> torch.Tensor:
-        """The explained class per image: the prediction, or ``classes`` checked against the logits [B, K]."""
-        if classes is None:
-            return logits.argmax(dim=1)
-        classes = per_image(classes, logits.shape[0]).to(logits.device)
-        if classes.numel() and (classes.min() < 0 or classes.max() >= logits.shape[1]):
-            raise TameError(f"class index out of range 0..{logits.shape[1] - 1}: {classes.tolist()}")
-        return classes
-
-
-def per_image(classes: torch.Tensor | int, batch: int) -> torch.Tensor:
-    """One int or long [B] -> long [B]; any other shape is a TameError."""
-    classes = torch.as_tensor(classes, dtype=torch.long)
-    if classes.dim() == 0:
-        classes = classes.expand(batch)
-    if classes.shape != (batch,):
-        raise TameError(f"classes must be one int or one per image ({batch}), got {tuple(classes.shape)}")
-    return classes
+        return resolve_classes(classes, logits)
 
 
 @register_explainer("tame")

@@ -13,10 +13,10 @@ import io
 
 import torch
 
-from tame.baselines.base import Explainer, per_image, register_explainer
+from tame.baselines.base import Explainer, register_explainer
 from tame.errors import TameError
 from tame.models import Classifier, Explanation
-from tame.models.tame import check_images
+from tame.models.tame import check_images, per_image
 from tame.models.taps import tokens_to_map
 
 

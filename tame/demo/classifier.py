@@ -11,8 +11,8 @@ from tqdm import tqdm
 
 from tame.config import DataConfig
 from tame.data.loaders import build_loader
+from tame.io import save_atomic
 from tame.models import create_classifier
-from tame.models.io import save_atomic
 
 
 @dataclass(frozen=True)
@@ -35,21 +35,38 @@ def train_classifier(recipe: ClassifierRecipe, data: DataConfig, num_classes: in
     device = torch.device("cpu")
     classifier = create_classifier(recipe.name, pretrained=False, num_classes=num_classes)
     net = classifier.net.requires_grad_(True)
-    train_loader = build_loader(data, data.train_list, data.root, train=True, device=device, seed=recipe.seed,
-                                batch_size=recipe.batch_size, num_classes=num_classes)
-    val_loader = build_loader(data, data.val_list, data.val_root, train=False, device=device,
-                              batch_size=recipe.batch_size, num_classes=num_classes)
+    train_loader = build_loader(
+        data,
+        data.train_list,
+        data.root,
+        train=True,
+        device=device,
+        seed=recipe.seed,
+        batch_size=recipe.batch_size,
+        num_classes=num_classes,
+    )
+    val_loader = build_loader(
+        data,
+        data.val_list,
+        data.val_root,
+        train=False,
+        device=device,
+        batch_size=recipe.batch_size,
+        num_classes=num_classes,
+    )
     optimizer = torch.optim.AdamW(net.parameters(), lr=recipe.max_lr, weight_decay=recipe.weight_decay)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.max_lr,
-                                                   total_steps=recipe.epochs * len(train_loader))
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=recipe.max_lr, total_steps=recipe.epochs * len(train_loader)
+    )
     loss = torch.zeros(())
     with tqdm(total=recipe.epochs * len(train_loader), desc="classifier", unit="batch") as bar:
         for epoch in range(recipe.epochs):
             train_loader.set_epoch(epoch)
             net.train()
             for images, labels in train_loader:
-                loss = F.cross_entropy(net(classifier.normalise(images)), labels,
-                                       label_smoothing=recipe.label_smoothing)
+                loss = F.cross_entropy(
+                    net(classifier.normalise(images)), labels, label_smoothing=recipe.label_smoothing
+                )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

@@ -22,8 +22,15 @@ def write_gallery(cfg: Config, out: Path, count: int, methods: Sequence[str]) ->
     model = TameModel.from_config(cfg.model, input_size=cfg.data.crop)
     model.load_attention(Path(cfg.output_dir) / f"epoch_{cfg.train.epochs}.pt")
     model.eval()
-    loader = build_loader(cfg.data, cfg.data.val_list, cfg.data.val_root, train=False, device=torch.device("cpu"),
-                          batch_size=count, max_samples=count)
+    loader = build_loader(
+        cfg.data,
+        cfg.data.val_list,
+        cfg.data.val_root,
+        train=False,
+        device=torch.device("cpu"),
+        batch_size=count,
+        max_samples=count,
+    )
     images, _ = next(iter(loader))
     boxes = read_boxes(Path(cfg.data.val_root) / "boxes.json", cfg.data.resize, cfg.data.crop)
     paths = [entry.path for entry in loader.entries[:count]]
@@ -38,7 +45,8 @@ def write_gallery(cfg: Config, out: Path, count: int, methods: Sequence[str]) ->
     for i, path in enumerate(paths):
         name = names[int(classes[i])].split(maxsplit=1)[-1] if int(classes[i]) < len(names) else str(int(classes[i]))
         target = out / "gallery" / f"{i:02d}.png"
-        save_comparison(images[i], {m: v[i] for m, v in maps.items()}, target, title=f"predicted: {name}",
-                        boxes=boxes.get(path, []))
+        save_comparison(
+            images[i], {m: v[i] for m, v in maps.items()}, target, title=f"predicted: {name}", boxes=boxes.get(path, [])
+        )
         figures.append((f"{path}: predicted {name}", target))
     return figures

@@ -16,6 +16,7 @@ import argparse
 import csv
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -25,6 +26,7 @@ import torch
 
 from tame.config import Config, load_config
 from tame.errors import TameError
+from tame.io import write_text_atomic
 
 METHODS = ("tame", "gradcam", "gradcam++", "random")
 
@@ -32,23 +34,35 @@ METHODS = ("tame", "gradcam", "gradcam++", "random")
 @dataclass(frozen=True)
 class DemoSize:
     classes: int = 6
-    train_per_class: int = 150
+    train_per_class: int = 200
     val_per_class: int = 40
     image_size: int = 64
-    classifier: str = "test_resnet"
+    classifier: str = "resnet10t"
     classifier_epochs: int = 12
-    tame_epochs: int = 4
+    tame_epochs: int = 6
     lr_find_steps: int = 40
     gallery: int = 6
     batch_size: int = 32
 
 
-QUICK = DemoSize(classes=3, train_per_class=8, val_per_class=4, image_size=64, classifier_epochs=1, tame_epochs=1,
-                 lr_find_steps=4, gallery=2, batch_size=8)
+QUICK = DemoSize(
+    classes=3,
+    train_per_class=8,
+    val_per_class=4,
+    image_size=64,
+    classifier="test_resnet",
+    classifier_epochs=1,
+    tame_epochs=1,
+    lr_find_steps=4,
+    gallery=2,
+    batch_size=8,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default="configs/demo.yaml", help="the demo's TAME config (default configs/demo.yaml)")
+    parser.add_argument(
+        "--config", default="configs/demo.yaml", help="the demo's TAME config (default configs/demo.yaml)"
+    )
     parser.add_argument("--out", default="demo", help="output folder (default demo/); finished stages are reused")
     parser.add_argument("--quick", action="store_true", help="a reduced-size run that checks the machinery (tests)")
     parser.add_argument("--force", action="store_true", help="redo every stage")
@@ -71,10 +85,7 @@ class Stage:
         self.done = not force and self.record.is_file() and json.loads(self.record.read_text()).get("inputs") == inputs
 
     def finish(self, outputs: dict) -> dict:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = self.record.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"inputs": self.inputs, "outputs": outputs}, indent=1))
-        os.replace(tmp, self.record)
+        write_text_atomic(self.record, json.dumps({"inputs": self.inputs, "outputs": outputs}, indent=1))
         return outputs
 
     def outputs(self) -> dict:
@@ -97,11 +108,20 @@ def demo_config(config_path: Path, out: Path, size: DemoSize) -> tuple[Config, l
     """The demo config with its paths pointed into ``out`` (returned as overrides, so `tame train` sees the same)."""
     data = out / "data"
     overrides = [
-        f"model.name={size.classifier}", f"model.num_classes={size.classes}", "model.pretrained=false",
+        f"model.name={size.classifier}",
+        f"model.num_classes={size.classes}",
+        "model.pretrained=false",
         f"model.weights={out / 'classifier' / 'classifier.pth'}",
-        f"data.root={data}", f"data.train_list={data / 'train.txt'}", f"data.val_root={data}",
-        f"data.val_list={data / 'val.txt'}", f"data.eval_list={data / 'val.txt'}",
-        f"data.resize={size.image_size}", f"data.crop={size.image_size}", f"data.batch_size={size.batch_size}", f"train.epochs={size.tame_epochs}", f"output_dir={out / 'tame'}",
+        f"data.root={data}",
+        f"data.train_list={data / 'train.txt'}",
+        f"data.val_root={data}",
+        f"data.val_list={data / 'val.txt'}",
+        f"data.eval_list={data / 'val.txt'}",
+        f"data.resize={size.image_size}",
+        f"data.crop={size.image_size}",
+        f"data.batch_size={size.batch_size}",
+        f"train.epochs={size.tame_epochs}",
+        f"output_dir={out / 'tame'}",
     ]
     return load_config(config_path, overrides), overrides
 
@@ -118,19 +138,37 @@ def run_demo(config_path: Path, out: Path, size: DemoSize = DemoSize(), force: b
     cfg, overrides = demo_config(config_path, out, size)
     config_text = config_path.read_text()
 
-    data = _stage("data", out / "data", {"classes": size.classes, "train": size.train_per_class,
-                                         "val": size.val_per_class, "size": size.image_size}, force,
-                  lambda: {"classes": list(make_synthetic(out / "data", classes=size.classes,
-                                                          train_per_class=size.train_per_class,
-                                                          val_per_class=size.val_per_class, size=size.image_size,
-                                                          seed=0, progress=True).classes)})
+    data = _stage(
+        "data",
+        out / "data",
+        {"classes": size.classes, "train": size.train_per_class, "val": size.val_per_class, "size": size.image_size},
+        force,
+        lambda: {
+            "classes": list(
+                make_synthetic(
+                    out / "data",
+                    classes=size.classes,
+                    train_per_class=size.train_per_class,
+                    val_per_class=size.val_per_class,
+                    size=size.image_size,
+                    seed=0,
+                    progress=True,
+                ).classes
+            )
+        },
+    )
     force = force or not Stage(out / "data", {}, False).record.is_file()
 
     recipe = ClassifierRecipe(name=size.classifier, epochs=size.classifier_epochs, batch_size=size.batch_size)
-    classifier = _stage("classifier", out / "classifier", {"recipe": asdict(recipe), "data": data,
-                                                           "crop": cfg.data.crop}, force,
-                        lambda: train_classifier(recipe, replace(cfg.data, validate="none"), size.classes,
-                                                 out / "classifier" / "classifier.pth"))
+    classifier = _stage(
+        "classifier",
+        out / "classifier",
+        {"recipe": asdict(recipe), "data": data, "crop": cfg.data.crop},
+        force,
+        lambda: train_classifier(
+            recipe, replace(cfg.data, validate="none"), size.classes, out / "classifier" / "classifier.pth"
+        ),
+    )
 
     def cli(*argv: str) -> None:
         code = tame_cli(list(argv))
@@ -138,33 +176,79 @@ def run_demo(config_path: Path, out: Path, size: DemoSize = DemoSize(), force: b
             raise TameError(f"`tame {' '.join(argv[:1])}` failed (exit {code}); see the message above")
 
     lr_dir = out / "lr_find"
-    lr = _stage("lr-find", lr_dir, {"config": config_text, "overrides": overrides, "classifier": classifier,
-                                    "steps": size.lr_find_steps}, force,
-                lambda: (cli("lr-find", "--config", str(config_path), *overrides, "--steps", str(size.lr_find_steps),
-                             "--start-lr", "1e-5", "--end-lr", "1", "--out", str(lr_dir)),
-                         json.loads((lr_dir / "lr_find.json").read_text()))[1])
+    lr = _stage(
+        "lr-find",
+        lr_dir,
+        {"config": config_text, "overrides": overrides, "classifier": classifier, "steps": size.lr_find_steps},
+        force,
+        lambda: (
+            cli(
+                "lr-find",
+                "--config",
+                str(config_path),
+                *overrides,
+                "--steps",
+                str(size.lr_find_steps),
+                "--start-lr",
+                "1e-5",
+                "--end-lr",
+                "1",
+                "--out",
+                str(lr_dir),
+            ),
+            json.loads((lr_dir / "lr_find.json").read_text()),
+        )[1],
+    )
 
-    train = _stage("tame", out / "tame", {"config": config_text, "overrides": overrides, "classifier": classifier},
-                   force, lambda: (cli("train", "--config", str(config_path), *overrides, "train.resume=none"),
-                                   {"checkpoint": str(out / "tame" / f"epoch_{size.tame_epochs}.pt")})[1])
+    def train_tame() -> dict:
+        shutil.rmtree(out / "tame", ignore_errors=True)  # a stale run's checkpoints would be refused (resume=none)
+        cli("train", "--config", str(config_path), *overrides, "train.resume=none")
+        return {"checkpoint": str(out / "tame" / f"epoch_{size.tame_epochs}.pt")}
+
+    train = _stage(
+        "tame",
+        out / "tame",
+        {"config": config_text, "overrides": overrides, "classifier": classifier},
+        force,
+        train_tame,
+    )
 
     compare_dir = out / "compare"
-    compare = _stage("compare", compare_dir, {"train": train, "methods": METHODS}, force,
-                     lambda: _compare(cli, config_path, overrides, Path(train["checkpoint"]), out, compare_dir))
+    compare = _stage(
+        "compare",
+        compare_dir,
+        {"train": train, "methods": list(METHODS)},
+        force,
+        lambda: _compare(cli, config_path, overrides, Path(train["checkpoint"]), out, compare_dir),
+    )
 
     return _report(cfg, out, size, data, classifier, lr, train, compare)
 
 
 def _compare(cli, config_path: Path, overrides: list[str], checkpoint: Path, out: Path, folder: Path) -> dict:
-    cli("compare", "--config", str(config_path), *overrides, "--checkpoint", str(checkpoint),
-        "--methods", *METHODS, "--no-road", "--boxes", str(out / "data" / "boxes.json"), "--out", str(folder))
+    cli(
+        "compare",
+        "--config",
+        str(config_path),
+        *overrides,
+        "--checkpoint",
+        str(checkpoint),
+        "--methods",
+        *METHODS,
+        "--no-road",
+        "--boxes",
+        str(out / "data" / "boxes.json"),
+        "--out",
+        str(folder),
+    )
     with open(folder / "compare.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     return {"rows": rows}
 
 
-def _report(cfg: Config, out: Path, size: DemoSize, data: dict, classifier: dict, lr: dict, train: dict,
-            compare: dict) -> Path:
+def _report(
+    cfg: Config, out: Path, size: DemoSize, data: dict, classifier: dict, lr: dict, train: dict, compare: dict
+) -> Path:
     from tame.demo.gallery import write_gallery
     from tame.viz.report import Report, write_report
 
@@ -186,25 +270,46 @@ def _report(cfg: Config, out: Path, size: DemoSize, data: dict, classifier: dict
     if "tame" in by_method and "random" in by_method:
         tame, control = by_method["tame"], by_method["random"]
         beats = float(tame["AD(100%)"]) < float(control["AD(100%)"]) and float(tame["PG"]) > float(control["PG"])
-        summary.append(f"TAME {'beats' if beats else 'does NOT beat'} the random-map control on AD(100%) "
-                       f"({float(tame['AD(100%)']):.1f} vs {float(control['AD(100%)']):.1f}) and the pointing game "
-                       f"({float(tame['PG']):.1f} vs {float(control['PG']):.1f}).")
+        summary.append(
+            f"TAME {'beats' if beats else 'does NOT beat'} the random-map control on AD(100%) "
+            f"({float(tame['AD(100%)']):.1f} vs {float(control['AD(100%)']):.1f}) and the pointing game "
+            f"({float(tame['PG']):.1f} vs {float(control['PG']):.1f})."
+        )
     gallery = write_gallery(cfg, out, size.gallery, METHODS)
-    figures = [(caption, os.path.relpath(path, out)) for caption, path in (
-        ("TAME training losses", out / "tame" / "loss_curve.png"),
-        ("LR range test (suggested max LR marked)", out / "lr_find" / "lr_find.png"),
-        ("AD / IC by method", out / "compare" / "compare.png"),
-    ) if path.is_file()]
+    figures = [
+        (caption, os.path.relpath(path, out))
+        for caption, path in (
+            ("TAME training losses", out / "tame" / "loss_curve.png"),
+            ("LR range test (suggested max LR marked)", out / "lr_find" / "lr_find.png"),
+            ("AD / IC by method", out / "compare" / "compare.png"),
+        )
+        if path.is_file()
+    ]
     facts = {
-        "stage seconds": ", ".join(f"{name} {stage.get('seconds', 0):.0f}" for name, stage in (
-            ("data", data), ("classifier", classifier), ("lr-find", lr), ("tame", train), ("compare", compare))),
+        "stage seconds": ", ".join(
+            f"{name} {stage.get('seconds', 0):.0f}"
+            for name, stage in (
+                ("data", data),
+                ("classifier", classifier),
+                ("lr-find", lr),
+                ("tame", train),
+                ("compare", compare),
+            )
+        ),
         "suggested max LR": f"{lr.get('suggested_max_lr')}",
         "config": f"{cfg.model.name}, layers {' '.join(cfg.model.layers)}, {cfg.train.epochs} epochs, "
-                  f"max LR {cfg.train.max_lr}, batch {cfg.data.batch_size}, regulariser {cfg.train.regulariser}",
+        f"max LR {cfg.train.max_lr}, batch {cfg.data.batch_size}, regulariser {cfg.train.regulariser}",
         "checkpoint": train["checkpoint"],
     }
-    report = Report("TAME demo: synthetic shapes, CPU only", summary, header, table, figures,
-                    [(caption, os.path.relpath(path, out)) for caption, path in gallery], facts)
+    report = Report(
+        "TAME demo: synthetic shapes, CPU only",
+        summary,
+        header,
+        table,
+        figures,
+        [(caption, os.path.relpath(path, out)) for caption, path in gallery],
+        facts,
+    )
     html_path, _ = write_report(report, out)
     print("\n".join(summary[-1:]))
     return html_path

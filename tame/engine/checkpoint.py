@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from tame.errors import TameError
-from tame.models.io import load_tensor_file, save_atomic
+from tame.io import load_tensor_file, save_atomic
 
 CHECKPOINT_FORMAT = "tame-train/1"
 REQUIRED_KEYS = ("attention", "optimizer", "scheduler", "scaler", "epoch", "step", "steps_per_epoch", "rng")

@@ -29,8 +29,8 @@ from tame.engine.evaluate import (
     evaluate_options,
     method_options,
     prepare,
-    write_atomic,
 )
+from tame.io import write_text_atomic
 from tame.metrics import ad_ic, level_name
 
 
@@ -133,15 +133,15 @@ def run(args: argparse.Namespace) -> int:
         if data.dist.is_main:
             out = Path(args.out) if args.out else checkpoint.parent / "compare"
             title = f"{data.cfg.model.name} on {data.list_file.name}"
-            write_atomic(out / "compare.md", markdown(rows, title))
-            write_atomic(out / "compare.csv", csv_text(rows, first="method"))
+            write_text_atomic(out / "compare.md", markdown(rows, title))
+            write_text_atomic(out / "compare.csv", csv_text(rows, first="method"))
             report = {
                 "config": args.config,
                 "checkpoint": str(checkpoint),
                 "list": str(data.list_file),
                 "results": {method: asdict(result) for method, result in rows},
             }
-            write_atomic(out / "compare.json", json.dumps(report, indent=1))
+            write_text_atomic(out / "compare.json", json.dumps(report, indent=1))
             table = {method: summary_columns(result) for method, result in rows}
             comparison_chart(table, chart_panels(options["road_levels"]), out / "compare.png", title)
             print(markdown(rows, title))

@@ -36,6 +36,7 @@ from tame.config import Config, expand_path, load_config
 from tame.engine import dist as distributed
 from tame.engine.dist import Dist
 from tame.errors import TameError
+from tame.io import write_text_atomic
 from tame.metrics import ad_ic, road
 from tame.metrics.ad_ic import class_probability, confidence_drop, confidence_increase, keep_top_fraction, level_name
 from tame.metrics.localisation import boxes_to_mask, energy_pointing_game, pointing_game
@@ -295,12 +296,6 @@ def checkpoints_to_evaluate(path: str | os.PathLike) -> list[tuple[str, Path]]:
 
 
 # -- output ------------------------------------------------------------------------------------------------------
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
 
 def csv_text(rows: Sequence[tuple[str, EvaluationResult]], first: str = "epoch") -> str:
     """One line per (label, result); the reference's columns first, 4 decimals."""
@@ -455,7 +450,7 @@ def run(args: argparse.Namespace) -> int:
                 desc = f"{method} epoch {label}" if label else method
                 rows.append((label, evaluate(explainer, data.batches(), desc=desc, **evaluate_options(args, data))))
             if data.dist.is_main:  # after every checkpoint: a later failure loses nothing already evaluated
-                write_atomic(out / f"{name}.csv", csv_text(rows))
+                write_text_atomic(out / f"{name}.csv", csv_text(rows))
                 report = {
                     "method": method,
                     "config": args.config,
@@ -465,7 +460,7 @@ def run(args: argparse.Namespace) -> int:
                         for (label, result), (_, p) in zip(rows, checkpoints)
                     ],
                 }
-                write_atomic(out / f"{name}.json", json.dumps(report, indent=1))
+                write_text_atomic(out / f"{name}.json", json.dumps(report, indent=1))
         if data.dist.is_main:
             print(summary_table(rows))
             print(f"{rows[0][1].num_samples} samples; wrote {out / name}.csv and .json")

@@ -32,8 +32,9 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".p
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", help="image files or folders")
     parser.add_argument("--config", help="run config (model name, layers, sizes)")
-    parser.add_argument("--checkpoint", required=True, help="AM checkpoint: ours, a training checkpoint or an "
-                                                            "original TAME snapshot")
+    parser.add_argument(
+        "--checkpoint", required=True, help="AM checkpoint: ours, a training checkpoint or an original TAME snapshot"
+    )
     parser.add_argument("--model", help="classifier name (overrides the config)")
     parser.add_argument("--layers", nargs="+", help="tapped layers (override the config)")
     parser.add_argument("--weights", help="local classifier weights (overrides the config)")
@@ -79,15 +80,18 @@ def run(args: argparse.Namespace) -> int:
     write_gallery(out, entries, skipped)
     for path, why in skipped:
         print(f"skipped {path}: {why}")
-    print(f"explained {len({e['image'] for e in entries})} images ({len(entries)} maps), skipped {len(skipped)}; "
-          f"gallery: {out / 'index.html'}")
+    print(
+        f"explained {len({e['image'] for e in entries})} images ({len(entries)} maps), skipped {len(skipped)}; "
+        f"gallery: {out / 'index.html'}"
+    )
     if not entries:
         raise TameError("no readable images among the given paths")
     return 0
 
 
-def explain_batch(model: TameModel, images: torch.Tensor, files: list[Path], args, names: list[str],
-                  out: Path) -> list[dict]:
+def explain_batch(
+    model: TameModel, images: torch.Tensor, files: list[Path], args, names: list[str], out: Path
+) -> list[dict]:
     """Write overlay PNG + raw .npy per image and class; return gallery entries."""
     with torch.no_grad():
         probabilities = model.predict(images).float().softmax(dim=1)
@@ -106,8 +110,17 @@ def explain_batch(model: TameModel, images: torch.Tensor, files: list[Path], arg
             prob = float(probabilities[i, k])
             np.save(out / f"{stem}.npy", maps[i].cpu().numpy().astype(np.float32))
             save_overlay(images[i], maps[i], out / f"{stem}.png", title=f"{label}  p={prob:.3f}")
-            entries.append({"image": str(path), "class": k, "name": label, "probability": prob, "rank": rank + 1,
-                            "overlay": f"{stem}.png", "map": f"{stem}.npy"})
+            entries.append(
+                {
+                    "image": str(path),
+                    "class": k,
+                    "name": label,
+                    "probability": prob,
+                    "rank": rank + 1,
+                    "overlay": f"{stem}.png",
+                    "map": f"{stem}.npy",
+                }
+            )
     return entries
 
 
@@ -147,7 +160,7 @@ def write_gallery(out: Path, entries: list[dict], skipped: list[tuple[Path, str]
     cards = "\n".join(
         f'<figure><img src="{html.escape(e["overlay"])}" alt="{html.escape(e["name"])}">'
         f"<figcaption><b>{html.escape(Path(e['image']).name)}</b><br>#{e['rank']} {html.escape(e['name'])} "
-        f"&middot; p = {e['probability']:.3f} &middot; <a href=\"{html.escape(e['map'])}\">map</a></figcaption></figure>"
+        f'&middot; p = {e["probability"]:.3f} &middot; <a href="{html.escape(e["map"])}">map</a></figcaption></figure>'
         for e in entries
     )
     skipped_html = "".join(f"<li>{html.escape(str(p))}: {html.escape(w)}</li>" for p, w in skipped)
@@ -160,5 +173,6 @@ img{{width:100%}} figcaption{{font-size:.85em}}</style></head><body>
 </body></html>
 """
     (out / "index.html").write_text(page)
-    (out / "explanations.json").write_text(json.dumps({"maps": entries, "skipped": [[str(p), w] for p, w in skipped]},
-                                                      indent=1))
+    (out / "explanations.json").write_text(
+        json.dumps({"maps": entries, "skipped": [[str(p), w] for p, w in skipped]}, indent=1)
+    )

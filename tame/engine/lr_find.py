@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 from dataclasses import asdict, dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -28,6 +27,7 @@ from tame.engine.optim import build_optimizer, set_lr
 from tame.engine.run_log import warn
 from tame.engine.train import TrainingSetup, check_data_paths, check_world_size, prepare
 from tame.errors import TameError
+from tame.io import write_text_atomic
 
 RESULT_FILE = "lr_find.json"
 PLOT_FILE = "lr_find.png"
@@ -103,9 +103,7 @@ def write_result(result: LrFindResult, cfg: Config, output_dir: Path) -> tuple[P
 
     output_dir.mkdir(parents=True, exist_ok=True)
     json_path = output_dir / RESULT_FILE
-    tmp = json_path.with_name(f".{json_path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps({**asdict(result), "config": asdict(cfg)}, indent=1))
-    os.replace(tmp, json_path)
+    write_text_atomic(json_path, json.dumps({**asdict(result), "config": asdict(cfg)}, indent=1))
     title = f"LR range test: {cfg.model.name} {cfg.model.version}, batch {cfg.data.batch_size}"
     plot_path = plot_lr_range(
         result.lrs, result.smoothed_loss, result.suggested_max_lr, output_dir / PLOT_FILE, title=title

@@ -7,7 +7,6 @@ Only rank 0 logs (``RunLog(enabled=False)`` on the other ranks turns every metho
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 import uuid
@@ -20,6 +19,7 @@ import torch
 
 from tame.config import Config
 from tame.engine.dist import Dist, all_reduce_mean
+from tame.io import write_text_atomic
 
 LOSS_KEYS = ("loss", "ce", "area", "var")
 RECORD_FILE = "train_record.json"
@@ -169,10 +169,7 @@ class RunLog:
             return
         self.record["epochs"].append({"epoch": epoch, "step": step, **values})
         self.record["config"] = asdict(self.cfg)
-        path = self.output_dir / RECORD_FILE
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        tmp.write_text(json.dumps(self.record, indent=1))
-        os.replace(tmp, path)
+        write_text_atomic(self.output_dir / RECORD_FILE, json.dumps(self.record, indent=1))
         history = self.record["steps"]
         if history:
             from tame.viz.curves import plot_loss_curves

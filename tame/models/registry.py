@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from tame.errors import TameError
-from tame.models.io import load_tensor_file
+from tame.io import load_tensor_file
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from tame.errors import TameError
+from tame.io import load_tensor_file, save_atomic
 from tame.models.attention import AttentionMechanism, build_attention
-from tame.models.io import load_tensor_file, save_atomic
 from tame.models.loss import tame_loss
 from tame.models.registry import Classifier, check_state_dict, create_classifier
 from tame.models.taps import FeatureTaps
@@ -43,6 +43,27 @@ def check_images(images: torch.Tensor) -> None:
     low, high = torch.aminmax(images)
     if low < 0 or high > 1:
         raise TameError(f"image values must lie in [0, 1] (un-normalised), got [{low.item():.3g}, {high.item():.3g}]")
+
+
+def per_image(classes: torch.Tensor | int, batch: int) -> torch.Tensor:
+    """One int or long [B] -> long [B]; any other shape is a TameError."""
+    classes = torch.as_tensor(classes, dtype=torch.long)
+    if classes.dim() == 0:
+        classes = classes.expand(batch)
+    if classes.shape != (batch,):
+        raise TameError(f"classes must be one int or one per image ({batch}), got {tuple(classes.shape)}")
+    return classes
+
+
+def resolve_classes(classes: torch.Tensor | int | None, logits: torch.Tensor) -> torch.Tensor:
+    """The explained class per image: the prediction (``None``), one int for all, or long [B]; checked against
+    the logits [B, K]."""
+    if classes is None:
+        return logits.argmax(dim=1)
+    classes = per_image(classes, logits.shape[0]).to(logits.device)
+    if classes.numel() and (classes.min() < 0 or classes.max() >= logits.shape[1]):
+        raise TameError(f"class index out of range 0..{logits.shape[1] - 1}: {classes.tolist()}")
+    return classes
 
 
 def min_max_normalise(maps: torch.Tensor) -> torch.Tensor:
@@ -185,21 +206,9 @@ class TameModel(nn.Module):
         """
         check_images(images)
         logits, features = self.features(images)
-        classes = self._classes(classes, logits)
+        classes = resolve_classes(classes, logits)
         class_maps = self.attention(features, classes, per_image=True)  # [B, 1, S_h, S_w]
         return Explanation(explanation_maps(class_maps, tuple(images.shape[-2:])), classes, logits)
-
-    def _classes(self, classes: torch.Tensor | int | None, logits: torch.Tensor) -> torch.Tensor:
-        if classes is None:
-            return logits.argmax(dim=1)
-        classes = torch.as_tensor(classes, device=logits.device, dtype=torch.long)
-        if classes.dim() == 0:
-            classes = classes.expand(logits.shape[0])
-        if classes.shape != (logits.shape[0],):
-            raise TameError(f"classes must be one int or one per image ({logits.shape[0]}), got {tuple(classes.shape)}")
-        if classes.numel() and (classes.min() < 0 or classes.max() >= self.num_classes):
-            raise TameError(f"class index out of range 0..{self.num_classes - 1}: {classes.tolist()}")
-        return classes
 
     # -- training ----------------------------------------------------------------------------------------------
     def training_step(

@@ -40,8 +40,13 @@ def save_overlay(image: torch.Tensor, explanation: torch.Tensor, path: str | Pat
     _save(fig, path)
 
 
-def save_comparison(image: torch.Tensor, explanations: dict[str, torch.Tensor], path: str | Path,
-                    title: str = "", boxes: Sequence[Sequence[float]] = ()) -> None:
+def save_comparison(
+    image: torch.Tensor,
+    explanations: dict[str, torch.Tensor],
+    path: str | Path,
+    title: str = "",
+    boxes: Sequence[Sequence[float]] = (),
+) -> None:
     """One image, one panel per method on the same colour scale; optional ground-truth boxes [x0, y0, x1, y1]."""
     panels = len(explanations) + 1
     fig, axes = plt.subplots(1, panels, figsize=(2.4 * panels + 0.6, 2.7), dpi=100, layout="constrained")

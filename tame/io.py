@@ -1,4 +1,4 @@
-"""Safe reading and atomic writing of tensor files: checkpoints and weights are untrusted input.
+"""Safe reading of tensor files (checkpoints and weights are untrusted input) and atomic writing of files.
 
 ``.safetensors`` files go through safetensors; everything else through ``torch.load(weights_only=True)``,
 which refuses pickles that would construct arbitrary objects (and so never runs a payload).
@@ -69,6 +69,19 @@ def _refusal_reason(err: pickle.UnpicklingError) -> str:
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     details = [line for line in lines[1:] if not line.startswith(("Check the documentation", "Please file an issue"))]
     return (details or lines or ["unpickling refused"])[0][:160]
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write ``text`` to a temporary file in the same folder, then ``os.replace`` it over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def save_atomic(obj: Any, path: str | Path) -> None:

@@ -1,0 +1,1 @@
+"""Training, evaluation, LR range test, explanations and the distributed plumbing they share."""

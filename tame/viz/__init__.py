@@ -1,0 +1,1 @@
+"""Rendering: overlays, comparison figures, curves, plots and reports."""
