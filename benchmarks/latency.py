@@ -71,16 +71,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layers", nargs="+", default=["layer2", "layer3", "layer4"])
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--batch-size", type=int, default=1, help="images per explain call (latency: 1)")
-    parser.add_argument("--repeats", type=int, default=40, help="timed rounds of the fast methods (after a warm-up)")
+    parser.add_argument("--repeats", type=int, help="timed rounds of the fast methods after a warm-up (default 40)")
     parser.add_argument("--slow-repeats", type=int, default=2, help="timed rounds of each Score-CAM / RISE slice")
     parser.add_argument("--full", action="store_true", help="run Score-CAM and RISE in full (no extrapolation)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (0: torch's default)")
-    parser.add_argument("--quick", action="store_true", help="64 px, 5 rounds")
+    parser.add_argument("--quick", action="store_true", help="64 px, 5 rounds unless --repeats")
     parser.add_argument("--out", help="JSON file (default benchmarks/results/latency.json)")
     args = parser.parse_args(argv)
     if args.quick:
-        args.size, args.repeats = 64, 5
+        args.size = 64
+    args.repeats = args.repeats or (5 if args.quick else 40)
     set_threads(args.threads)
     device = resolve_device(args.device)
 

@@ -1,16 +1,19 @@
 """Images per second of the loader backends on the same synthetic JPEGs, in one run.
 
     .venv/bin/python -m benchmarks.loaders [--images 512] [--size 320] [--batch-size 64] [--workers N] [--epochs 5]
+    .venv/bin/python -m benchmarks.loaders --list DIR/train-2048.txt --root DIR --loaders dali-mixed torch  # own JPEGs
 
 Backends: the DALI CPU pipeline, the PIL fallback, and DALI ``mixed`` (GPU decoding) when CUDA is available; each
 in train (random crop + flip) and eval (centre crop) mode at resize 256 / crop 224. The synthetic set is generated
-once into ``benchmarks/results/`` (deterministic); the figures go to ``benchmarks/results/loaders.json``.
+once into ``benchmarks/results/`` (deterministic), or ``--list``/``--root`` name other images (``benchmarks.jpegs``
+writes ImageNet-sized ones); the figures go to ``benchmarks/results/loaders.json`` (or ``--out``).
 The first epoch of each loader is a warm-up (page cache, worker start-up) and is not timed.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import platform
@@ -24,7 +27,8 @@ from tame.data import build_loader
 from tame.data.dali import dali_available
 from tame.data.synthetic import make_synthetic
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(os.environ.get("TAME_BENCH_RESULTS") or Path(__file__).resolve().parent / "results")
+LOADERS = ("dali-cpu", "torch", "dali-mixed")
 
 
 def images_per_second(cfg: DataConfig, list_file: Path, root: Path, device: torch.device, train: bool, epochs: int):
@@ -48,24 +52,34 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="DALI threads / PIL processes")
     parser.add_argument("--epochs", type=int, default=5, help="timed epochs per loader (after one warm-up)")
+    parser.add_argument("--list", help="list file of other images (default: the synthetic set)")
+    parser.add_argument("--root", help="image root of --list")
+    parser.add_argument("--loaders", nargs="+", choices=LOADERS, default=list(LOADERS), help="those that can run")
+    parser.add_argument("--out", help="JSON file (default benchmarks/results/loaders.json)")
+    parser.add_argument("--quick", action="store_true", help="64 images of 96 px, 1 epoch (a check, not a number)")
     args = parser.parse_args()
+    if args.quick:
+        args.images, args.size, args.epochs = 64, 96, 1
 
     per_class = max(1, args.images // 8)
-    data = RESULTS / f"synthetic-{args.size}px-{per_class * 8}"
-    if not (data / "train.txt").is_file():
-        make_synthetic(data, classes=8, train_per_class=per_class, val_per_class=1, size=args.size, progress=True)
+    if args.list:
+        list_file, data = Path(args.list), Path(args.root or Path(args.list).parent)
+    else:
+        data = RESULTS / f"synthetic-{args.size}px-{per_class * 8}"
+        list_file = data / "train.txt"
+        if not list_file.is_file():
+            make_synthetic(data, classes=8, train_per_class=per_class, val_per_class=1, size=args.size, progress=True)
     cfg = {"batch_size": args.batch_size, "workers": args.workers, "validate": "none"}
     runs = [("torch", "torch", torch.device("cpu"))]
     if dali_available(cpu_only=True):
         runs.insert(0, ("dali-cpu", "dali", torch.device("cpu")))
     if torch.cuda.is_available() and dali_available(cpu_only=False):
         runs.append(("dali-mixed", "dali", torch.device("cuda", 0)))
+    runs = [run for run in runs if run[0] in args.loaders]
     results = []
     for name, backend, device in runs:
         for train in (True, False):
-            rate = images_per_second(
-                DataConfig(backend=backend, **cfg), data / "train.txt", data, device, train, args.epochs
-            )
+            rate = images_per_second(DataConfig(backend=backend, **cfg), list_file, data, device, train, args.epochs)
             mode = "train" if train else "eval"
             results.append({"loader": name, "mode": mode, "images_per_s": round(rate, 1)})
             print(f"{name:>10} {mode:>5}: {rate:8.1f} images/s")
@@ -78,12 +92,14 @@ def main() -> None:
             "torch": torch.__version__,
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         },
-        "data": {"images": per_class * 8, "size": args.size, "resize": 256, "crop": 224},
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "data": {"list": str(list_file), "size": None if args.list else args.size, "resize": 256, "crop": 224},
         "results": results,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "loaders.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {RESULTS / 'loaders.json'}")
+    out = Path(args.out) if args.out else RESULTS / "loaders.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
