@@ -13,21 +13,18 @@ The first epoch of each loader is a warm-up (page cache, worker start-up) and is
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
-import platform
 import time
 from pathlib import Path
 
 import torch
 
+from benchmarks.harness import RESULTS, machine, write_report
 from tame.config import DataConfig
 from tame.data import build_loader
 from tame.data.dali import dali_available
 from tame.data.synthetic import make_synthetic
 
-RESULTS = Path(os.environ.get("TAME_BENCH_RESULTS") or Path(__file__).resolve().parent / "results")
 LOADERS = ("dali-cpu", "torch", "dali-mixed")
 
 
@@ -84,22 +81,14 @@ def main() -> None:
             results.append({"loader": name, "mode": mode, "images_per_s": round(rate, 1)})
             print(f"{name:>10} {mode:>5}: {rate:8.1f} images/s")
     report = {
-        "command": "python -m benchmarks.loaders "
-        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "torch": torch.__version__,
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        },
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine(torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")),
+        "workers": args.workers,
+        "batch_size": args.batch_size,
+        "epochs": args.epochs,
         "data": {"list": str(list_file), "size": None if args.list else args.size, "resize": 256, "crop": 224},
         "results": results,
     }
-    out = Path(args.out) if args.out else RESULTS / "loaders.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out}")
+    print(f"wrote {write_report('loaders', report, args.out)}")
 
 
 if __name__ == "__main__":
