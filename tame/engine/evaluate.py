@@ -297,6 +297,7 @@ def checkpoints_to_evaluate(path: str | os.PathLike) -> list[tuple[str, Path]]:
 
 # -- output ------------------------------------------------------------------------------------------------------
 
+
 def csv_text(rows: Sequence[tuple[str, EvaluationResult]], first: str = "epoch") -> str:
     """One line per (label, result); the reference's columns first, 4 decimals."""
     columns = list(rows[0][1].columns()) if rows else AD_IC_COLUMNS
