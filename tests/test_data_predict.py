@@ -53,6 +53,13 @@ def test_missing_shard_is_an_error(tmp_path, synth):
         merge_shards(tmp_path / "out.txt", read_list(synth.val_list), world_size=2)
 
 
+# the tiny random model and small sizes both predict tests run with
+_TINY_MODEL = (
+    *("--model", "test_resnet", "--no-pretrained"),
+    *("--batch-size", "4", "--workers", "0", "--resize", "72", "--crop", "64"),
+)
+
+
 def test_cli_predict(tmp_path, synth, capsys):
     output = tmp_path / "predicted.txt"
     args = [
@@ -61,19 +68,9 @@ def test_cli_predict(tmp_path, synth, capsys):
         str(synth.val_list),
         "--root",
         str(synth.root),
-        "--model",
-        "test_resnet",
-        "--no-pretrained",
+        *_TINY_MODEL,
         "-o",
         str(output),
-        "--batch-size",
-        "4",
-        "--workers",
-        "0",
-        "--resize",
-        "72",
-        "--crop",
-        "64",
         "--device",
         "cpu",
     ]
@@ -99,19 +96,9 @@ def test_torchrun_two_processes(tmp_path, synth):
         str(synth.val_list),
         "--root",
         str(synth.root),
-        "--model",
-        "test_resnet",
-        "--no-pretrained",
+        *_TINY_MODEL,
         "-o",
         str(output),
-        "--batch-size",
-        "4",
-        "--workers",
-        "0",
-        "--resize",
-        "72",
-        "--crop",
-        "64",
         "--backend",
         "dali",
         "--device",

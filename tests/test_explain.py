@@ -23,6 +23,12 @@ data:
 """
 
 
+def explain(run_dir, *args: str) -> int:
+    """`tame explain ARGS` with the tiny model's config and checkpoint."""
+    config = ["--config", str(run_dir / "config.yaml"), "--checkpoint", str(run_dir / "am.pt")]
+    return main(["explain", *args, *config])
+
+
 @pytest.fixture
 def run_dir(tmp_path):
     torch.manual_seed(0)
@@ -37,21 +43,7 @@ def test_explain_writes_overlays_maps_and_gallery(run_dir, shared_data, capsys):
     (run_dir / "junk").mkdir()
     (run_dir / "junk" / "notes.JPEG").write_bytes(b"not an image at all")
     out = run_dir / "out"
-    code = main(
-        [
-            "explain",
-            str(images),
-            str(run_dir / "junk"),
-            "--config",
-            str(run_dir / "config.yaml"),
-            "--checkpoint",
-            str(run_dir / "am.pt"),
-            "--out",
-            str(out),
-            "--top-k",
-            "2",
-        ]
-    )
+    code = explain(run_dir, str(images), str(run_dir / "junk"), "--out", str(out), "--top-k", "2")
     assert code == 0
     printed = capsys.readouterr().out
     assert "skipped" in printed and "notes.JPEG" in printed
@@ -69,24 +61,7 @@ def test_explain_writes_overlays_maps_and_gallery(run_dir, shared_data, capsys):
 def test_explain_class_and_no_crop(run_dir, shared_data):
     out = run_dir / "out"
     image = shared_data / "images" / "162_166.JPEG"
-    assert (
-        main(
-            [
-                "explain",
-                str(image),
-                "--config",
-                str(run_dir / "config.yaml"),
-                "--checkpoint",
-                str(run_dir / "am.pt"),
-                "--out",
-                str(out),
-                "--class",
-                "7",
-                "--no-crop",
-            ]
-        )
-        == 0
-    )
+    assert explain(run_dir, str(image), "--out", str(out), "--class", "7", "--no-crop") == 0
     assert (out / "162_166_class7.npy").is_file()
 
 
@@ -98,37 +73,14 @@ def test_explain_class_and_no_crop(run_dir, shared_data):
     ],
 )
 def test_explain_bad_input_is_one_line(run_dir, shared_data, capsys, extra, message):
-    code = main(
-        [
-            "explain",
-            str(shared_data / "images" / "885.JPEG"),
-            "--config",
-            str(run_dir / "config.yaml"),
-            "--checkpoint",
-            str(run_dir / "am.pt"),
-            "--out",
-            str(run_dir / "out"),
-            *extra,
-        ]
-    )
+    code = explain(run_dir, str(shared_data / "images" / "885.JPEG"), "--out", str(run_dir / "out"), *extra)
     err = capsys.readouterr().err
     assert code == 2 and message in err and "Traceback" not in err
 
 
 def test_nothing_readable_is_an_error(run_dir, capsys):
     (run_dir / "a.jpg").write_bytes(b"")
-    code = main(
-        [
-            "explain",
-            str(run_dir / "a.jpg"),
-            "--config",
-            str(run_dir / "config.yaml"),
-            "--checkpoint",
-            str(run_dir / "am.pt"),
-            "--out",
-            str(run_dir / "out"),
-        ]
-    )
+    code = explain(run_dir, str(run_dir / "a.jpg"), "--out", str(run_dir / "out"))
     assert code == 2 and "no readable images" in capsys.readouterr().err
 
 

@@ -17,6 +17,8 @@ import torch
 from PIL import Image, ImageOps
 
 # formats both backends decode (DALI 2.4's CPU decoder refuses GIF, which PIL would read)
+# file endings of the formats above, for finding images in folders
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".jp2")
 SUPPORTED_FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "WEBP", "JPEG2000", "PPM")
 
 

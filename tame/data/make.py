@@ -16,10 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from tame.data.images import IMAGE_SUFFIXES
 from tame.data.lists import ListEntry, read_list
 from tame.errors import TameError
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".jp2")
 
 
 def _images_under(folder: Path) -> list[str]:

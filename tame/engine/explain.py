@@ -21,12 +21,10 @@ import torch
 from tqdm import tqdm
 
 from tame.config import load_config
-from tame.data.images import DecodeError, eval_image
+from tame.data.images import IMAGE_SUFFIXES, DecodeError, eval_image
 from tame.errors import TameError
 from tame.models import TameModel
 from tame.viz.overlay import save_overlay
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".jp2"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
