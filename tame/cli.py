@@ -12,6 +12,8 @@ import importlib
 import sys
 
 from tame.errors import TameError
+from tame.log import setup_logging
+from tame.options import add_verbosity_options
 
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -28,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def _run(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
     args = parser.parse_args(argv)
+    setup_logging(getattr(args, "verbosity", 0))
     try:
         return int(args.handler(args) or 0)
     except TameError as err:
@@ -55,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             name, help=help_text, description=module.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
         )
         module.add_arguments(command)
+        add_verbosity_options(command)
         command.set_defaults(handler=module.run)
     return _run(parser, argv)
 
@@ -65,6 +69,7 @@ def inspect_main(argv: list[str] | None = None) -> int:
         prog="tame-inspect", description=module.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     module.add_arguments(parser)
+    add_verbosity_options(parser)
     parser.set_defaults(handler=module.run)
     return _run(parser, argv)
 

@@ -155,10 +155,10 @@ def _build(cls: type, raw: dict, prefix: str) -> Any:
     known = {f.name: f for f in fields(cls)}
     unknown = sorted(set(raw) - set(known))
     if unknown:
-        import difflib
+        from tame.registry import close_matches
 
         key = unknown[0]
-        close = difflib.get_close_matches(key, known, n=1)
+        close = close_matches(key, known, n=1)
         hint = f" (did you mean {prefix}{close[0]}?)" if close else f" (known: {', '.join(known)})"
         raise TameError(f"unknown config key {prefix}{key}{hint}")
     kwargs = {}

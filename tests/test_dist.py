@@ -8,8 +8,8 @@ import torch.distributed as torch_dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from tame.engine.dist import Dist, Launch, first_host, label_gatherer, pick_device, resolve_launch, setup
-from tame.engine.syncbn import SyncBatchNorm2d, convert_sync_batchnorm
+from tame.distributed import Dist, Launch, first_host, label_gatherer, pick_device, resolve_launch, setup
+from tame.distributed import SyncBatchNorm2d, convert_sync_batchnorm
 from tame.errors import TameError
 
 

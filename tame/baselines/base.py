@@ -9,7 +9,6 @@ An explainer never changes its input images and leaves no hooks behind once ``ex
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from collections.abc import Callable
 
@@ -18,34 +17,29 @@ import torch
 from tame.errors import TameError
 from tame.models import Classifier, Explanation, TameModel
 from tame.models.tame import resolve_classes
+from tame.registry import Registry
 
-_METHODS: dict[str, type[Explainer]] = {}
+METHODS: Registry[type[Explainer]] = Registry("method", case_sensitive=False)
 
 
 def register_explainer(name: str) -> Callable[[type[Explainer]], type[Explainer]]:
     """Class decorator: ``@register_explainer("gradcam")``."""
 
     def decorate(cls: type[Explainer]) -> type[Explainer]:
-        _METHODS[name] = cls
         cls.name = name
-        return cls
+        return METHODS.add(name, cls)
 
     return decorate
 
 
 def list_methods() -> list[str]:
     """Names accepted by :func:`create_explainer` (and ``tame eval --method``)."""
-    return list(_METHODS)
+    return METHODS.names()
 
 
 def resolve_method(name: str) -> str:
     """The registered name for ``name`` (case-insensitive); an unknown name is a TameError with suggestions."""
-    key = name.lower()
-    if key not in _METHODS:
-        close = difflib.get_close_matches(key, list(_METHODS), n=2, cutoff=0.5)
-        hint = f"; did you mean {' or '.join(close)}?" if close else ""
-        raise TameError(f"unknown method {name!r}{hint} (choose from {', '.join(_METHODS)})")
-    return key
+    return METHODS.resolve(name)
 
 
 class Explainer:
@@ -104,7 +98,7 @@ def create_explainer(name: str, model: TameModel | Classifier, *, layer: str | N
     keyword arguments (e.g. ``num_masks`` for RISE, ``batch_size`` for Score-CAM and Ablation-CAM).
     """
     key = resolve_method(name)
-    cls = _METHODS[key]
+    cls = METHODS.get(key)
     if cls is TameExplainer:
         if not isinstance(model, TameModel):
             raise TameError("method 'tame' needs a TameModel with trained attention weights")

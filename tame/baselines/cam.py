@@ -18,6 +18,7 @@ from tame.errors import TameError
 from tame.models import Classifier, Explanation
 from tame.models.tame import check_images, per_image
 from tame.models.taps import tokens_to_map
+from tame.registry import close_matches
 
 
 class CamExplainer(Explainer):
@@ -30,9 +31,7 @@ class CamExplainer(Explainer):
         super().__init__(classifier)
         modules = dict(classifier.net.named_modules())
         if layer not in modules or not layer:
-            import difflib
-
-            close = difflib.get_close_matches(layer, [n for n in modules if n], n=3, cutoff=0.5)
+            close = close_matches(layer, [n for n in modules if n], cutoff=0.5)
             hint = f"; closest: {', '.join(close)}" if close else ""
             raise TameError(f"{self.name}: unknown target layer {layer!r}{hint} (`tame-inspect MODEL` lists them)")
         self.layer = layer

@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 from tame.errors import TameError
+from tame.options import add_device_option
 
 
 def _add_check(parser: argparse.ArgumentParser) -> None:
@@ -114,7 +115,7 @@ def _add_predict(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resize", type=int, default=defaults.resize, help="shorter side before the centre crop")
     parser.add_argument("--crop", type=int, default=defaults.crop)
     parser.add_argument("--validate", choices=("none", "cheap", "decode"), default="cheap")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    add_device_option(parser)
 
 
 def _run_predict(args: argparse.Namespace) -> int:

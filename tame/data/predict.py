@@ -79,7 +79,7 @@ def predict_list(
     device: str = "auto",
 ) -> str:
     """Predict every entry of ``list_file`` on this rank's shard and (rank 0) write ``output``; returns a summary."""
-    from tame.engine.dist import barrier, cleanup, setup
+    from tame.distributed import barrier, cleanup, setup
     from tame.models import create_classifier
 
     dist = setup(device)

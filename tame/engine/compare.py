@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+from tame import distributed
 from tame.baselines import create_explainer, list_methods, resolve_method
-from tame.engine import dist as distributed
 from tame.engine.evaluate import (
     EvaluationResult,
     add_data_arguments,

@@ -31,16 +31,17 @@ from typing import TYPE_CHECKING
 import torch
 from tqdm import tqdm
 
+from tame import distributed
 from tame.baselines import Explainer, create_explainer, list_methods, resolve_method
 from tame.config import Config, expand_path, load_config
-from tame.engine import dist as distributed
-from tame.engine.dist import Dist
+from tame.distributed import Dist
 from tame.errors import TameError
 from tame.io import write_text_atomic
 from tame.metrics import ad_ic, road
 from tame.metrics.ad_ic import class_probability, confidence_drop, confidence_increase, keep_top_fraction, level_name
 from tame.metrics.localisation import boxes_to_mask, energy_pointing_game, pointing_game
 from tame.models import TameModel
+from tame.options import add_device_option
 
 if TYPE_CHECKING:
     from tame.data.sharding import Loader
@@ -93,10 +94,7 @@ class MetricSums:
         self.values[self._index[key]] += total.to(self.values.device)
 
     def reduced(self) -> dict[str, float]:
-        values = self.values.clone()
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.all_reduce(values)
-        return dict(zip(self.keys, values.tolist()))
+        return dict(zip(self.keys, distributed.all_reduce_total(self.values).tolist()))
 
 
 def _sum_keys(levels: Sequence[float], road_levels: Sequence[float], localisation: bool) -> list[str]:
@@ -353,7 +351,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pointing-tolerance", type=float, default=0.0, help="pointing-game tolerance in pixels")
     parser.add_argument("--num-masks", type=int, default=4000, help="RISE: number of random masks")
     parser.add_argument("--layer", help="target layer of the CAM methods (default: the config's last layer)")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    add_device_option(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

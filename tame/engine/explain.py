@@ -22,8 +22,10 @@ from tqdm import tqdm
 
 from tame.config import load_config
 from tame.data.images import IMAGE_SUFFIXES, DecodeError, eval_image
+from tame.distributed import pick_device
 from tame.errors import TameError
 from tame.models import TameModel
+from tame.options import add_device_option
 from tame.viz.overlay import save_overlay
 
 
@@ -42,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-crop", action="store_true", help="explain the whole image, resized (no centre crop)")
     parser.add_argument("--out", default="explanations", help="output folder (default: explanations/)")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    add_device_option(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise TameError(f"--top-k must be at least 1, got {args.top_k}")
     files, skipped = list_image_files(args.paths)
-    device = torch.device(args.device)
+    device = pick_device(args.device)
     model = TameModel.from_config(config.model, input_size=config.data.crop).to(device)
     model.load_attention(args.checkpoint)
     model.eval()

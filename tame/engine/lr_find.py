@@ -20,9 +20,9 @@ from dataclasses import asdict, dataclass, field
 from itertools import islice
 from pathlib import Path
 
+from tame import distributed
 from tame.config import Config, expand_path, load_config
-from tame.engine import dist as distributed
-from tame.engine.dist import Dist, all_reduce_mean
+from tame.distributed import Dist, all_reduce_mean
 from tame.engine.optim import build_optimizer, set_lr
 from tame.engine.run_log import warn
 from tame.engine.train import TrainingSetup, check_data_paths, check_world_size, prepare

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from tame.config import Config
-from tame.engine.dist import Dist, all_reduce_mean
+from tame.distributed import Dist, all_reduce_mean
 from tame.io import write_text_atomic
 
 LOSS_KEYS = ("loss", "ce", "area", "var")

@@ -26,8 +26,9 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from tame import distributed
 from tame.config import Config, expand_path, save_config
-from tame.engine import dist as distributed
+from tame.distributed import Dist, convert_sync_batchnorm
 from tame.engine.checkpoint import (
     checkpoint_files,
     checkpoint_path,
@@ -38,10 +39,8 @@ from tame.engine.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from tame.engine.dist import Dist
 from tame.engine.optim import build_optimizer, build_schedule
 from tame.engine.run_log import LossWindow, NonFiniteLoss, RunLog, warn
-from tame.engine.syncbn import convert_sync_batchnorm
 from tame.errors import TameError
 from tame.models import TameModel
 

@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     if args.check:
-        from tame.engine.dist import pick_device
+        from tame.distributed import pick_device
         from tame.engine.train import check_data_paths, check_world_size
 
         check_data_paths(cfg)

@@ -19,33 +19,33 @@ import torch.nn.functional as F
 from torch import nn
 
 from tame.errors import TameError
+from tame.registry import Registry
 
 MAX_RESOLUTION = 56
 
-_VERSIONS: dict[str, type[AttentionMechanism]] = {}
+VERSIONS: Registry[type[AttentionMechanism]] = Registry("attention version")
 
 
 def register_attention(name: str) -> Callable[[type[AttentionMechanism]], type[AttentionMechanism]]:
+    """Class decorator: ``@register_attention("TAME")``."""
+
     def decorate(cls: type[AttentionMechanism]) -> type[AttentionMechanism]:
-        _VERSIONS[name] = cls
         cls.version = name
-        return cls
+        return VERSIONS.add(name, cls)
 
     return decorate
 
 
 def list_attention_versions() -> list[str]:
-    return list(_VERSIONS)
+    return VERSIONS.names()
 
 
 def build_attention(
     version: str, channels: Sequence[int], num_classes: int, first_hw: tuple[int, int]
 ) -> AttentionMechanism:
     """An AM for feature maps with ``channels`` whose first (largest) map is ``first_hw``."""
-    if version not in _VERSIONS:
-        raise TameError(f"unknown attention version {version!r}; choose one of {', '.join(_VERSIONS)}")
     size = (min(first_hw[0], MAX_RESOLUTION), min(first_hw[1], MAX_RESOLUTION))
-    return _VERSIONS[version](list(channels), num_classes, size)
+    return VERSIONS.get(version)(list(channels), num_classes, size)
 
 
 class AttentionMechanism(nn.Module):

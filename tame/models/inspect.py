@@ -17,6 +17,7 @@ from torch import nn
 from tame.errors import TameError
 from tame.models.attention import build_attention, list_attention_versions
 from tame.models.registry import Classifier, create_classifier, list_backbones
+from tame.registry import close_matches
 
 
 @dataclass
@@ -144,9 +145,7 @@ def run(args: argparse.Namespace) -> int:
         modules = dict(classifier.net.named_modules())
         for name in args.layers:
             if name not in modules:
-                import difflib
-
-                close = difflib.get_close_matches(name, list(by_name) or list(modules), n=3, cutoff=0.5)
+                close = close_matches(name, list(by_name) or list(modules), cutoff=0.5)
                 hint = f"; closest: {', '.join(close)}" if close else ""
                 raise TameError(f"unknown layer {name!r} in {args.model}{hint}")
             if name not in by_name:

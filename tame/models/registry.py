@@ -6,7 +6,6 @@ and applies its own normalisation (mean/std from the model's pretrained config, 
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -16,29 +15,25 @@ from torch import nn
 
 from tame.errors import TameError
 from tame.io import load_tensor_file
+from tame.registry import Registry, close_matches
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 BackboneBuilder = Callable[..., nn.Module]
-_REGISTRY: dict[str, BackboneBuilder] = {}
+BACKBONES: Registry[BackboneBuilder] = Registry("backbone")
 
 
 def register_backbone(name: str) -> Callable[[BackboneBuilder], BackboneBuilder]:
     """Decorator: ``@register_backbone("my_net")`` on ``def build(pretrained: bool, **kwargs) -> nn.Module``."""
-
-    def decorate(builder: BackboneBuilder) -> BackboneBuilder:
-        _REGISTRY[name] = builder
-        return builder
-
-    return decorate
+    return BACKBONES.register(name)
 
 
 def list_backbones(pattern: str = "") -> list[str]:
     """Registered names plus timm's model names containing ``pattern`` (timm wildcards allowed)."""
     import timm
 
-    own = sorted(n for n in _REGISTRY if pattern.strip("*") in n)
+    own = sorted(n for n in BACKBONES.names() if pattern.strip("*") in n)
     return own + timm.list_models(pattern if "*" in pattern else f"*{pattern}*" if pattern else "")
 
 
@@ -95,8 +90,8 @@ def create_classifier(
     """
     use_download = pretrained and weights is None
     kwargs = {} if num_classes is None else {"num_classes": num_classes}
-    if name in _REGISTRY:
-        net = _REGISTRY[name](pretrained=use_download, **kwargs)
+    if name in BACKBONES:
+        net = BACKBONES.get(name)(pretrained=use_download, **kwargs)
     elif ":" in name:
         net = _build_from_path(name, use_download, kwargs)
     else:
@@ -133,8 +128,7 @@ def _build_timm(name: str, pretrained: bool, kwargs: dict) -> nn.Module:
 
     arch, _tag = split_model_name_tag(name)
     if not timm.is_model(arch):
-        known = list(_REGISTRY) + timm.list_models()
-        close = difflib.get_close_matches(arch, known, n=3, cutoff=0.6)
+        close = close_matches(arch, BACKBONES.names() + timm.list_models())
         hint = f"; did you mean {', '.join(close)}?" if close else "; `tame-inspect --list PATTERN` lists names"
         raise TameError(f"unknown model {name!r}{hint}")
     try:

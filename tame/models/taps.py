@@ -7,7 +7,6 @@ CNN outputs [B, C, H, W] are used as they are; token outputs [B, N, D] (ViT) los
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Sequence
 
@@ -15,6 +14,7 @@ import torch
 from torch import nn
 
 from tame.errors import TameError
+from tame.registry import close_matches
 
 
 def tokens_to_map(tokens: torch.Tensor, num_prefix_tokens: int, image_hw: tuple[int, int]) -> torch.Tensor:
@@ -37,7 +37,7 @@ class FeatureTaps:
         modules = dict(net.named_modules())
         for name in layers:
             if name not in modules or name == "":
-                close = difflib.get_close_matches(name, [n for n in modules if n], n=3, cutoff=0.5)
+                close = close_matches(name, [n for n in modules if n], cutoff=0.5)
                 hint = f"; closest: {', '.join(close)}" if close else ""
                 raise TameError(f"unknown layer {name!r}{hint} (`tame-inspect MODEL` lists the layers)")
         if len(set(layers)) != len(layers):

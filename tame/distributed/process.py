@@ -1,4 +1,4 @@
-"""The one place that knows how this process was launched: single process, torchrun, or SLURM ``srun``.
+"""How this process was launched: single process, torchrun, or SLURM ``srun``.
 
 ``resolve_launch(env)`` reads rank / world size / local rank from torchrun's variables (``RANK``,
 ``WORLD_SIZE``, ``LOCAL_RANK``, ``LOCAL_WORLD_SIZE``) or, without them, from SLURM's (``SLURM_PROCID``,
@@ -20,8 +20,6 @@ import torch.distributed as torch_dist
 from tame.errors import TameError
 
 DEFAULT_PORT = 29500
-# newer torch deprecates all_gather_into_tensor in favour of all_gather_single
-_all_gather_single = getattr(torch_dist, "all_gather_single", None) or torch_dist.all_gather_into_tensor
 
 
 @dataclass(frozen=True)
@@ -106,13 +104,38 @@ def resolve_launch(env: Mapping[str, str] | None = None) -> Launch:
     return Launch()
 
 
+DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
+
+
+def parse_device(text: str) -> str:
+    """A device preference as the commands take it (``auto``, ``cpu``, ``cuda``, ``cuda:N``), checked; TameError else.
+
+    Only the spelling is checked here; whether the device exists is :func:`pick_device`'s business.
+    """
+    value = str(text).strip().lower()
+    if value in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", value):
+        return value
+    raise TameError(f"device must be {DEVICE_CHOICES}, got {text!r}")
+
+
 def pick_device(preference: str, local_rank: int = 0, local_world_size: int = 1) -> torch.device:
-    """``auto`` -> this rank's GPU when CUDA is present, else the CPU; more local processes than GPUs is an error."""
+    """``auto`` -> this rank's GPU when CUDA is present, else the CPU; ``cuda:N`` -> that GPU (one process only);
+    more local processes than GPUs, or no GPU where one is asked for, is a TameError."""
+    preference = parse_device(preference)
     if preference == "cpu" or (preference == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        raise TameError("config key train.device: 'cuda' but no CUDA device is visible (use train.device=cpu)")
+        raise TameError(
+            f"device {preference!r} (--device / train.device) asked for, but no CUDA device is visible (use cpu)"
+        )
     count = torch.cuda.device_count()
+    if preference.startswith("cuda:"):
+        index = int(preference.split(":")[1])
+        if index >= count:
+            raise TameError(f"device {preference!r}: only {count} CUDA device(s) are visible")
+        if local_world_size > 1:
+            raise TameError(f"device {preference!r} names one GPU, but {local_world_size} processes share this node")
+        return torch.device("cuda", index)
     if local_world_size > count:
         raise TameError(
             f"GPUS={local_world_size} processes on this node but only {count} CUDA device(s) are visible "
@@ -151,49 +174,3 @@ def setup(device: str = "auto", env: Mapping[str, str] | None = None) -> Dist:
 def cleanup() -> None:
     if torch_dist.is_initialized():
         torch_dist.destroy_process_group()
-
-
-def barrier(dist: Dist) -> None:
-    if dist.distributed:
-        torch_dist.barrier()
-
-
-def broadcast_object(dist: Dist, value):
-    """Rank 0's ``value`` on every rank (small picklable values: a path, a decision)."""
-    if not dist.distributed:
-        return value
-    box = [value]
-    torch_dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
-def gather_objects(dist: Dist, value) -> list:
-    """Every rank's ``value``, in rank order, on every rank."""
-    if not dist.distributed:
-        return [value]
-    out: list = [None] * dist.world_size
-    torch_dist.all_gather_object(out, value)
-    return out
-
-
-def all_reduce_mean(dist: Dist, tensor: torch.Tensor) -> torch.Tensor:
-    """The mean of ``tensor`` over ranks (a new tensor; the input is left alone)."""
-    if not dist.distributed:
-        return tensor
-    out = tensor.detach().clone()
-    torch_dist.all_reduce(out)
-    return out / dist.world_size
-
-
-def label_gatherer(dist: Dist):
-    """For ``TameModel.gather_labels``: local labels [b] -> (the global batch's labels [N*b], this rank's offset).
-
-    Every rank must hold the same number of samples (the loaders guarantee equal per-rank batches).
-    """
-
-    def gather(labels: torch.Tensor) -> tuple[torch.Tensor, int]:
-        out = labels.new_empty(dist.world_size * labels.shape[0])
-        _all_gather_single(out, labels.contiguous())
-        return out, dist.rank * labels.shape[0]
-
-    return gather

@@ -1,0 +1,48 @@
+"""Everything distributed in one place: how this process was launched (single, torchrun, SLURM), its device,
+the process group, the collectives the engine and evaluation use, and BatchNorm synchronised across ranks.
+
+Nothing else in ``tame`` calls ``torch.distributed`` directly.
+"""
+
+from tame.distributed.collectives import (
+    all_reduce_mean,
+    all_reduce_total,
+    barrier,
+    broadcast_object,
+    gather_objects,
+    is_initialized,
+    label_gatherer,
+)
+from tame.distributed.process import (
+    DEVICE_CHOICES,
+    Dist,
+    Launch,
+    cleanup,
+    first_host,
+    parse_device,
+    pick_device,
+    resolve_launch,
+    setup,
+)
+from tame.distributed.syncbn import SyncBatchNorm2d, convert_sync_batchnorm
+
+__all__ = [
+    "DEVICE_CHOICES",
+    "Dist",
+    "Launch",
+    "SyncBatchNorm2d",
+    "all_reduce_mean",
+    "all_reduce_total",
+    "barrier",
+    "broadcast_object",
+    "cleanup",
+    "convert_sync_batchnorm",
+    "first_host",
+    "gather_objects",
+    "is_initialized",
+    "label_gatherer",
+    "parse_device",
+    "pick_device",
+    "resolve_launch",
+    "setup",
+]

@@ -1,0 +1,70 @@
+"""Collectives the engine and evaluation use; each is a no-op (returns its input) in a single process."""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as torch_dist
+
+from tame.distributed.process import Dist
+
+# newer torch deprecates all_gather_into_tensor in favour of all_gather_single
+_all_gather_single = getattr(torch_dist, "all_gather_single", None) or torch_dist.all_gather_into_tensor
+
+
+def is_initialized() -> bool:
+    """True when a process group is running (torchrun / SLURM with more than one process)."""
+    return torch_dist.is_available() and torch_dist.is_initialized()
+
+
+def all_reduce_total(tensor: torch.Tensor) -> torch.Tensor:
+    """The sum of ``tensor`` over all ranks of the running process group (a new tensor; no gradient)."""
+    out = tensor.detach().clone()
+    if is_initialized():
+        torch_dist.all_reduce(out)
+    return out
+
+
+def barrier(dist: Dist) -> None:
+    if dist.distributed:
+        torch_dist.barrier()
+
+
+def broadcast_object(dist: Dist, value):
+    """Rank 0's ``value`` on every rank (small picklable values: a path, a decision)."""
+    if not dist.distributed:
+        return value
+    box = [value]
+    torch_dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def gather_objects(dist: Dist, value) -> list:
+    """Every rank's ``value``, in rank order, on every rank."""
+    if not dist.distributed:
+        return [value]
+    out: list = [None] * dist.world_size
+    torch_dist.all_gather_object(out, value)
+    return out
+
+
+def all_reduce_mean(dist: Dist, tensor: torch.Tensor) -> torch.Tensor:
+    """The mean of ``tensor`` over ranks (a new tensor; the input is left alone)."""
+    if not dist.distributed:
+        return tensor
+    out = tensor.detach().clone()
+    torch_dist.all_reduce(out)
+    return out / dist.world_size
+
+
+def label_gatherer(dist: Dist):
+    """For ``TameModel.gather_labels``: local labels [b] -> (the global batch's labels [N*b], this rank's offset).
+
+    Every rank must hold the same number of samples (the loaders guarantee equal per-rank batches).
+    """
+
+    def gather(labels: torch.Tensor) -> tuple[torch.Tensor, int]:
+        out = labels.new_empty(dist.world_size * labels.shape[0])
+        _all_gather_single(out, labels.contiguous())
+        return out, dist.rank * labels.shape[0]
+
+    return gather

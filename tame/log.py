@@ -1,0 +1,59 @@
+"""Logging for the package and the command line, set up once per process.
+
+Modules log through ``logging.getLogger(__name__)``; :func:`setup_logging` (called by the CLI, or by a notebook that
+wants the messages) prints rank 0's INFO and above as plain lines, every rank's warnings and errors tagged with the
+rank, and nothing from other ranks below WARNING. Progress bars stay tqdm's (rank 0 only).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from tame.distributed import resolve_launch
+
+_HANDLER_NAME = "tame"
+
+
+class RankFilter(logging.Filter):
+    """Lets rank 0's records through; other ranks' only from WARNING up, prefixed with the rank."""
+
+    def __init__(self, rank: int) -> None:
+        super().__init__()
+        self.rank = rank
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.rank == 0:
+            return True
+        if record.levelno < logging.WARNING:
+            return False
+        record.msg = f"[rank {self.rank}] {record.msg}"
+        return True
+
+
+class _Formatter(logging.Formatter):
+    """``message`` for INFO, ``tame: warning: message`` for warnings and errors, ``debug: ...`` for DEBUG."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = super().format(record)
+        if record.levelno >= logging.WARNING:
+            return f"tame: {record.levelname.lower()}: {message}"
+        if record.levelno < logging.INFO:
+            return f"debug: {record.name}: {message}"
+        return message
+
+
+def setup_logging(verbosity: int = 0, rank: int | None = None) -> None:
+    """``verbosity``: -1 quiet (warnings and errors only), 0 normal, 1 verbose (debug). Safe to call again."""
+    level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG if verbosity > 0 else logging.WARNING)
+    rank = resolve_launch().rank if rank is None else rank
+    logger = logging.getLogger("tame")
+    for handler in [h for h in logger.handlers if h.get_name() == _HANDLER_NAME]:
+        logger.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.set_name(_HANDLER_NAME)
+    handler.setFormatter(_Formatter("%(message)s"))
+    handler.addFilter(RankFilter(rank))
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
