@@ -8,8 +8,17 @@ import torch.distributed as torch_dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from tame.distributed import Dist, Launch, first_host, label_gatherer, pick_device, resolve_launch, setup
-from tame.distributed import SyncBatchNorm2d, convert_sync_batchnorm
+from tame.distributed import (
+    Dist,
+    Launch,
+    SyncBatchNorm2d,
+    convert_sync_batchnorm,
+    first_host,
+    label_gatherer,
+    pick_device,
+    resolve_launch,
+    setup,
+)
 from tame.errors import TameError
 
 
