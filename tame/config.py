@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from tame.errors import TameError
+from tame.safe_yaml import load_yaml
 
 
 @dataclass
@@ -118,10 +119,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         path = Path(path)
         if not path.is_file():
             raise TameError(f"config file not found: {path}")
-        try:
-            raw = yaml.safe_load(path.read_bytes()) or {}  # bytes: YAML detects the encoding, refuses bad bytes
-        except yaml.YAMLError as err:
-            raise TameError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+        raw = load_yaml(path.read_bytes(), str(path)) or {}  # bytes: YAML detects the encoding, refuses bad bytes
         if not isinstance(raw, dict):
             raise TameError(f"{path}: the top level must be a mapping of sections (model:, data:, train:, log:)")
     for item in overrides:
@@ -129,9 +127,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         if not sep or not key:
             raise TameError(f"override {item!r} is not key=value (e.g. train.max_lr=1e-3)")
         try:
-            parsed = yaml.safe_load(value) if value.strip() else None
-        except yaml.YAMLError as err:
-            raise TameError(f"override {item!r}: the value is not valid YAML ({str(err).splitlines()[0]})") from None
+            parsed = load_yaml(value, "value") if value.strip() else None
+        except TameError as err:
+            raise TameError(f"override {item[:80]!r}: the value is {str(err).removeprefix('value: ')}") from None
         _set_dotted(raw, key.strip(), parsed)
     config = _build(Config, raw, "")
     validate(config)
@@ -153,6 +151,9 @@ def _build(cls: type, raw: dict, prefix: str) -> Any:
         raise TameError(f"config key {prefix.rstrip('.') or '(top)'}: expected a mapping, got {raw!r}")
     hints = typing.get_type_hints(cls)
     known = {f.name: f for f in fields(cls)}
+    odd = [key for key in raw if not isinstance(key, str)]
+    if odd:  # YAML reads `1:`, `null:`, `yes:` as an int, None, True
+        raise TameError(f"config key {prefix}{odd[0]!r}: keys must be names (quote it if you meant the text)")
     unknown = sorted(set(raw) - set(known))
     if unknown:
         from tame.registry import close_matches
