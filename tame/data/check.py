@@ -36,10 +36,13 @@ class ListReport:
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        """No bad line, and at least one entry (an empty list trains and evaluates nothing)."""
+        return not self.problems and bool(self.entries)
 
     def summary(self) -> str:
         total = len(self.entries) + len(self.problems)
+        if total == 0:
+            return "no entries: the list is empty"
         if self.ok:
             return f"{total} entries, all good"
         kinds = Counter(problem.kind for problem in self.problems)

@@ -22,6 +22,13 @@ from typing import NamedTuple
 from tame.errors import TameError
 
 _LABEL = re.compile(r"[0-9]+", re.ASCII)
+MAX_LABEL = 1 << 31  # a class index past this is a typo (and would overflow a label tensor)
+MAX_LINE = 4096  # bytes; a longer line is malformed, and only its start is echoed
+
+
+def shorten(text: str, limit: int = 80) -> str:
+    """``text`` for an error message: at most ``limit`` characters, the cut marked."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
 class ListEntry(NamedTuple):
@@ -54,14 +61,23 @@ def escapes_root(path: str) -> bool:
 
 def parse_line(text: str, line: int, num_classes: int | None = None) -> ListEntry | Problem | None:
     """One line -> an entry, a problem, or None for a blank line."""
+    if line == 1:
+        text = text.removeprefix("\ufeff")  # a byte-order mark some editors write
+    if len(text) > MAX_LINE:
+        return Problem(line, "", "malformed", f"line of {len(text):,} characters: {shorten(text.strip())!r}")
     fields = text.split()
     if not fields:
         return None
     if len(fields) != 2:
-        return Problem(line, "", "malformed", f"expected 'path label', got {len(fields)} field(s): {text.strip()!r}")
+        got = f"{len(fields)} field(s): {shorten(text.strip())!r}"
+        return Problem(line, "", "malformed", f"expected 'path label', got {got}")
     path, label_text = fields
+    if "\x00" in path or not path.isprintable():
+        return Problem(line, shorten(repr(path)), "path", "path holds a control character (NUL, escape, ...)")
     if not _LABEL.fullmatch(label_text):
-        return Problem(line, path, "malformed", f"label {label_text!r} is not a non-negative integer")
+        return Problem(line, path, "malformed", f"label {shorten(label_text)!r} is not a non-negative integer")
+    if len(label_text) > 10 or int(label_text) >= MAX_LABEL:
+        return Problem(line, path, "label", f"label {shorten(label_text)} is not a plausible class index")
     label = int(label_text)
     if num_classes is not None and label >= num_classes:
         return Problem(line, path, "label", f"label {label} is out of range 0..{num_classes - 1}")
@@ -73,8 +89,10 @@ def parse_line(text: str, line: int, num_classes: int | None = None) -> ListEntr
 def parse_list(list_file: str | os.PathLike, num_classes: int | None = None) -> tuple[list[ListEntry], list[Problem]]:
     """All good entries and all bad lines of a list file (a missing or unreadable file is a :class:`TameError`)."""
     list_file = Path(list_file)
-    if not list_file.is_file():
+    if not list_file.exists():
         raise TameError(f"list file not found: {list_file}")
+    if not list_file.is_file():
+        raise TameError(f"list file {list_file} is not a regular file (a folder, a FIFO or a device)")
     if num_classes is not None and num_classes < 1:
         raise TameError(f"number of classes must be positive, got {num_classes}")
     entries: list[ListEntry] = []
