@@ -22,6 +22,11 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".p
 SUPPORTED_FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "WEBP", "JPEG2000", "PPM")
 
 
+# the longer side at most this many times the shorter: resizing the shorter side of a 1 x 30,000 strip to 256 px
+# would take 256 x 7.7 M pixels (6 GB); real photos (panoramas included) stay far below
+MAX_ASPECT_RATIO = 100
+
+
 class DecodeError(Exception):
     """An image file that cannot be decoded (the message says why)."""
 
@@ -45,6 +50,15 @@ def _to_8bit_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def check_aspect_ratio(width: int, height: int) -> None:
+    """A :class:`DecodeError` for an image whose resize would cost far more than its file suggests."""
+    short, long = sorted((max(width, 0), max(height, 0)))
+    if short == 0 or long > MAX_ASPECT_RATIO * short:
+        raise DecodeError(
+            f"a {width} x {height} image is too elongated to resize (aspect ratio at most 1:{MAX_ASPECT_RATIO})"
+        )
+
+
 def load_rgb(path: str | os.PathLike) -> Image.Image:
     """Decode an image to 8-bit RGB, applying EXIF orientation (as DALI does).
 
@@ -57,6 +71,7 @@ def load_rgb(path: str | os.PathLike) -> Image.Image:
                 raise DecodeError(
                     f"{image.format} images are not supported (DALI cannot decode them); convert it to JPEG or PNG"
                 )
+            check_aspect_ratio(*image.size)  # from the header, before any pixel is decoded
             image.load()
             return _to_8bit_rgb(ImageOps.exif_transpose(image))
     except DecodeError:

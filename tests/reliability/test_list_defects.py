@@ -52,3 +52,16 @@ def test_an_empty_list_is_not_all_good(tmp_path):
     (tmp_path / "images").mkdir()
     report = check_list(_write(tmp_path, b"\n\n"), tmp_path / "images")
     assert not report.ok and "empty" in report.summary()
+
+
+def test_an_extremely_elongated_image_is_skipped_before_decoding(tmp_path):
+    from PIL import Image
+
+    from tame.data.check import check_file
+    from tame.data.images import DecodeError, eval_image
+
+    path = tmp_path / "strip.png"
+    Image.new("RGB", (30000, 1)).save(path)  # a tiny file whose resize to 256 px would take gigabytes
+    with pytest.raises(DecodeError, match="too elongated"):
+        eval_image(path, 72, 64)
+    assert check_file(path, decode=True)[0] == "decode"
