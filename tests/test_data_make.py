@@ -85,3 +85,15 @@ def test_cli_make_tree_and_subsets(tmp_path, capsys):
     assert not {e.path for e in read_list(val)} & {e.path for e in read_list(test)}
     assert main(["datalist", "make", "--list", str(out)]) == 2
     assert "nothing to write" in capsys.readouterr().err
+
+
+def test_outputs_may_not_overwrite_a_source_or_each_other(tmp_path):
+    from tame.data.make import check_output_paths
+    from tame.errors import TameError
+
+    source = tmp_path / "val.txt"
+    with pytest.raises(TameError, match="it is the input"):
+        check_output_paths([source], [tmp_path / "a.txt", tmp_path / "sub" / ".." / "val.txt"])
+    with pytest.raises(TameError, match="same file"):
+        check_output_paths([source], [tmp_path / "a.txt", f"{tmp_path}/./a.txt"])
+    check_output_paths([source, None], [tmp_path / "a.txt", tmp_path / "b.txt"])
