@@ -74,21 +74,18 @@ def _refusal_reason(err: pickle.UnpicklingError) -> str:
 
 
 @contextmanager
-def atomic_path(path: str | Path, *, suffix: str | None = None, durable: bool = False) -> Iterator[Path]:
+def atomic_path(path: str | Path, *, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path in ``path``'s folder; when the block succeeds it is renamed over ``path``, when it
     fails it is removed, so a reader never sees half a file.
 
     The temporary name ends in ``path``'s suffix (or ``suffix``), so ``fig.savefig``, ``np.save`` and
-    ``Image.save`` pick the format from it. ``durable``: fsync the file before the rename (checkpoints).
+    ``Image.save`` pick the format from it.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}{path.suffix if suffix is None else suffix}")
     try:
         yield tmp
-        if durable:
-            with open(tmp, "rb+") as handle:
-                os.fsync(handle.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -111,5 +108,7 @@ def save_atomic(obj: Any, path: str | Path) -> None:
 
     The temporary file is ``.NAME.tmpPID`` (no suffix after it), the name the checkpoint folder's clean-up knows.
     """
-    with atomic_path(path, suffix="", durable=True) as tmp:
-        torch.save(obj, tmp)
+    with atomic_path(path, suffix="") as tmp, open(tmp, "wb") as handle:
+        torch.save(obj, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
