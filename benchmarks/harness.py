@@ -21,6 +21,8 @@ from pathlib import Path
 
 import torch
 
+from tame.io import write_text_atomic
+
 RESULTS = Path(os.environ.get("TAME_BENCH_RESULTS") or Path(__file__).resolve().parent / "results")
 
 
@@ -146,8 +148,7 @@ def write_report(name: str, report: dict, out: str | os.PathLike | None = None) 
         **report,
     }
     full.setdefault("machine", machine())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(full, indent=1) + "\n")
+    write_text_atomic(path, json.dumps(full, indent=1) + "\n")
     return path
 
 

@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from tame.io import atomic_path, write_text_atomic
+
 SIZES = ((375, 500), (500, 375))  # (height, width)
 
 
@@ -30,7 +32,8 @@ def render(path: Path, index: int, seed: int = 0) -> int:
     coarse = rng.uniform(0, 255, size=(height // 40 + 2, width // 40 + 2, 3)).astype(np.uint8)
     smooth = np.asarray(Image.fromarray(coarse).resize((width, height), Image.Resampling.BICUBIC), dtype=np.float32)
     noisy = smooth + rng.normal(0, 20, size=smooth.shape)
-    Image.fromarray(noisy.clip(0, 255).astype(np.uint8)).save(path, quality=90)
+    with atomic_path(path) as tmp:
+        Image.fromarray(noisy.clip(0, 255).astype(np.uint8)).save(tmp, format="JPEG", quality=90)
     return path.stat().st_size
 
 
@@ -44,10 +47,10 @@ def write_jpegs(root: str | os.PathLike, images: int, entries: int | None = None
         paths = [root / "images" / f"{i:06d}.jpg" for i in range(images)]
         with ProcessPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
             sizes = list(pool.map(render, paths, range(images), chunksize=16))
-        done.write_text(json.dumps({"images": images, "mean_bytes": sum(sizes) / len(sizes)}) + "\n")
+        write_text_atomic(done, json.dumps({"images": images, "mean_bytes": sum(sizes) / len(sizes)}) + "\n")
     list_file = root / f"train-{entries}.txt"
     if not list_file.is_file():
-        list_file.write_text("".join(f"images/{i % images:06d}.jpg {i % 1000}\n" for i in range(entries)))
+        write_text_atomic(list_file, "".join(f"images/{i % images:06d}.jpg {i % 1000}\n" for i in range(entries)))
     return list_file
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.harness import RESULTS, table
+from tame.io import write_text_atomic
 
 GIB = 2**30
 HEADERS = ["benchmark", "what", "value", "unit", "target", "verdict", "device"]
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no benchmark reports in {folder}")
         return 1
     print(table(HEADERS, rows))
-    (folder / "summary.json").write_text(json.dumps([dict(zip(HEADERS, r)) for r in rows], indent=1) + "\n")
+    write_text_atomic(folder / "summary.json", json.dumps([dict(zip(HEADERS, r)) for r in rows], indent=1) + "\n")
     print(f"wrote {folder / 'summary.json'}")
     return 0
 

@@ -3,10 +3,10 @@
     .venv/bin/python -m benchmarks.training                       # ResNet-50 and VGG-16, 224 px, batch 8, CPU
     .venv/bin/python -m benchmarks.training --quick               # 64 px, batch 4: a fast check of the machinery
 
-The limit (DESIGN section 5) is what any implementation of the method must do on the bare classifier: a forward
-without a graph (labels and features), a forward with gradients on the input, and a backward into the input (the
-backbone is frozen, so no weight gradients). Each row times, on the same batch, interleaved round after round
-(7 rounds for ResNet-50, 3 for VGG-16, after a warm-up round):
+The limit (docs/METHOD.md, "What a step costs") is what any implementation of the method must do on the bare
+classifier: a forward without a graph (labels and features), a forward with gradients on the input, and a backward
+into the input (the backbone is frozen, so no weight gradients). Each row times, on the same batch, interleaved
+round after round (7 rounds for ResNet-50, 3 for VGG-16, after a warm-up round):
 
 - ``limit``: that, on the classifier alone (feature taps off);
 - ``tame``: ``TameModel.training_step`` + backward + optimiser step, as the training loop runs it;

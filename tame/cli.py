@@ -17,11 +17,11 @@ from tame.options import add_verbosity_options
 
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "inspect": ("tame.models.inspect", "list a model's layers with their feature-map shapes"),
-    "datalist": ("tame.data.cli", "check, make, predict and synthesise list files"),
+    "inspect": ("tame.commands.inspect", "list a model's layers with their feature-map shapes"),
+    "datalist": ("tame.commands.datalist", "check, make, predict and synthesise list files"),
     "train": ("tame.engine.train_cli", "train the attention mechanism (one process, torchrun or SLURM)"),
     "lr-find": ("tame.engine.lr_find", "LR range test: sweep the LR over one pass, plot it, suggest a max LR"),
-    "explain": ("tame.engine.explain", "explanation maps for your own images (overlays, .npy, gallery)"),
+    "explain": ("tame.commands.explain", "explanation maps for your own images (overlays, .npy, gallery)"),
     "eval": ("tame.engine.evaluate", "AD / IC at 100, 50, 15 %% (and ROAD, pointing game) of TAME or a baseline"),
     "compare": ("tame.engine.compare", "TAME against the baselines on one list: markdown + CSV table and a chart"),
     "demo": ("tame.demo.pipeline", "the whole method end to end on a CPU, offline (writes demo/report.html)"),
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def inspect_main(argv: list[str] | None = None) -> int:
-    module = importlib.import_module("tame.models.inspect")
+    module = importlib.import_module("tame.commands.inspect")
     parser = argparse.ArgumentParser(
         prog="tame-inspect", description=module.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -56,7 +56,7 @@ class TrainConfig:
     max_lr: float = 1e-4  # OneCycleLR max LR of the weights; biases get 2x
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    regulariser: str = "batch"  # batch | diagonal  (DESIGN section 2, step 5)
+    regulariser: str = "batch"  # batch | diagonal  (docs/METHOD.md, "The loss")
     label_source: str = "model"  # model | list
     backbone_mode: str = "eval"  # eval | train  (train reproduces the reference)
     device: str = "auto"  # auto (this rank's GPU when CUDA is present, else CPU) | cuda | cpu
@@ -257,19 +257,8 @@ def expand_path(value: str, key: str) -> Path:
     return Path(os.path.expanduser(_ENV.sub(substitute, value)))
 
 
-def config_to_dict(config: Config) -> dict:
-    return asdict(config)
-
-
 def save_config(config: Config, path: str | Path) -> None:
     """Write the resolved config (the exact values a run used) as YAML."""
     from tame.io import write_text_atomic
 
-    write_text_atomic(path, yaml.safe_dump(config_to_dict(config), sort_keys=False))
-
-
-def config_from_dict(raw: dict) -> Config:
-    """Rebuild a config saved by ``save_config`` (e.g. from a checkpoint)."""
-    config = _build(Config, raw, "")
-    validate(config)
-    return config
+    write_text_atomic(path, yaml.safe_dump(asdict(config), sort_keys=False))

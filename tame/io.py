@@ -10,6 +10,8 @@ import os
 import pickle
 import warnings
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -71,30 +73,42 @@ def _refusal_reason(err: pickle.UnpicklingError) -> str:
     return (details or lines or ["unpickling refused"])[0][:160]
 
 
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write ``text`` to a temporary file in the same folder, then ``os.replace`` it over ``path``."""
+@contextmanager
+def atomic_path(path: str | Path, *, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path in ``path``'s folder; when the block succeeds it is renamed over ``path``, when it
+    fails it is removed, so a reader never sees half a file.
+
+    The temporary name ends in ``path``'s suffix (or ``suffix``), so ``fig.savefig``, ``np.save`` and
+    ``Image.save`` pick the format from it.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}{path.suffix if suffix is None else suffix}")
     try:
-        tmp.write_text(text)
+        yield tmp
         os.replace(tmp, path)
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write ``text`` (UTF-8) atomically: a temporary file in the same folder, then ``os.replace`` over ``path``."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    """Write ``data`` atomically (see :func:`write_text_atomic`)."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def save_atomic(obj: Any, path: str | Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, fsync, then ``os.replace`` (never half-written)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    """``torch.save`` atomically and durably (fsync before the rename): a checkpoint is never half-written.
+
+    The temporary file is ``.NAME.tmpPID`` (no suffix after it), the name the checkpoint folder's clean-up knows.
+    """
+    with atomic_path(path, suffix="") as tmp, open(tmp, "wb") as handle:
+        torch.save(obj, handle)
+        handle.flush()
+        os.fsync(handle.fileno())

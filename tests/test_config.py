@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
-from tame.config import Config, config_to_dict, expand_path, load_config, save_config
+from tame.config import Config, expand_path, load_config, save_config
 from tame.errors import TameError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -67,7 +68,7 @@ def test_resolved_config_round_trips(tmp_path):
     cfg = load_config(CONFIGS / "resnet50.yaml", ["train.max_lr=3e-4"])
     save_config(cfg, tmp_path / "config.yaml")
     again = load_config(tmp_path / "config.yaml")
-    assert config_to_dict(again) == config_to_dict(cfg) and again.train.max_lr == 3e-4
+    assert asdict(again) == asdict(cfg) and again.train.max_lr == 3e-4
 
 
 def test_data_paths_expand_the_environment(monkeypatch):

@@ -100,4 +100,21 @@ def test_write_list_round_trip_and_refusals(tmp_path):
         with pytest.raises(TameError, match="cannot write"):
             write_list(path, [("ok.jpg", 1), (bad, 1)])
     assert path.read_text() == "a.jpg 3\nb/c.jpg 0\n"  # the old list is untouched
-    assert not (tmp_path / "out" / "list.txt.tmp").exists()
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["list.txt"]  # no temporary file left
+
+
+def test_atomic_path_replaces_on_success_and_cleans_up_on_failure(tmp_path):
+    from tame.io import atomic_path, write_bytes_atomic
+
+    target = tmp_path / "deep" / "map.npy"
+    write_bytes_atomic(target, b"old")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        assert tmp.parent == target.parent and tmp.suffix == ".npy"
+        tmp.write_bytes(b"half")
+        raise RuntimeError("interrupted")
+    assert target.read_bytes() == b"old"
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(b"new")
+        assert target.read_bytes() == b"old"  # nothing visible before the block ends
+    assert target.read_bytes() == b"new"
+    assert [p.name for p in target.parent.iterdir()] == ["map.npy"]

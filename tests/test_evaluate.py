@@ -42,7 +42,7 @@ def data(samples: int = 8, seed: int = 1) -> torch.Tensor:
 
 @torch.no_grad()
 def one_by_one(model: TameModel, images: torch.Tensor) -> tuple[dict, dict]:
-    """DESIGN section 2, literally: one image at a time, all K maps, Python's (stable) sort for the top pixels."""
+    """docs/METHOD.md, "AD and IC", literally: one image at a time, all K maps, a stable sort for the top pixels."""
     drops, increases = {p: [] for p in ad_ic.LEVELS}, {p: [] for p in ad_ic.LEVELS}
     for x in images.split(1):
         logits, features = model.features(x)

@@ -93,3 +93,21 @@ def test_comparison_figure_and_random_control(tiny_model, tmp_path):
     assert maps["random"].shape == (64, 64) and maps["random"].min() == 0 and maps["random"].max() == 1
     save_comparison(images[0], maps, tmp_path / "cmp.png", title="x", boxes=[[10, 10, 40, 40]])
     assert (tmp_path / "cmp.png").stat().st_size > 1000
+
+
+def test_explain_images_is_the_typed_api_the_cli_calls(run_dir, shared_data):
+    """The library call (no argparse) gives the CLI's files; the maps are the model's explanations, bit for bit."""
+    from tame.data.images import eval_image
+    from tame.explain import ExplainSpec, explain_images
+
+    model = TameModel(create_classifier("test_resnet", pretrained=False), ["layer2", "layer3", "layer4"], input_size=64)
+    model.load_attention(run_dir / "am.pt")
+    model.eval()
+    image = shared_data / "images" / "162_166.JPEG"
+    result = explain_images(model, [image, run_dir / "missing.jpg"], run_dir / "out", ExplainSpec(resize=72, crop=64))
+    assert result.images == 1 and [str(p) for p, _ in result.skipped] == [str(run_dir / "missing.jpg")]
+    entry = result.entries[0]
+    expected = model.explain(eval_image(image, 72, 64)[None]).maps[0].numpy()
+    assert np.array_equal(np.load(run_dir / "out" / entry["map"]), expected)
+    written = sorted(p.name for p in (run_dir / "out").iterdir())
+    assert written == sorted([entry["map"], entry["overlay"], "explanations.json", "index.html"])  # no temporaries

@@ -1,4 +1,4 @@
-"""Each formula of DESIGN section 2 on small hand-checkable tensors, and the fast paths against the plain ones."""
+"""Each formula of docs/METHOD.md on small hand-checkable tensors, and the fast paths against the plain ones."""
 
 from __future__ import annotations
 
@@ -116,7 +116,7 @@ def test_min_max_normalise_and_explanation_map():
 
 
 def reference_step(model: TameModel, images: torch.Tensor, regulariser: str, labels=None):
-    """DESIGN section 2 step by step, computing all K class maps (the published code's way)."""
+    """docs/METHOD.md, "The training step", step by step, computing all K class maps (the published code's way)."""
     with torch.no_grad():
         logits0, feats = model.features(images)
     y = logits0.argmax(1) if labels is None else labels

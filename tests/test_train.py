@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,6 @@ import yaml
 from train_helpers import make_training_data, one_thread, tiny_config, tiny_overrides  # noqa: F401
 
 from tame.cli import main
-from tame.config import config_to_dict
 from tame.engine.checkpoint import load_checkpoint
 from tame.engine.train import isolated_rng, train
 from tame.errors import TameError
@@ -154,7 +154,7 @@ def test_torchrun_two_processes_match_one_process(data, reference_run, tmp_path)
     """gloo, 2 x batch 4 == 1 x batch 8: BatchNorm synchronised, labels gathered for the 'batch' regulariser."""
     config = tmp_path / "tiny.yaml"
     cfg = tiny_config(data, tmp_path / "run")
-    config.write_text(yaml.safe_dump(config_to_dict(cfg)))
+    config.write_text(yaml.safe_dump(asdict(cfg)))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
     command = [
         sys.executable,

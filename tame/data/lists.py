@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from tame.errors import TameError
+from tame.io import atomic_path
 
 _LABEL = re.compile(r"[0-9]+", re.ASCII)
 MAX_LABEL = 1 << 31  # a class index past this is a typo (and would overflow a label tensor)
@@ -138,20 +139,15 @@ def read_list(
 
 def write_list(list_file: str | os.PathLike, entries: Iterable[tuple[str, int] | ListEntry]) -> int:
     """Write ``path label`` lines atomically (temp file + rename); returns the number of lines."""
-    list_file = Path(list_file)
-    list_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = list_file.with_name(list_file.name + ".tmp")
     count = 0
-    with open(tmp, "w", encoding="utf-8") as handle:
+    with atomic_path(list_file) as tmp, open(tmp, "w", encoding="utf-8") as handle:
         for entry in entries:
             path, label = entry[0], entry[1]
             if escapes_root(path) or path.split() != [path]:
-                tmp.unlink()
                 raise TameError(
                     f"cannot write {path!r} to {list_file}: list paths must be relative, inside the root, "
                     "and without whitespace (rename the file)"
                 )
             handle.write(f"{path} {label}\n")
             count += 1
-    os.replace(tmp, list_file)
     return count

@@ -19,6 +19,7 @@ import numpy as np
 from tame.data.images import IMAGE_SUFFIXES
 from tame.data.lists import ListEntry, read_list
 from tame.errors import TameError
+from tame.io import write_text_atomic
 
 
 def _images_under(folder: Path) -> list[str]:
@@ -56,6 +57,11 @@ def list_from_tree(root: str | os.PathLike) -> tuple[list[ListEntry], dict[str, 
     labels = class_labels(list(images))
     entries = [ListEntry(f"{name}/{path}", labels[name], 0) for name, paths in images.items() for path in paths]
     return entries, labels
+
+
+def write_classes(path: str | os.PathLike, labels: dict[str, int]) -> None:
+    """Write ``label class`` lines (the class -> label mapping of :func:`list_from_tree`), atomically."""
+    write_text_atomic(path, "".join(f"{label} {name}\n" for name, label in labels.items()))
 
 
 def list_from_flat(folder: str | os.PathLike, label_file: str | os.PathLike) -> tuple[list[ListEntry], int]:

@@ -22,6 +22,7 @@ from tame.data.lists import ListEntry, write_list
 from tame.data.loaders import build_loader
 from tame.data.sharding import Loader
 from tame.errors import TameError
+from tame.io import atomic_path
 
 
 def shard_path(output: str | os.PathLike, rank: int) -> Path:
@@ -42,11 +43,8 @@ def predict_shard(model: torch.nn.Module, loader: Loader, progress: bool = False
 
 
 def write_shard(output: str | os.PathLike, rank: int, indices: np.ndarray, predictions: np.ndarray) -> None:
-    path = shard_path(output, rank)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    np.savetxt(tmp, np.stack([indices, predictions], axis=1), fmt="%d")
-    os.replace(tmp, path)
+    with atomic_path(shard_path(output, rank)) as tmp:
+        np.savetxt(tmp, np.stack([indices, predictions], axis=1), fmt="%d")
 
 
 def merge_shards(output: str | os.PathLike, entries: list[ListEntry], world_size: int) -> int:

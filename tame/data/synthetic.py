@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from tame.data.lists import write_list
 from tame.errors import TameError
+from tame.io import atomic_path, write_text_atomic
 
 SHAPES = ("circle", "square", "triangle", "cross", "ring", "star", "diamond", "crescent")
 SPLITS = {"train": 0, "val": 1}  # split -> seed component
@@ -178,21 +179,21 @@ def make_synthetic(
     counts = {"train": train_per_class * classes, "val": val_per_class * classes}
     bar = tqdm(total=sum(counts.values()), desc="synthesise", unit="img", disable=not progress)
     for split, count in counts.items():
-        (root / "images" / split).mkdir(parents=True, exist_ok=True)
-        (root / "masks" / split).mkdir(parents=True, exist_ok=True)
         entries = []
         for index in range(count):
             label = index % classes  # every prefix of a list is balanced
             image, mask, box = render_sample(np.random.default_rng([seed, SPLITS[split], index]), label, size)
             path, mask_path = f"images/{split}/{index:05d}.jpg", f"masks/{split}/{index:05d}.png"
-            image.save(root / path, quality=90)
-            Image.fromarray(mask.astype(np.uint8) * 255).save(root / mask_path)
+            with atomic_path(root / path) as tmp:
+                image.save(tmp, format="JPEG", quality=90)
+            with atomic_path(root / mask_path) as tmp:
+                Image.fromarray(mask.astype(np.uint8) * 255).save(tmp, format="PNG")
             boxes[path] = {"label": label, "box": box, "mask": mask_path}
             entries.append((path, label))
             bar.update()
         write_list(root / f"{split}.txt", entries)
     bar.close()
-    (root / "classes.txt").write_text("".join(f"{label} {name}\n" for label, name in enumerate(names)))
+    write_text_atomic(root / "classes.txt", "".join(f"{label} {name}\n" for label, name in enumerate(names)))
     meta = {"size": size, "seed": seed, "classes": list(names), "images": boxes}
-    (root / "boxes.json").write_text(json.dumps(meta, indent=1))
+    write_text_atomic(root / "boxes.json", json.dumps(meta, indent=1))
     return SyntheticSet(root, root / "train.txt", root / "val.txt", root / "boxes.json", names)

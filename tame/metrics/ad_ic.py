@@ -1,4 +1,4 @@
-"""Average Drop (AD) and Increase in Confidence (IC) at 100 %, 50 % and 15 % (DESIGN section 2).
+"""Average Drop (AD) and Increase in Confidence (IC) at 100 %, 50 % and 15 % (docs/METHOD.md, "AD and IC").
 
 For image i with predicted class k_i: Y_i = softmax(f(x_i))[k_i]; the explanation map keeps its top
 ceil(p·H·W) pixels (soft values, the rest zeroed); O_i = softmax(f(x_i ⊙ map_i))[k_i].

@@ -1,6 +1,7 @@
 """The attention mechanism (AM): feature branches -> resize to S -> concat -> 1x1 fuse conv to K class maps.
 
-Four versions of the published code (DESIGN section 2), one small class each over :class:`AttentionMechanism`.
+Four versions of the published code (docs/METHOD.md, "The attention mechanism"), one small class each over
+:class:`AttentionMechanism`.
 Parameter names (``convs.{i}``, ``bns.{i}``, ``fuser``) match the original checkpoints.
 
 The fuse conv is class-selective: ``forward(features, classes)`` computes only the requested class channels

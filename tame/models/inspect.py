@@ -1,13 +1,10 @@
-"""List a model's layers that produce feature maps, with shapes and parameter counts (works offline).
+"""A model's layers that produce feature maps, with shapes and parameter counts (offline, random weights do).
 
-tame-inspect resnet50                         # all map-producing modules, default layers marked with *
-tame-inspect vgg16 --layers features.16 features.23 features.30   # validate a choice, print the AM size
-tame-inspect --list 'convnext*'               # model names
+The CLI is ``tame-inspect`` / ``tame inspect`` (:mod:`tame.commands.inspect`).
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 from dataclasses import dataclass
 
@@ -15,8 +12,8 @@ import torch
 from torch import nn
 
 from tame.errors import TameError
-from tame.models.attention import build_attention, list_attention_versions
-from tame.models.registry import Classifier, create_classifier, list_backbones
+from tame.models.attention import build_attention
+from tame.models.registry import Classifier
 from tame.registry import close_matches
 
 
@@ -104,60 +101,22 @@ def _is_trunk(info: LayerInfo) -> bool:
     return info.input_hw is not None and info.input_hw[0] > 2 * info.shape[1]
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "model", nargs="?", help="timm name (e.g. resnet50, vgg16.tv_in1k), registered name or module:fn"
-    )
-    parser.add_argument("--layers", nargs="+", metavar="NAME", help="validate these layers and print the AM size")
-    parser.add_argument("--input-size", type=int, default=224, help="square input size in pixels (default 224)")
-    parser.add_argument("--weights", help="local weights file (else random weights: shapes do not depend on them)")
-    parser.add_argument("--version", default="TAME", help=f"AM version ({', '.join(list_attention_versions())})")
-    parser.add_argument("--all", action="store_true", help="also list modules below the default depth")
-    parser.add_argument("--list", metavar="PATTERN", help="list model names matching PATTERN and exit")
-
-
-def run(args: argparse.Namespace) -> int:
-    if args.list is not None:
-        print("\n".join(list_backbones(args.list)))
-        return 0
-    if not args.model:
-        raise TameError("name a model, e.g. `tame-inspect resnet50` (or --list PATTERN)")
-    classifier = create_classifier(args.model, pretrained=False, weights=args.weights)
-    layers = feature_layers(classifier, args.input_size)
-    if not layers:
-        raise TameError(f"model {args.model!r} produced no feature maps at {args.input_size}px")
+def chosen_layers(classifier: Classifier, layers: list[LayerInfo], names: list[str], model: str) -> list[LayerInfo]:
+    """The :class:`LayerInfo` of each of ``names``; an unknown layer or one without a feature map is a
+    :class:`TameError` with the closest names."""
     by_name = {info.name: info for info in layers}
-    defaults = default_layers(layers)
-    print(
-        f"{args.model}: {len(layers)} modules produce feature maps at {args.input_size}x{args.input_size} "
-        f"(* = default layer set)"
-    )
-    print(f"  {'layer':<40} {'C x H x W':>18} {'params':>12}")
-    max_depth = max(by_name[name].depth for name in defaults) if defaults else 0
-    for info in layers:
-        if not args.all and info.depth > max_depth and info.name not in (args.layers or []):
-            continue
-        mark = "*" if info.name in defaults else " "
-        c, h, w = info.shape
-        print(f"{mark} {info.name:<40} {f'{c} x {h} x {w}':>18} {info.params:>12,}")
-    print(f"default layers: {' '.join(defaults)}")
-    if args.layers:
-        modules = dict(classifier.net.named_modules())
-        for name in args.layers:
-            if name not in modules:
-                close = close_matches(name, list(by_name) or list(modules), cutoff=0.5)
-                hint = f"; closest: {', '.join(close)}" if close else ""
-                raise TameError(f"unknown layer {name!r} in {args.model}{hint}")
-            if name not in by_name:
-                raise TameError(f"layer {name!r} does not produce a feature map (pick one listed above)")
-        chosen = [by_name[name] for name in args.layers]
-        num_classes = getattr(classifier.net, "num_classes", None) or 1000
-        attention = build_attention(args.version, [i.shape[0] for i in chosen], num_classes, chosen[0].shape[1:])
-        size = sum(p.numel() for p in attention.parameters())
-        shapes = ", ".join(f"{i.name} {i.shape[0]}x{i.shape[1]}x{i.shape[2]}" for i in chosen)
-        print(f"layers OK: {shapes}")
-        print(
-            f"attention mechanism {args.version}: {size:,} parameters, maps {attention.size[0]}x{attention.size[1]} "
-            f"for {num_classes} classes"
-        )
-    return 0
+    modules = dict(classifier.net.named_modules())
+    for name in names:
+        if name not in modules:
+            close = close_matches(name, list(by_name) or list(modules), cutoff=0.5)
+            hint = f"; closest: {', '.join(close)}" if close else ""
+            raise TameError(f"unknown layer {name!r} in {model}{hint}")
+        if name not in by_name:
+            raise TameError(f"layer {name!r} does not produce a feature map (pick one listed above)")
+    return [by_name[name] for name in names]
+
+
+def attention_for(classifier: Classifier, chosen: list[LayerInfo], version: str) -> tuple[nn.Module, int]:
+    """The AM ``version`` over the ``chosen`` layers (random weights) and the classifier's number of classes."""
+    num_classes = getattr(classifier.net, "num_classes", None) or 1000
+    return build_attention(version, [i.shape[0] for i in chosen], num_classes, chosen[0].shape[1:]), num_classes

@@ -1,4 +1,4 @@
-"""The TAME loss (DESIGN section 2, step 5): pure functions of their inputs, which they never change."""
+"""The TAME loss (docs/METHOD.md, "The loss"): pure functions of their inputs, which they never change."""
 
 from __future__ import annotations
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+from tame.io import atomic_path
 
 
 def _pyplot():
@@ -19,11 +20,9 @@ def _pyplot():
 def _save(fig, path: str | Path) -> Path:
     """Write atomically (a reader never sees half a PNG), then close the figure."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
     try:
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=100)
     finally:
         _pyplot().close(fig)
     return path

@@ -15,6 +15,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from tame.io import atomic_path  # noqa: E402
+
 COLOUR_MAP = "jet"
 ALPHA = 0.5
 
@@ -65,7 +67,9 @@ def save_comparison(
 
 
 def _save(fig, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    """Write the PNG atomically (a reader never sees half of it), then close the figure."""
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp)
+    finally:
+        plt.close(fig)

@@ -10,6 +10,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tame.io import write_text_atomic
+
 
 @dataclass
 class Report:
@@ -25,10 +27,9 @@ class Report:
 def write_report(report: Report, folder: str | Path) -> tuple[Path, Path]:
     """Write ``report.html`` and ``report.md`` into ``folder``; returns both paths."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     html_path, md_path = folder / "report.html", folder / "report.md"
-    html_path.write_text(_html(report))
-    md_path.write_text(_markdown(report))
+    write_text_atomic(html_path, _html(report))
+    write_text_atomic(md_path, _markdown(report))
     return html_path, md_path
 
 

@@ -7,6 +7,7 @@ Each command either accepts the input, reports it in its documented way (`check`
 from __future__ import annotations
 
 import re
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ import yaml
 from bad_inputs import CASES, NUM_CLASSES, Case, make_image_root, write_case_list
 from train_helpers import tiny_overrides
 
-from tame.config import config_to_dict, load_config
+from tame.config import load_config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -48,7 +49,7 @@ def corpus(tmp_path_factory) -> Path:
             "log.images_per_epoch=0",
         ),
     )
-    (folder / "base.yaml").write_text(yaml.safe_dump(config_to_dict(cfg)))
+    (folder / "base.yaml").write_text(yaml.safe_dump(asdict(cfg)))
     torch.manual_seed(0)
     TameModel.from_config(cfg.model, input_size=cfg.data.crop).save_attention(folder / "am.pt")
     return folder

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import os
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ import torch
 import yaml
 from train_helpers import make_training_data, one_thread, tiny_overrides  # noqa: F401
 
-from tame.config import config_to_dict, load_config
+from tame.config import load_config
 
 PACKAGE = Path(__file__).resolve().parents[2] / "tame"
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -41,7 +42,7 @@ def setup(tmp_path_factory) -> Path:
     data = make_training_data(folder / "data")
     cfg = load_config(None, tiny_overrides(data, folder / "unused", "train.epochs=1"))
     cfg.data.val_root, cfg.data.eval_list = str(data), str(data / "val.txt")
-    (folder / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg)))
+    (folder / "config.yaml").write_text(yaml.safe_dump(asdict(cfg)))
     torch.manual_seed(0)
     model = TameModel.from_config(cfg.model, input_size=cfg.data.crop)
     model.save_attention(folder / "am.pt")

@@ -73,7 +73,7 @@ def _add_make(parser: argparse.ArgumentParser) -> None:
 
 def _run_make(args: argparse.Namespace) -> int:
     from tame.data.lists import read_list, write_list
-    from tame.data.make import list_from_flat, list_from_tree, random_subsets
+    from tame.data.make import list_from_flat, list_from_tree, random_subsets, write_classes
 
     if not args.output and not args.subset:
         raise TameError("nothing to write: give -o OUT and/or --subset FILE=COUNT")
@@ -85,7 +85,7 @@ def _run_make(args: argparse.Namespace) -> int:
         entries, labels = list_from_tree(args.tree)
         print(f"{args.tree}: {len(entries)} images in {len(labels)} classes")
         if args.classes:
-            Path(args.classes).write_text("".join(f"{label} {name}\n" for name, label in labels.items()))
+            write_classes(args.classes, labels)
     elif args.flat:
         entries, unused = list_from_flat(args.flat, args.labels)
         print(f"{args.flat}: {len(entries)} images ({unused} names in {args.labels} have no image)")

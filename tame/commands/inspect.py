@@ -1,0 +1,70 @@
+"""List a model's layers that produce feature maps, with shapes and parameter counts (works offline).
+
+tame-inspect resnet50                         # all map-producing modules, default layers marked with *
+tame-inspect vgg16 --layers features.16 features.23 features.30   # validate a choice, print the AM size
+tame-inspect --list 'convnext*'               # model names
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from tame.errors import TameError
+from tame.models.attention import list_attention_versions
+from tame.models.inspect import LayerInfo, attention_for, chosen_layers, default_layers, feature_layers
+from tame.models.registry import create_classifier, list_backbones
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "model", nargs="?", help="timm name (e.g. resnet50, vgg16.tv_in1k), registered name or module:fn"
+    )
+    parser.add_argument("--layers", nargs="+", metavar="NAME", help="validate these layers and print the AM size")
+    parser.add_argument("--input-size", type=int, default=224, help="square input size in pixels (default 224)")
+    parser.add_argument("--weights", help="local weights file (else random weights: shapes do not depend on them)")
+    parser.add_argument("--version", default="TAME", help=f"AM version ({', '.join(list_attention_versions())})")
+    parser.add_argument("--all", action="store_true", help="also list modules below the default depth")
+    parser.add_argument("--list", metavar="PATTERN", help="list model names matching PATTERN and exit")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.list is not None:
+        print("\n".join(list_backbones(args.list)))
+        return 0
+    if not args.model:
+        raise TameError("name a model, e.g. `tame-inspect resnet50` (or --list PATTERN)")
+    classifier = create_classifier(args.model, pretrained=False, weights=args.weights)
+    layers = feature_layers(classifier, args.input_size)
+    if not layers:
+        raise TameError(f"model {args.model!r} produced no feature maps at {args.input_size}px")
+    defaults = default_layers(layers)
+    print(
+        f"{args.model}: {len(layers)} modules produce feature maps at {args.input_size}x{args.input_size} "
+        f"(* = default layer set)"
+    )
+    _print_table(layers, defaults, args.layers or [], show_all=args.all)
+    print(f"default layers: {' '.join(defaults)}")
+    if args.layers:
+        chosen = chosen_layers(classifier, layers, args.layers, args.model)
+        attention, num_classes = attention_for(classifier, chosen, args.version)
+        size = sum(p.numel() for p in attention.parameters())
+        shapes = ", ".join(f"{i.name} {i.shape[0]}x{i.shape[1]}x{i.shape[2]}" for i in chosen)
+        print(f"layers OK: {shapes}")
+        print(
+            f"attention mechanism {args.version}: {size:,} parameters, maps {attention.size[0]}x{attention.size[1]} "
+            f"for {num_classes} classes"
+        )
+    return 0
+
+
+def _print_table(layers: list[LayerInfo], defaults: list[str], named: list[str], show_all: bool) -> None:
+    """One row per layer down to the deepest default layer (all with ``show_all``), defaults marked with *."""
+    depth = {info.name: info.depth for info in layers}
+    max_depth = max(depth[name] for name in defaults) if defaults else 0
+    print(f"  {'layer':<40} {'C x H x W':>18} {'params':>12}")
+    for info in layers:
+        if not show_all and info.depth > max_depth and info.name not in named:
+            continue
+        mark = "*" if info.name in defaults else " "
+        c, h, w = info.shape
+        print(f"{mark} {info.name:<40} {f'{c} x {h} x {w}':>18} {info.params:>12,}")
