@@ -97,3 +97,15 @@ def test_outputs_may_not_overwrite_a_source_or_each_other(tmp_path):
     with pytest.raises(TameError, match="same file"):
         check_output_paths([source], [tmp_path / "a.txt", f"{tmp_path}/./a.txt"])
     check_output_paths([source, None], [tmp_path / "a.txt", tmp_path / "b.txt"])
+
+
+def test_datalist_make_refuses_to_overwrite_its_source(tmp_path, capsys):
+    source = tmp_path / "val.txt"
+    source.write_text("".join(f"img{i}.jpg {i % 3}\n" for i in range(10)))
+    before = source.read_bytes()
+    assert main(["datalist", "make", "--list", str(source), "--subset", f"{source}=4"]) == 2
+    assert "it is the input" in capsys.readouterr().err
+    assert source.read_bytes() == before
+    a = tmp_path / "a.txt"
+    assert main(["datalist", "make", "--list", str(source), "--subset", f"{a}=2", "--subset", f"{a}=3"]) == 2
+    assert "same file" in capsys.readouterr().err and not a.exists()

@@ -73,7 +73,7 @@ def _add_make(parser: argparse.ArgumentParser) -> None:
 
 def _run_make(args: argparse.Namespace) -> int:
     from tame.data.lists import read_list, write_list
-    from tame.data.make import list_from_flat, list_from_tree, random_subsets, write_classes
+    from tame.data.make import check_output_paths, list_from_flat, list_from_tree, random_subsets, write_classes
 
     if not args.output and not args.subset:
         raise TameError("nothing to write: give -o OUT and/or --subset FILE=COUNT")
@@ -81,6 +81,8 @@ def _run_make(args: argparse.Namespace) -> int:
         raise TameError("--flat DIR and --labels FILE go together")
     if args.classes and not args.tree:
         raise TameError("--classes is written for --tree only")
+    outputs = [p for p in (args.output, args.classes) if p] + [path for path, _ in args.subset]
+    check_output_paths([args.list, args.labels], outputs)  # before anything is written
     if args.tree:
         entries, labels = list_from_tree(args.tree)
         print(f"{args.tree}: {len(entries)} images in {len(labels)} classes")
