@@ -13,8 +13,9 @@ import torch.nn.functional as F
 
 from tame.baselines import Explainer, TameExplainer
 from tame.cli import main
+from tame.data.boxes import box_in_crop
 from tame.data.sharding import plan_epoch
-from tame.engine.evaluate import box_in_crop, evaluate
+from tame.evaluation import evaluate
 from tame.metrics import ad_ic
 from tame.models import Classifier, Explanation, TameModel, create_classifier
 

@@ -1,0 +1,1 @@
+"""The ``tame`` subcommands: each module exposes ``add_arguments(parser)`` and ``run(args) -> int``."""
