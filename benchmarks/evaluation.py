@@ -8,7 +8,7 @@ Same model (random weights, nothing downloaded), same images, same device. The r
 ``eval_script.py``, written out here independently of ``tame.metrics``: per image, the whole model with its AM (all K
 class maps) runs on the image, the predicted class's map is min-max normalised and upsampled, and for each of the
 three levels the top pixels are kept and the masked image goes through the model and its AM again. The batched path
-(``tame eval``: :func:`tame.engine.evaluate.evaluate`) runs one forward per batch for the logits and the predicted
+(``tame eval``: :func:`tame.evaluation.evaluate`) runs one forward per batch for the logits and the predicted
 class's map only, then the 3·B masked copies through the classifier alone. Both give the same AD/IC (printed side
 by side). ``limit`` is what any implementation must run: the bare classifier on every image and on its three
 masked copies, in the same batches. The three are timed interleaved for ``--repeats`` rounds after a warm-up.
@@ -35,7 +35,7 @@ from benchmarks.harness import (
     write_report,
 )
 from tame.baselines import TameExplainer
-from tame.engine.evaluate import evaluate
+from tame.evaluation import evaluate
 from tame.models import TameModel, create_classifier
 
 LEVELS = (1.0, 0.5, 0.15)

@@ -22,9 +22,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("tame.engine.train_cli", "train the attention mechanism (one process, torchrun or SLURM)"),
     "lr-find": ("tame.engine.lr_find", "LR range test: sweep the LR over one pass, plot it, suggest a max LR"),
     "explain": ("tame.commands.explain", "explanation maps for your own images (overlays, .npy, gallery)"),
-    "eval": ("tame.engine.evaluate", "AD / IC at 100, 50, 15 %% (and ROAD, pointing game) of TAME or a baseline"),
-    "compare": ("tame.engine.compare", "TAME against the baselines on one list: markdown + CSV table and a chart"),
-    "demo": ("tame.demo.pipeline", "the whole method end to end on a CPU, offline (writes demo/report.html)"),
+    "eval": ("tame.commands.eval", "AD / IC at 100, 50, 15 %% (and ROAD, pointing game) of TAME or a baseline"),
+    "compare": ("tame.commands.compare", "TAME against the baselines on one list: markdown + CSV table and a chart"),
+    "demo": ("tame.commands.demo", "the whole method end to end on a CPU, offline (writes demo/report.html)"),
 }
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -13,8 +14,9 @@ import torch.nn.functional as F
 
 from tame.baselines import Explainer, TameExplainer
 from tame.cli import main
+from tame.data.boxes import box_in_crop
 from tame.data.sharding import plan_epoch
-from tame.engine.evaluate import box_in_crop, evaluate
+from tame.evaluation import evaluate
 from tame.metrics import ad_ic
 from tame.models import Classifier, Explanation, TameModel, create_classifier
 
@@ -373,3 +375,80 @@ def test_bad_input_is_one_line_and_exit_2(run_dir, tmp_path, capsys, case, messa
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+# -- the typed API (tame.evaluation) -------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (dict(batch_size=0), "--batch-size must be at least 1, got 0"),
+        (dict(chunk=-2), "--chunk must be at least 1, got -2"),
+        (dict(max_samples=0), "--max-samples must be at least 1, got 0"),
+        (dict(num_masks=0), "--num-masks must be at least 1, got 0"),
+        (dict(road_workers=0), "--road-workers must be at least 1, got 0"),
+        (dict(method="gradcan"), "unknown method 'gradcan'; did you mean gradcam"),
+        (dict(checkpoint=None), "--checkpoint is required for --method tame"),
+        (dict(levels=(0.5, 0.0)), "levels must be fractions in (0, 1]"),
+        (dict(overrides="data.crop=64"), "overrides must be a list"),
+    ],
+)
+def test_eval_spec_rejects_bad_values(options, message):
+    from tame.errors import TameError
+    from tame.evaluation import EvalSpec
+
+    with pytest.raises(TameError, match=re.escape(message)):
+        EvalSpec(**{"config": "c.yaml", "checkpoint": "run/", **options})
+
+
+def test_specs_resolve_method_names():
+    from tame.config import Config
+    from tame.errors import TameError
+    from tame.evaluation import CompareSpec, EvalSpec
+
+    assert EvalSpec(method="GradCAM").method == "gradcam"  # a baseline needs no checkpoint
+    assert CompareSpec(methods=["GradCAM", "random", "gradcam"]).methods == ("gradcam", "random")
+    for bad, message in (([], "non-empty list"), (["tame"], "--checkpoint is required to compare tame")):
+        with pytest.raises(TameError, match=re.escape(message)):
+            CompareSpec(methods=bad)
+    with pytest.raises(TameError, match="overrides apply to a config file"):
+        EvalSpec(method="random", config=Config(), overrides=["data.crop=64"])
+
+
+def test_evaluate_spec_gives_the_numbers_of_the_eval_command(run_dir, tmp_path, capsys):
+    from tame.evaluation import EvalSpec, evaluate_spec
+
+    root, synthetic = run_dir
+    config, boxes = root / "config.yaml", synthetic.boxes
+    cli = ["eval", "--config", str(config), "--checkpoint", str(root), "--boxes", str(boxes), "--chunk", "7"]
+    assert main([*cli, "--out", str(tmp_path / "cli"), "--no-progress"]) == 0
+    assert "12 samples; wrote" in capsys.readouterr().out
+    spec = EvalSpec(config=config, checkpoint=root, boxes=boxes, chunk=7, out=tmp_path / "api", progress=False)
+    run = evaluate_spec(spec)
+    assert capsys.readouterr().out == ""  # the command prints; the API does not
+    assert [label for label, _ in run.rows] == ["1", "2"]
+    assert run.checkpoints == [root / "epoch_1.pt", root / "epoch_2.pt"]
+    assert run.csv_path == tmp_path / "api" / "tame_val.csv" and run.json_path.is_file()
+    command, api = read_csv(tmp_path / "cli" / "tame_val.csv"), read_csv(run.csv_path)
+    timing = command[0].index("ms/img")
+    assert [r[:timing] for r in api] == [r[:timing] for r in command]  # every number but the timing, as written
+    for row, (_, result) in zip(command[1:], run.rows):
+        assert [f"{v:.4f}" for k, v in result.columns().items() if k != "ms/img"] == row[1:timing]
+    report = json.loads(run.json_path.read_text())
+    assert report["config"] == str(config) and [r["epoch"] for r in report["results"]] == ["1", "2"]
+
+
+def test_compare_api_without_tame_matches_evaluate_spec(run_dir, tmp_path):
+    from tame.evaluation import CompareSpec, EvalSpec, compare, evaluate_spec
+
+    root, synthetic = run_dir
+    options = dict(config=root / "config.yaml", boxes=synthetic.boxes, max_samples=6, road=False, progress=False)
+    comparison = compare(CompareSpec(methods=["gradcam", "gradcam++"], out=tmp_path / "cmp", **options))
+    assert [m for m, _ in comparison.rows] == ["gradcam", "gradcam++"] and comparison.checkpoint is None
+    assert sorted(p.name for p in (tmp_path / "cmp").iterdir()) == sorted(
+        ["compare.md", "compare.csv", "compare.json", "compare.png"]
+    )
+    alone = evaluate_spec(EvalSpec(method="gradcam", out=tmp_path / "eval", **options)).rows[0][1]
+    together = comparison.result("gradcam")
+    assert together.num_samples == alone.num_samples == 6
+    assert (together.ad, together.ic, together.pointing_game) == (alone.ad, alone.ic, alone.pointing_game)
+    assert "| gradcam++ |" in comparison.markdown()

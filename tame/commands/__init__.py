@@ -1,1 +1,2 @@
-"""The per-command CLI modules: each parses its arguments (``add_arguments``), calls the typed API and prints."""
+"""The ``tame`` subcommands: each module exposes ``add_arguments(parser)`` and ``run(args) -> int``, parses its
+arguments, calls the typed API and prints."""

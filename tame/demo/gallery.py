@@ -8,9 +8,10 @@ from pathlib import Path
 import torch
 
 from tame.baselines import create_explainer
+from tame.checkpoints import epoch_file
 from tame.config import Config
+from tame.data.boxes import read_boxes
 from tame.data.loaders import build_loader
-from tame.engine.evaluate import read_boxes
 from tame.models import TameModel
 from tame.viz.overlay import save_comparison
 
@@ -20,7 +21,7 @@ LABELS = {"tame": "TAME", "gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "ran
 def write_gallery(cfg: Config, out: Path, count: int, methods: Sequence[str]) -> list[tuple[str, Path]]:
     """Write ``count`` comparison figures under ``out/gallery``; returns (caption, path) pairs."""
     model = TameModel.from_config(cfg.model, input_size=cfg.data.crop)
-    model.load_attention(Path(cfg.output_dir) / f"epoch_{cfg.train.epochs}.pt")
+    model.load_attention(epoch_file(cfg.output_dir, cfg.train.epochs))
     model.eval()
     loader = build_loader(
         cfg.data,

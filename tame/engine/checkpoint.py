@@ -1,9 +1,8 @@
 """Training checkpoints: written atomically, loaded without executing code, the newest good one found on resume.
 
-Files in the run's output folder:
-- ``epoch_{N}.pt`` after epoch N (1-based; all kept; ``tame eval --checkpoint DIR`` reads them);
-- ``step_{S}.pt`` every ``train.checkpoint_every`` steps (the newest ``train.keep_checkpoints`` kept).
-Each is a plain dict of tensors and numbers (``torch.load(weights_only=True)`` reads it): ``attention``,
+The files' names and how a folder's checkpoints are found live in :mod:`tame.checkpoints` (``epoch_{N}.pt`` at
+epoch ends, ``step_{S}.pt`` within epochs); :func:`checkpoint_path` and :func:`checkpoint_files` are re-exported here.
+Each file is a plain dict of tensors and numbers (``torch.load(weights_only=True)`` reads it): ``attention``,
 ``optimizer``, ``scheduler``, ``scaler``, ``epoch`` (epochs completed), ``step`` (optimiser steps completed),
 ``steps_per_epoch``, ``rng`` (every rank's torch CPU/CUDA generator states, stacked), ``config`` (resolved),
 ``meta`` (what the AM fits: model, layers, version).
@@ -11,53 +10,43 @@ Each is a plain dict of tensors and numbers (``torch.load(weights_only=True)`` r
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import torch
 
+from tame.checkpoints import checkpoint_files, checkpoint_path, is_temporary, step_checkpoints
 from tame.errors import TameError
 from tame.io import load_tensor_file, save_atomic
 
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "REQUIRED_KEYS",
+    "checkpoint_files",
+    "checkpoint_path",
+    "load_checkpoint",
+    "newest_good_checkpoint",
+    "remove_temporaries",
+    "rng_state",
+    "save_checkpoint",
+    "set_rng_state",
+]
+
 CHECKPOINT_FORMAT = "tame-train/1"
 REQUIRED_KEYS = ("attention", "optimizer", "scheduler", "scaler", "epoch", "step", "steps_per_epoch", "rng")
-_NAME = re.compile(r"^(epoch|step)_(\d+)\.pt$")
-_TEMPORARY = re.compile(r"^\.(epoch|step)_\d+\.pt\.tmp\d+$")  # save_atomic's, while it writes
-
-
-def checkpoint_path(directory: Path, step: int, steps_per_epoch: int) -> Path:
-    """``epoch_{N}.pt`` when ``step`` ends epoch N, ``step_{S}.pt`` otherwise."""
-    if step % steps_per_epoch == 0:
-        return directory / f"epoch_{step // steps_per_epoch}.pt"
-    return directory / f"step_{step}.pt"
-
-
-def checkpoint_files(directory: Path, steps_per_epoch: int) -> list[tuple[int, Path]]:
-    """(step, path) of every checkpoint in ``directory``, newest first (an epoch file wins a tie)."""
-    found = []
-    if directory.is_dir():
-        for path in directory.iterdir():
-            match = _NAME.match(path.name)
-            if match:
-                kind, number = match.group(1), int(match.group(2))
-                step = number * steps_per_epoch if kind == "epoch" else number
-                found.append((step, kind == "epoch", path))
-    return [(step, path) for step, _, path in sorted(found, reverse=True)]
 
 
 def remove_temporaries(directory: Path) -> None:
     """Delete the temporary files of checkpoint writes that never finished (their process was killed)."""
     if directory.is_dir():
         for path in directory.iterdir():
-            if _TEMPORARY.match(path.name):
+            if is_temporary(path.name):
                 path.unlink(missing_ok=True)
 
 
 def save_checkpoint(state: dict, path: Path, *, keep: int) -> None:
     """Write ``state`` to ``path`` atomically, then drop step files beyond the newest ``keep`` in its folder."""
     save_atomic({"format": CHECKPOINT_FORMAT, **state}, path)
-    steps = sorted((int(m.group(2)), p) for p in path.parent.glob("step_*.pt") if (m := _NAME.match(p.name)))
-    for _, old in steps[:-keep]:
+    for _, old in step_checkpoints(path.parent)[:-keep]:
         old.unlink(missing_ok=True)
 
 

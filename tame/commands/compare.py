@@ -1,0 +1,44 @@
+"""TAME against the baselines on one list, under one protocol: a markdown + CSV table and a bar chart.
+
+  tame compare --config configs/resnet50.yaml --checkpoint snapshots/resnet50/epoch_4.pt
+  tame compare --config configs/synthetic.yaml --checkpoint snapshots/synthetic/ --boxes data/synthetic/boxes.json
+  tame compare --config configs/vgg16.yaml --checkpoint vgg16_TAME.pt --methods tame gradcam rise --num-masks 2000
+
+Every method sees the same images through the same classifier: AD / IC at 100, 50, 15 %, ROAD (MoRF / LeRF
+accuracy at 10..90 % removed; ``--no-road`` skips it), pointing game and energy-based pointing game with
+``--boxes``, and the milliseconds one explanation takes per image. Writes ``<out>/compare.{md,csv,json,png}``
+(default ``out``: ``compare/`` next to the checkpoint).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from tame.baselines import list_methods
+from tame.commands.eval import add_data_arguments, data_options
+from tame.evaluation import CompareSpec, compare
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        help="TAME attention weights: a file, or a training folder (its newest epoch_N.pt)",
+    )
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=list_methods(),
+        metavar="METHOD",
+        help=f"methods to compare (default: all of {', '.join(list_methods())})",
+    )
+    add_data_arguments(parser)
+    parser.set_defaults(road=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    comparison = compare(CompareSpec(methods=args.methods, checkpoint=args.checkpoint, **data_options(args)))
+    if comparison.is_main:
+        print(comparison.markdown())
+        print(f"wrote {comparison.out}/compare.md, .csv, .json and .png")
+    return 0

@@ -1,0 +1,95 @@
+"""Evaluate explanation maps: AD / IC at 100 %, 50 %, 15 % (DESIGN section 2), ROAD and localisation.
+
+  tame eval --config configs/resnet50.yaml --checkpoint snapshots/resnet50/             # every epoch_*.pt
+  tame eval --config configs/resnet50.yaml --checkpoint snapshots/resnet50/epoch_4.pt --road
+  tame eval --config configs/resnet50.yaml --method gradcam --list datalist/ILSVRC/Evaluation_2000.txt
+  tame eval --config configs/synthetic.yaml --checkpoint snapshots/synthetic/ --boxes data/synthetic/boxes.json
+  torchrun --standalone --nproc_per_node=4 -m tame.cli eval --config configs/resnet50.yaml --checkpoint DIR
+
+Batched: one forward gives logits and the map of the predicted class; the three masked copies of the batch then go
+through the classifier alone (never the AM again). Sharded: rank r evaluates list positions r, r+W, ...; padding
+samples (label -1) are dropped and the per-metric sums are all-reduced, so every sample counts exactly once.
+Writes ``<out>/<method>_<list>.csv`` (the reference's columns ``epoch,AD(100%),IC(100%),...``, then ROAD and
+localisation columns when asked for) and a ``.json`` with every number, updated after each checkpoint, and prints a
+summary table. Default ``out``: ``eval/`` beside the checkpoints (TAME) or ``<output_dir>/eval`` (baselines).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from tame.baselines import list_methods
+from tame.evaluation import EvalSpec, evaluate_spec, summary_table
+from tame.evaluation.spec import default_road_workers
+from tame.options import add_device_option
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options shared by ``tame eval`` and ``tame compare``."""
+    parser.add_argument("--config", required=True, help="run config (model, layers, data sizes and paths)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. data.crop=224")
+    parser.add_argument("--list", help="evaluation list (default: data.eval_list of the config)")
+    parser.add_argument("--root", help="image root of the list (default: data.val_root of the config)")
+    parser.add_argument("--out", help="output folder")
+    parser.add_argument(
+        "--batch-size", type=int, help="images per batch and process (default: data.batch_size / processes)"
+    )
+    parser.add_argument(
+        "--chunk", type=int, help="images per classifier forward on masked copies (default: all of a batch)"
+    )
+    parser.add_argument("--max-samples", type=int, help="evaluate only the first N samples of the list")
+    parser.add_argument(
+        "--road",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="also ROAD (MoRF/LeRF at 10..90%% removed, noisy linear imputation; CPU-heavy)",
+    )
+    parser.add_argument(
+        "--road-workers", type=int, default=default_road_workers(), help="threads for the ROAD imputation solves"
+    )
+    parser.add_argument(
+        "--boxes",
+        help="ground-truth boxes: the synthetic set's boxes.json, or JSON {list path: "
+        "[[x0, y0, x1, y1], ...]} in crop pixels; adds the (energy) pointing game",
+    )
+    parser.add_argument("--pointing-tolerance", type=float, default=0.0, help="pointing-game tolerance in pixels")
+    parser.add_argument("--num-masks", type=int, default=4000, help="RISE: number of random masks")
+    parser.add_argument("--layer", help="target layer of the CAM methods (default: the config's last layer)")
+    add_device_option(parser)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def data_options(args: argparse.Namespace) -> dict:
+    """The keyword arguments of :class:`tame.evaluation.EvalOptions` that :func:`add_data_arguments` parsed."""
+    return dict(
+        config=args.config,
+        overrides=tuple(args.overrides),
+        list_file=args.list,
+        root=args.root,
+        out=args.out,
+        road=args.road,
+        road_workers=args.road_workers,
+        boxes=args.boxes,
+        pointing_tolerance=args.pointing_tolerance,
+        batch_size=args.batch_size,
+        chunk=args.chunk,
+        max_samples=args.max_samples,
+        num_masks=args.num_masks,
+        layer=args.layer,
+        device=args.device,
+        progress=not args.no_progress,
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", help="TAME attention weights: a file, or a training folder (every epoch_N.pt)")
+    parser.add_argument("--method", default="tame", help=f"explanation method: {', '.join(list_methods())}")
+    add_data_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    result = evaluate_spec(EvalSpec(method=args.method, checkpoint=args.checkpoint, **data_options(args)))
+    if result.is_main:
+        print(summary_table(result.rows))
+        print(f"{result.rows[0][1].num_samples} samples; wrote {result.out / result.name}.csv and .json")
+    return 0

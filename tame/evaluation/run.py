@@ -1,0 +1,160 @@
+"""An evaluation from a spec to files: process group, model, loader, every checkpoint, the CSV and JSON.
+
+:func:`evaluate_spec` is what ``tame eval`` does (and what a notebook calls); :func:`open_evaluation` gives the
+resolved config, model and batches to anything else that evaluates on a list (:func:`tame.evaluation.compare`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tame import distributed
+from tame.baselines import Explainer, create_explainer
+from tame.checkpoints import checkpoints_to_evaluate
+from tame.config import Config, expand_path
+from tame.data.boxes import Boxes, read_boxes, with_regions
+from tame.distributed import Dist
+from tame.evaluation.loop import EvaluationResult, evaluate
+from tame.evaluation.spec import EvalOptions, EvalSpec
+from tame.evaluation.tables import csv_text, eval_report
+from tame.io import write_text_atomic
+from tame.metrics import road
+from tame.models import TameModel
+
+if TYPE_CHECKING:
+    from tame.data.sharding import Loader
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EvaluationData:
+    """What an evaluation resolves before it starts: config, process, model and the batches to iterate."""
+
+    options: EvalOptions
+    cfg: Config
+    dist: Dist
+    model: TameModel
+    loader: Loader
+    list_file: Path
+    boxes: Boxes | None
+
+    def batches(self) -> Iterable:
+        if self.boxes is None:
+            return self.loader
+        return with_regions(self.loader, self.boxes, (self.cfg.data.crop, self.cfg.data.crop))
+
+    def evaluate(self, explainer: Explainer, desc: str) -> EvaluationResult:
+        """:func:`evaluate` of ``explainer`` on the list, under the options' protocol."""
+        options = self.options
+        return evaluate(
+            explainer,
+            self.batches(),
+            levels=options.levels,
+            road_levels=road.LEVELS if options.road else (),
+            road_workers=options.road_workers,
+            localisation=self.boxes is not None,
+            pointing_tolerance=options.pointing_tolerance,
+            chunk=options.chunk,
+            total=len(self.loader),
+            progress=self.dist.is_main and options.progress,
+            desc=desc,
+        )
+
+
+@contextmanager
+def open_evaluation(options: EvalOptions) -> Iterator[EvaluationData]:
+    """Config, process group, model (classifier + an untrained AM) and loader; the process group ends with it."""
+    from tame.data import build_loader
+
+    cfg = options.load_config()
+    list_file = (
+        expand_path(str(options.list_file), "--list")
+        if options.list_file
+        else expand_path(cfg.data.eval_list, "data.eval_list")
+    )
+    root = expand_path(str(options.root), "--root") if options.root else expand_path(cfg.data.val_root, "data.val_root")
+    boxes = read_boxes(options.boxes, cfg.data.resize, cfg.data.crop) if options.boxes else None
+    dist = distributed.setup(options.device)
+    try:
+        model = TameModel.from_config(cfg.model, input_size=cfg.data.crop).to(dist.device).eval()
+        loader = build_loader(
+            cfg.data,
+            list_file,
+            root,
+            train=False,
+            device=dist.device,
+            rank=dist.rank,
+            world_size=dist.world_size,
+            batch_size=options.batch_size or max(1, cfg.data.batch_size // dist.world_size),
+            num_classes=model.num_classes,
+            max_samples=options.max_samples,
+        )
+        yield EvaluationData(options, cfg, dist, model, loader, list_file, boxes)
+    finally:
+        if dist.distributed:
+            distributed.cleanup()
+
+
+@dataclass
+class EvaluationRun:
+    """The rows of one ``tame eval``: (epoch label, result) per checkpoint ("" for a baseline), and where they are."""
+
+    method: str
+    list_file: Path
+    out: Path
+    rows: list[tuple[str, EvaluationResult]] = field(default_factory=list)
+    checkpoints: list[Path | None] = field(default_factory=list)
+    is_main: bool = True  # rank 0 (the process that wrote the files)
+
+    @property
+    def name(self) -> str:
+        return f"{self.method}_{self.list_file.stem}"
+
+    @property
+    def csv_path(self) -> Path:
+        return self.out / f"{self.name}.csv"
+
+    @property
+    def json_path(self) -> Path:
+        return self.out / f"{self.name}.json"
+
+
+def evaluate_spec(spec: EvalSpec) -> EvaluationRun:
+    """Evaluate ``spec.method`` at each of its checkpoints (every ``epoch_N.pt`` of a folder, in order).
+
+    Rank 0 rewrites ``<out>/<method>_<list>.csv`` (the reference's columns) and ``.json`` (every number) after each
+    checkpoint, so a later failure loses nothing already evaluated. Every rank returns the same rows.
+    """
+    method = spec.method
+    checkpoints = checkpoints_to_evaluate(spec.checkpoint) if method == "tame" else [("", None)]
+    with open_evaluation(spec) as data:
+        if spec.checkpoint and method != "tame" and data.dist.is_main:
+            logger.warning("%s does not use --checkpoint (it explains the classifier alone)", method)
+        out = Path(spec.out) if spec.out else default_out(method, spec.checkpoint, data.cfg)
+        run = EvaluationRun(method, data.list_file, out, is_main=data.dist.is_main)
+        for label, path in checkpoints:
+            if path is not None:
+                data.model.load_attention(path)
+                data.model.eval()
+            with create_explainer(method, data.model, **spec.method_options(method)) as explainer:
+                run.rows.append((label, data.evaluate(explainer, f"{method} epoch {label}" if label else method)))
+            run.checkpoints.append(path)
+            if run.is_main:
+                write_text_atomic(run.csv_path, csv_text(run.rows))
+                report = eval_report(method, spec.config_name(), data.list_file, run.rows, run.checkpoints)
+                write_text_atomic(run.json_path, report)
+    return run
+
+
+def default_out(method: str, checkpoint: str | Path | None, cfg: Config) -> Path:
+    """``eval/`` next to the checkpoints for TAME, ``<output_dir>/eval`` for the baselines."""
+    if method == "tame":
+        path = Path(checkpoint)
+        return (path if path.is_dir() else path.parent) / "eval"
+    return expand_path(cfg.output_dir, "output_dir") / "eval"

@@ -1,0 +1,111 @@
+"""What to evaluate and how, as typed values checked when they are made: :class:`EvalSpec` (one method, one
+checkpoint or every epoch of a training folder) and :class:`CompareSpec` (several methods on one list)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from tame.baselines import list_methods, resolve_method
+from tame.config import Config, load_config
+from tame.errors import TameError
+from tame.metrics import ad_ic
+
+PathLike = str | os.PathLike
+
+
+def default_road_workers() -> int:
+    """Threads for ROAD's imputation solves: the machine's cores, at most 8."""
+    return min(8, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalOptions:
+    """The data, protocol and runtime of an evaluation, shared by :class:`EvalSpec` and :class:`CompareSpec`.
+
+    ``config``: a YAML path or a :class:`Config` (``overrides``, ``key=value``, apply to a path only; None: the
+    defaults). ``list_file`` / ``root``: the evaluation list and its image root (default: ``data.eval_list`` and
+    ``data.val_root``). ``out``: the output folder (default: beside the checkpoints). ``boxes``: ground-truth
+    boxes (adds the pointing games). ``batch_size``: per process (default: ``data.batch_size`` / processes);
+    ``chunk``: images per classifier forward on masked copies (None: a whole batch's); ``max_samples``: only the
+    list's first N. ``num_masks`` (RISE) and ``layer`` (the CAM methods' target layer) go to the methods that take
+    them. ``device``: ``auto``, ``cpu`` or ``cuda[:N]``.
+    """
+
+    config: PathLike | Config | None = None
+    overrides: Sequence[str] = ()
+    list_file: PathLike | None = None
+    root: PathLike | None = None
+    out: PathLike | None = None
+    levels: Sequence[float] = ad_ic.LEVELS
+    road: bool = False
+    road_workers: int = field(default_factory=default_road_workers)
+    boxes: PathLike | None = None
+    pointing_tolerance: float = 0.0
+    batch_size: int | None = None
+    chunk: int | None = None
+    max_samples: int | None = None
+    num_masks: int = 4000
+    layer: str | None = None
+    device: str = "auto"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "chunk", "max_samples", "num_masks", "road_workers"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise TameError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+        if not self.levels or not all(0 < p <= 1 for p in self.levels):
+            raise TameError(f"levels must be fractions in (0, 1], got {list(self.levels)}")
+        if isinstance(self.overrides, str):
+            raise TameError(f"overrides must be a list of key=value strings, got the string {self.overrides!r}")
+        if isinstance(self.config, Config) and self.overrides:
+            raise TameError("overrides apply to a config file; change the Config object instead")
+
+    def load_config(self) -> Config:
+        """The config, its overrides applied and validated."""
+        return self.config if isinstance(self.config, Config) else load_config(self.config, list(self.overrides))
+
+    def config_name(self) -> str | None:
+        """The config file as the reports record it (None for a Config object or the defaults)."""
+        return None if self.config is None or isinstance(self.config, Config) else str(self.config)
+
+    def method_options(self, method: str) -> dict:
+        """The keyword arguments ``method`` takes from these options (RISE's mask count, the CAM target layer)."""
+        options = {"num_masks": self.num_masks} if method == "rise" else {}
+        if self.layer and method not in ("tame", "rise"):
+            options["layer"] = self.layer
+        return options
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalSpec(EvalOptions):
+    """One method: TAME at a checkpoint file, or at every ``epoch_N.pt`` of a training folder, or a baseline."""
+
+    method: str = "tame"
+    checkpoint: PathLike | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "method", resolve_method(self.method))
+        if self.method == "tame" and not self.checkpoint:
+            raise TameError("--checkpoint is required for --method tame (a file, or a training folder)")
+        super().__post_init__()
+
+
+@dataclass(frozen=True, kw_only=True)
+class CompareSpec(EvalOptions):
+    """Several methods on one list under one protocol; ``checkpoint``: TAME's weights (a folder: its newest epoch)."""
+
+    methods: Sequence[str] = field(default_factory=list_methods)
+    checkpoint: PathLike | None = None
+    road: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.methods, str) or not self.methods:
+            raise TameError(f"methods must be a non-empty list of method names, got {self.methods!r}")
+        methods = tuple(dict.fromkeys(resolve_method(name) for name in self.methods))  # in order, once each
+        object.__setattr__(self, "methods", methods)
+        if "tame" in methods and not self.checkpoint:
+            raise TameError("--checkpoint is required to compare tame (a file, or a training folder)")
+        super().__post_init__()
