@@ -3,7 +3,7 @@
 One process (a GPU, or the CPU for small data):
     tame train --config configs/resnet50.yaml
     tame train --config configs/synthetic.yaml train.epochs=2 output_dir=snapshots/try
-Four GPUs on one node (global batch 32 -> 8 per GPU; DDP around the AM only):
+Four GPUs on one node (global batch 32 -> 8 per GPU; DDP synchronises the AM only):
     torchrun --standalone --nproc_per_node=4 -m tame.cli train --config configs/resnet50.yaml
     make train MODEL=resnet50 GPUS=4 ARGS="train.max_lr=2e-4"
 SLURM, one or several nodes: launch/slurm/*.sbatch (see launch/README.md).
