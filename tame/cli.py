@@ -19,8 +19,8 @@ from tame.options import add_verbosity_options
 COMMANDS: dict[str, tuple[str, str]] = {
     "inspect": ("tame.commands.inspect", "list a model's layers with their feature-map shapes"),
     "datalist": ("tame.commands.datalist", "check, make, predict and synthesise list files"),
-    "train": ("tame.engine.train_cli", "train the attention mechanism (one process, torchrun or SLURM)"),
-    "lr-find": ("tame.engine.lr_find", "LR range test: sweep the LR over one pass, plot it, suggest a max LR"),
+    "train": ("tame.commands.train", "train the attention mechanism (one process, torchrun or SLURM)"),
+    "lr-find": ("tame.commands.lr_find", "LR range test: sweep the LR over one pass, plot it, suggest a max LR"),
     "explain": ("tame.commands.explain", "explanation maps for your own images (overlays, .npy, gallery)"),
     "eval": ("tame.commands.eval", "AD / IC at 100, 50, 15 %% (and ROAD, pointing game) of TAME or a baseline"),
     "compare": ("tame.commands.compare", "TAME against the baselines on one list: markdown + CSV table and a chart"),

@@ -2,7 +2,9 @@
 
 Modules log through ``logging.getLogger(__name__)``; :func:`setup_logging` (called by the CLI, or by a notebook that
 wants the messages) prints rank 0's INFO and above as plain lines, every rank's warnings and errors tagged with the
-rank, and nothing from other ranks below WARNING. Progress bars stay tqdm's (rank 0 only).
+rank, and nothing from other ranks below WARNING. Status lines (INFO, DEBUG) go to stdout, warnings and errors to
+stderr: a run that went well leaves stderr empty. Progress bars stay tqdm's (rank 0 only, on stderr).
+Without :func:`setup_logging` (a library user), Python's last-resort handler still shows warnings on stderr.
 """
 
 from __future__ import annotations
@@ -31,6 +33,19 @@ class RankFilter(logging.Filter):
         return True
 
 
+class ConsoleHandler(logging.Handler):
+    """Writes each record to the ``sys.stdout`` (below WARNING) or ``sys.stderr`` of the moment it is emitted, so
+    redirections made after set-up (a test's capture, a forked worker's log file) receive it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            stream = sys.stderr if record.levelno >= logging.WARNING else sys.stdout
+            stream.write(self.format(record) + "\n")
+            stream.flush()
+        except Exception:
+            self.handleError(record)
+
+
 class _Formatter(logging.Formatter):
     """``message`` for INFO, ``tame: warning: message`` for warnings and errors, ``debug: ...`` for DEBUG."""
 
@@ -50,7 +65,7 @@ def setup_logging(verbosity: int = 0, rank: int | None = None) -> None:
     logger = logging.getLogger("tame")
     for handler in [h for h in logger.handlers if h.get_name() == _HANDLER_NAME]:
         logger.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = ConsoleHandler()
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(_Formatter("%(message)s"))
     handler.addFilter(RankFilter(rank))

@@ -6,8 +6,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tame.models import TameModel, build_attention, explanation_maps, list_attention_versions, min_max_normalise
+from tame.errors import TameError
+from tame.models import (
+    FeatureTaps,
+    TameModel,
+    build_attention,
+    explanation_maps,
+    list_attention_versions,
+    min_max_normalise,
+)
 from tame.models.loss import area_loss, tame_loss, variation_loss
+from tame.models.tame import TrainingStep
 
 
 def _features(batch=2, channels=(3, 4), sizes=(6, 3), seed=0):
@@ -202,3 +211,57 @@ def test_a_few_steps_lower_the_loss_on_a_fixed_batch(tiny_model):
     assert losses[-1] < losses[0]
     for key, value in tiny_model.classifier.state_dict().items():
         assert torch.equal(value, frozen[key]), f"backbone weight {key} changed"
+
+
+def test_label_gather_makes_two_halves_one_batch(tiny_classifier):
+    """What DDP relies on: two 'ranks' of 2 images, each seeing the global batch's labels, average to one step of 4."""
+    torch.manual_seed(1)
+    model = TameModel(tiny_classifier, ["layer2", "layer3", "layer4"], input_size=64).train()
+    model.attention.eval()  # running statistics: each half's maps equal the whole batch's (one process, no SyncBN)
+    images = torch.rand(4, 3, 64, 64)
+    whole = model.training_step(images)
+    everyone = model.predict(images).argmax(1)  # the global batch's labels
+
+    def gather_as(rank):
+        def gather(labels):
+            assert torch.equal(labels, everyone[2 * rank : 2 * rank + 2])
+            return everyone, 2 * rank
+
+        return gather
+
+    halves = []
+    for rank in (0, 1):
+        model.label_gather = gather_as(rank)
+        halves.append(model.training_step(images[2 * rank : 2 * rank + 2]))
+    for key in ("loss", "ce", "area", "var"):
+        torch.testing.assert_close((halves[0][key] + halves[1][key]) / 2, whole[key], rtol=1e-5, atol=1e-6)
+
+
+def test_training_step_module_is_the_models_step(tiny_model):
+    tiny_model.train()
+    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(4))
+    step = TrainingStep(tiny_model)
+    assert [n for n, p in step.named_parameters() if p.requires_grad] == [
+        f"model.attention.{n}" for n, _ in tiny_model.attention.named_parameters()
+    ]  # what DDP synchronises: the AM only
+    got, expected = step(images), tiny_model.training_step(images)
+    assert all(torch.equal(got[k], expected[k]) for k in expected)
+
+
+def test_feature_taps_record_only_inside_a_capture(tiny_classifier):
+    net = tiny_classifier.net
+    images = torch.rand(1, 3, 64, 64)
+    with FeatureTaps(net, ["layer4", "layer2"]) as taps:
+        with taps.capture((64, 64)) as maps:
+            net(images)
+        assert [m.shape[1] for m in maps] == [96, 48]
+        net(images)  # outside a capture: nothing is kept
+        with pytest.raises(TameError, match="did not run"):
+            taps.collect()
+        with pytest.raises(RuntimeError, match="boom"), taps.capture((64, 64)) as failed:
+            net(images)
+            raise RuntimeError("boom")
+        assert failed == []
+        net(images)
+        with pytest.raises(TameError, match="did not run"):  # the failed capture was closed too
+            taps.collect()

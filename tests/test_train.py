@@ -19,6 +19,7 @@ from tame.cli import main
 from tame.engine.checkpoint import load_checkpoint
 from tame.engine.train import isolated_rng, train
 from tame.errors import TameError
+from tame.log import setup_logging
 from tame.models import TameModel
 
 REPO = Path(__file__).resolve().parents[1]
@@ -107,6 +108,7 @@ def test_corrupt_newest_checkpoint_falls_back_with_a_warning(data, reference_run
     shutil.copytree(reference_run, run)
     newest = run / "epoch_2.pt"
     newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])  # a half-written file
+    setup_logging()  # warnings to stderr, as the CLI sets it up (under pytest, Python's last resort is not used)
     train(tiny_config(data, run))
     err = capsys.readouterr().err
     assert "skipping checkpoint epoch_2.pt" in err

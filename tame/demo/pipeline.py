@@ -168,21 +168,10 @@ def _lr_find_stage(demo: DemoRun, classifier: dict, force: bool) -> dict:
 def find_lr(cfg: Config, steps: int, folder: Path) -> dict:
     """``tame lr-find`` over ``steps`` batches (one process) from LR_RANGE[0] to LR_RANGE[1]: writes
     ``lr_find.json`` and ``lr_find.png`` to ``folder`` and returns the JSON's content."""
-    from tame import distributed
-    from tame.engine.lr_find import RESULT_FILE, lr_range_test, write_result
-    from tame.engine.train import check_data_paths, prepare
+    from tame.engine.lr_find import RESULT_FILE, lr_range_test
 
-    data_paths = check_data_paths(cfg)
-    dist = distributed.setup(cfg.train.device)
-    try:
-        setup = prepare(cfg, dist, data_paths=data_paths)
-        start_lr, end_lr = LR_RANGE
-        result = lr_range_test(cfg, dist, setup, start_lr=start_lr, end_lr=end_lr, steps=min(steps, len(setup.loader)))
-    finally:
-        distributed.cleanup()
-    write_result(result, cfg, folder)
-    if result.suggested_max_lr is None:
-        raise TameError(f"the LR range test recorded no finite loss ({result.stopped}); see {folder / RESULT_FILE}")
+    start_lr, end_lr = LR_RANGE
+    result = lr_range_test(cfg, start_lr=start_lr, end_lr=end_lr, steps=steps, output_dir=folder)
     logger.info("tame demo: suggested max LR %.3g (stopped: %s)", result.suggested_max_lr, result.stopped)
     return json.loads((folder / RESULT_FILE).read_text())
 

@@ -57,7 +57,7 @@ def all_reduce_mean(dist: Dist, tensor: torch.Tensor) -> torch.Tensor:
 
 
 def label_gatherer(dist: Dist):
-    """For ``TameModel.gather_labels``: local labels [b] -> (the global batch's labels [N*b], this rank's offset).
+    """A ``TameModel(label_gather=...)``: local labels [b] -> (the global batch's labels [N*b], this rank's offset).
 
     Every rank must hold the same number of samples (the loaders guarantee equal per-rank batches).
     """

@@ -7,7 +7,6 @@ Only rank 0 logs (``RunLog(enabled=False)`` on the other ranks turns every metho
 from __future__ import annotations
 
 import json
-import sys
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -24,10 +23,6 @@ from tame.io import write_text_atomic
 LOSS_KEYS = ("loss", "ce", "area", "var")
 RECORD_FILE = "train_record.json"
 CURVE_FILE = "loss_curve.png"
-
-
-def warn(message: str) -> None:
-    print(f"tame: warning: {message}", file=sys.stderr, flush=True)
 
 
 class NonFiniteLoss(Exception):
@@ -202,7 +197,7 @@ def _start_wandb(cfg: Config, output_dir: Path):
 
     id_file = output_dir / "wandb_run_id.txt"
     run_id = id_file.read_text().strip() if id_file.is_file() else uuid.uuid4().hex[:12]
-    id_file.write_text(run_id)
+    write_text_atomic(id_file, run_id)
     return wandb.init(
         project=cfg.log.project,
         name=cfg.log.run_name or output_dir.name,

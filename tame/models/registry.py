@@ -60,10 +60,6 @@ class Classifier(nn.Module):
         self.net.requires_grad_(False)
         self.eval()
 
-    def train(self, mode: bool = True) -> Classifier:
-        """The classifier stays in eval mode unless asked explicitly (see ``TameModel.backbone_mode``)."""
-        return super().train(mode)
-
     def normalise(self, images: torch.Tensor) -> torch.Tensor:
         """images: [B, 3, H, W] in [0, 1] -> the network's input."""
         return (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)

@@ -2,8 +2,11 @@
 
 >>> classifier = create_classifier("resnet18", pretrained=False)
 >>> model = TameModel(classifier, ["layer2", "layer3", "layer4"], input_size=64)
->>> out = model.training_step(images)            # {loss, ce, area, var}; backpropagate out["loss"]
+>>> out = model.train().training_step(images)    # {loss, ce, area, var}; backpropagate out["loss"]
 >>> model.eval(); maps = model.explain(images).maps  # [B, H, W] in [0, 1]
+
+Distributed training wraps :class:`TrainingStep` (a module whose forward is the training step) in DDP; the model
+only takes a ``label_gather`` (the global batch's labels for the ``batch`` regulariser) and knows nothing else of it.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from tame.models.registry import Classifier, check_state_dict, create_classifier
 from tame.models.taps import FeatureTaps
 
 ATTENTION_FORMAT = "tame-attention/1"
+LabelGather = Callable[[torch.Tensor], tuple[torch.Tensor, int]]  # local labels -> (global labels, own offset)
 
 
 class Explanation(NamedTuple):
@@ -81,10 +85,6 @@ def explanation_maps(class_maps: torch.Tensor, size: tuple[int, int]) -> torch.T
     return F.interpolate(normalised, size=size, mode="bilinear", align_corners=False)[:, 0]
 
 
-def _local_labels(labels: torch.Tensor) -> tuple[torch.Tensor, int]:
-    return labels, 0
-
-
 class TameModel(nn.Module):
     """Owns the frozen classifier, the feature taps, the AM and the loss.
 
@@ -92,6 +92,8 @@ class TameModel(nn.Module):
     ``label_source``: ``model`` (the classifier's argmax) or ``list`` (the labels given to ``training_step``).
     ``backbone_mode``: ``eval`` or ``train`` (the reference: batch statistics and dropout in both passes;
     running statistics are restored after every step, so the classifier comes out unchanged).
+    ``label_gather``: local labels [B] -> (the labels of the global batch [N*B], this rank's offset in it); the
+    ``batch`` regulariser's R then spans the global batch, as one process with N*B would (default: this batch).
     """
 
     def __init__(
@@ -105,6 +107,7 @@ class TameModel(nn.Module):
         regulariser: str = "batch",
         label_source: str = "model",
         backbone_mode: str = "eval",
+        label_gather: LabelGather | None = None,
     ) -> None:
         super().__init__()
         for value, choices, what in (
@@ -120,9 +123,8 @@ class TameModel(nn.Module):
         self.regulariser = regulariser
         self.label_source = label_source
         self.backbone_mode = backbone_mode
+        self.label_gather = label_gather
         self.taps = FeatureTaps(classifier.net, self.layers, classifier.num_prefix_tokens)
-        # Under DDP the engine replaces this with an all-gather: (local labels) -> (global labels, own offset).
-        self.gather_labels: Callable[[torch.Tensor], tuple[torch.Tensor, int]] = _local_labels
 
         device = next(iter(classifier.parameters()), torch.zeros(())).device
         with torch.no_grad():  # one dry run sizes the AM
@@ -134,7 +136,9 @@ class TameModel(nn.Module):
         ).to(device)
 
     @classmethod
-    def from_config(cls, model_cfg, input_size: int, train_cfg=None) -> TameModel:
+    def from_config(
+        cls, model_cfg, input_size: int, train_cfg=None, label_gather: LabelGather | None = None
+    ) -> TameModel:
         """Build from ``Config.model`` (and ``Config.train`` for the training options)."""
         classifier = create_classifier(
             model_cfg.name,
@@ -151,7 +155,9 @@ class TameModel(nn.Module):
                 label_source=train_cfg.label_source,
                 backbone_mode=train_cfg.backbone_mode,
             )
-        return cls(classifier, model_cfg.layers, model_cfg.version, input_size=input_size, **options)
+        return cls(
+            classifier, model_cfg.layers, model_cfg.version, input_size=input_size, label_gather=label_gather, **options
+        )
 
     # -- modes -------------------------------------------------------------------------------------------------
     def train(self, mode: bool = True) -> TameModel:
@@ -186,17 +192,13 @@ class TameModel(nn.Module):
     # -- forward pieces ----------------------------------------------------------------------------------------
     def features(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """images [B, 3, H, W] in [0, 1] -> (logits [B, K], feature maps [B, C_i, H_i, W_i])."""
-        self.taps.begin((images.shape[-2], images.shape[-1]))
-        logits = self.classifier(images)
-        return logits, self.taps.collect()
+        with self.taps.capture((images.shape[-2], images.shape[-1])) as features:
+            logits = self.classifier(images)
+        return logits, features
 
     def predict(self, images: torch.Tensor) -> torch.Tensor:
         """Logits [B, K] of the classifier, without tapping features."""
-        self.taps.enabled = False
-        try:
-            return self.classifier(images)
-        finally:
-            self.taps.enabled = True
+        return self.classifier(images)
 
     @torch.no_grad()
     def explain(self, images: torch.Tensor, classes: torch.Tensor | int | None = None) -> Explanation:
@@ -211,14 +213,8 @@ class TameModel(nn.Module):
         return Explanation(explanation_maps(class_maps, tuple(images.shape[-2:])), classes, logits)
 
     # -- training ----------------------------------------------------------------------------------------------
-    def training_step(
-        self, images: torch.Tensor, labels: torch.Tensor | None = None, attention: nn.Module | None = None
-    ) -> dict[str, torch.Tensor]:
-        """One TAME step on images [B, 3, H, W] in [0, 1]: returns ``{loss, ce, area, var}``.
-
-        ``attention``: the module to run the AM through (the DDP wrapper under torchrun; default ``self.attention``).
-        """
-        attention = attention or self.attention
+    def training_step(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """One TAME step on images [B, 3, H, W] in [0, 1]: returns ``{loss, ce, area, var}``."""
         batch = images.shape[0]
         with self._backbone_running():
             with torch.no_grad():
@@ -230,19 +226,15 @@ class TameModel(nn.Module):
             else:
                 targets = logits.argmax(dim=1)
             if self.regulariser == "batch":
-                all_targets, offset = self.gather_labels(targets)  # [B_global]
-                regulariser_set = torch.sigmoid(attention(features, all_targets))  # R: [B, B_global, S_h, S_w]
+                all_targets, offset = self.label_gather(targets) if self.label_gather else (targets, 0)  # [B_global]
+                regulariser_set = torch.sigmoid(self.attention(features, all_targets))  # R: [B, B_global, S_h, S_w]
                 own = torch.arange(batch, device=images.device)
                 masks = regulariser_set[own, own + offset].unsqueeze(1)  # m: [B, 1, S_h, S_w]
             else:
-                masks = torch.sigmoid(attention(features, targets, per_image=True))  # m: [B, 1, S_h, S_w]
+                masks = torch.sigmoid(self.attention(features, targets, per_image=True))  # m: [B, 1, S_h, S_w]
                 regulariser_set = masks
             upsampled = F.interpolate(masks, size=images.shape[-2:], mode="bilinear", align_corners=False)
-            self.taps.enabled = False
-            try:
-                masked_logits = self.classifier(upsampled * images)  # gradients flow through the frozen net
-            finally:
-                self.taps.enabled = True
+            masked_logits = self.classifier(upsampled * images)  # gradients flow through the frozen net
         return tame_loss(masked_logits, targets, regulariser_set)
 
     # -- checkpoints -------------------------------------------------------------------------------------------
@@ -272,6 +264,22 @@ class TameModel(nn.Module):
                     )
         check_state_dict(self.attention.state_dict(), state, f"checkpoint {path}")
         self.attention.load_state_dict(state)
+
+
+class TrainingStep(nn.Module):
+    """``TrainingStep(model)(images, labels)`` is ``model.training_step(images, labels)`` as a module's forward.
+
+    The unit a data-parallel wrapper takes (``DistributedDataParallel(TrainingStep(model))``): the classifier is
+    frozen, so only the AM's parameters require gradients and only they are synchronised.
+    """
+
+    def __init__(self, model: TameModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """images [B, 3, H, W] in [0, 1]; labels long [B] (for ``label_source='list'``) -> {loss, ce, area, var}."""
+        return self.model.training_step(images, labels)
 
 
 def read_attention_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:

@@ -1,6 +1,8 @@
 """Feature taps: forward hooks on named modules that collect their outputs as feature maps.
 
-The object that adds the hooks removes them (``close()`` or use as a context manager).
+The object that adds the hooks removes them (``close()`` or use as a context manager). The hooks record only
+inside a capture (``with taps.capture(image_hw) as maps: net(images)``), so the other forwards of the same
+network (the masked images of a training step, a bare prediction) keep nothing.
 CNN outputs [B, C, H, W] are used as they are; token outputs [B, N, D] (ViT) lose their prefix
 (class/register) tokens and are reshaped to [B, D, h, w].
 """
@@ -8,7 +10,8 @@ CNN outputs [B, C, H, W] are used as they are; token outputs [B, N, D] (ViT) los
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -44,31 +47,43 @@ class FeatureTaps:
             raise TameError(f"layers repeat a name: {' '.join(layers)}")
         self.layers = list(layers)
         self.num_prefix_tokens = num_prefix_tokens
-        self.enabled = True
         self.image_hw: tuple[int, int] = (1, 1)
-        self._outputs: dict[str, torch.Tensor] = {}
+        self._outputs: dict[str, torch.Tensor] | None = None  # None: no capture open, the hooks keep nothing
         self._handles = [modules[name].register_forward_hook(self._hook(name)) for name in self.layers]
 
     def _hook(self, name: str):
         def store(_module: nn.Module, _inputs, output) -> None:
-            if self.enabled:
+            if self._outputs is not None:
                 self._outputs[name] = output
 
         return store
 
+    @contextmanager
+    def capture(self, image_hw: tuple[int, int]) -> Iterator[list[torch.Tensor]]:
+        """``with taps.capture((H, W)) as maps: net(images)``: the forwards inside the block are recorded; when it
+        ends, ``maps`` holds the feature maps [B, C_i, H_i, W_i] in ``layers`` order. Nothing is kept on error."""
+        maps: list[torch.Tensor] = []
+        self.begin(image_hw)
+        try:
+            yield maps
+            maps.extend(self.collect())
+        finally:
+            self._outputs = None
+
     def begin(self, image_hw: tuple[int, int]) -> None:
-        """Call before a forward: clears the previous outputs and records the image size (for token grids)."""
+        """Open a capture (prefer :meth:`capture`): the outputs of the forwards from here on are kept until
+        :meth:`collect`; ``image_hw`` is the image size (for token grids)."""
         self._outputs = {}
         self.image_hw = image_hw
 
     def collect(self) -> list[torch.Tensor]:
-        """The tapped feature maps of the last forward, in ``layers`` order: [B, C_i, H_i, W_i] each."""
+        """Close the capture: the tapped feature maps, in ``layers`` order: [B, C_i, H_i, W_i] each."""
+        outputs, self._outputs = self._outputs or {}, None
         maps = []
         for name in self.layers:
-            if name not in self._outputs:
+            if name not in outputs:
                 raise TameError(f"layer {name!r} did not run during the forward pass")
-            maps.append(self._as_map(name, self._outputs[name]))
-        self._outputs = {}
+            maps.append(self._as_map(name, outputs[name]))
         return maps
 
     def _as_map(self, name: str, output) -> torch.Tensor:

@@ -27,12 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     if args.check:
-        from tame.distributed import pick_device
-        from tame.engine.train import check_data_paths, check_world_size
+        from tame.engine.train import check_training
 
-        check_data_paths(cfg)
-        check_world_size(cfg, args.nproc)
-        pick_device(cfg.train.device, local_rank=0, local_world_size=args.nproc)
+        check_training(cfg, args.nproc)
         print(f"tame: config OK ({args.config or 'defaults'}, {args.nproc} process(es) per node)")
         return 0
     from tame.engine.train import train

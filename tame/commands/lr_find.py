@@ -1,0 +1,53 @@
+"""LR range test: sweep the LR exponentially over one pass of the training data and suggest a max LR.
+
+    tame lr-find --config configs/resnet50.yaml
+    torchrun --standalone --nproc_per_node=4 -m tame.cli lr-find --config configs/resnet50.yaml
+    make lr-find MODEL=resnet50 GPUS=4
+
+As the reference's ``lr_finder.py``: SGD with the training's two parameter groups (biases at 2x), the LR going
+from ``--start-lr`` to ``--end-lr`` over the pass, the loss smoothed exponentially (bias-corrected), stopping
+once the smoothed loss exceeds 4x its best. Writes ``lr_find.json`` and ``lr_find.png`` to the output folder and
+prints the suggested ``train.max_lr``: the LR at the minimum of the smoothed loss (the reference's advice: pick
+the minimum of the curve). The AM trained here is thrown away.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tame.config import load_config
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="YAML config (configs/*.yaml), as for `tame train`")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. data.batch_size=64")
+    parser.add_argument("--start-lr", type=float, default=1e-8, help="first LR of the sweep (default 1e-8)")
+    parser.add_argument("--end-lr", type=float, default=10.0, help="last LR of the sweep (default 10)")
+    parser.add_argument(
+        "--steps", type=int, default=0, help="batches to sweep over (default: one pass, or train.max_steps_per_epoch)"
+    )
+    parser.add_argument("--smoothing", type=float, default=0.98, help="exponential smoothing of the loss")
+    parser.add_argument("--out", help="folder for lr_find.json and lr_find.png (default: output_dir/lr_find)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tame.distributed import resolve_launch
+    from tame.engine.lr_find import lr_range_test
+
+    result = lr_range_test(
+        load_config(args.config, args.overrides),
+        start_lr=args.start_lr,
+        end_lr=args.end_lr,
+        steps=args.steps,
+        smoothing=args.smoothing,
+        output_dir=Path(args.out) if args.out else None,
+    )
+    if resolve_launch().rank == 0:  # every rank has the result; one prints it
+        suggested = result.suggested_max_lr
+        print(
+            f"suggested max LR {suggested:.3g} (minimum of the smoothed loss; stopped: {result.stopped}); "
+            f"train with train.max_lr={suggested:.3g}",
+            flush=True,
+        )
+    return 0
