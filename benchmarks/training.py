@@ -48,14 +48,10 @@ CLOCKS = {"cpu": "process CPU time", "wall": "wall time"}
 
 def limit_step(model: TameModel, images: torch.Tensor) -> None:
     """Two forwards and one backward into the input of the bare classifier: the floor of a TAME step."""
-    model.taps.enabled = False
-    try:
-        with torch.no_grad():
-            labels = model.classifier(images).argmax(dim=1)
-        inputs = images.detach().requires_grad_(True)
-        F.cross_entropy(model.classifier(inputs), labels).backward()
-    finally:
-        model.taps.enabled = True
+    with torch.no_grad():  # outside a taps capture: the hooks record nothing
+        labels = model.classifier(images).argmax(dim=1)
+    inputs = images.detach().requires_grad_(True)
+    F.cross_entropy(model.classifier(inputs), labels).backward()
 
 
 def all_maps_training_step(model: TameModel, images: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -67,11 +63,7 @@ def all_maps_training_step(model: TameModel, images: torch.Tensor) -> dict[str, 
     own = torch.arange(images.shape[0], device=images.device)
     masks = regulariser_set[own, own].unsqueeze(1)  # [B, 1, S]
     upsampled = F.interpolate(masks, size=images.shape[-2:], mode="bilinear", align_corners=False)
-    model.taps.enabled = False
-    try:
-        masked_logits = model.classifier(upsampled * images)
-    finally:
-        model.taps.enabled = True
+    masked_logits = model.classifier(upsampled * images)  # outside a taps capture: nothing recorded
     return tame_loss(masked_logits, targets, regulariser_set)
 
 

@@ -1,4 +1,4 @@
-"""Evaluate explanation maps: AD / IC at 100 %, 50 %, 15 % (DESIGN section 2), ROAD and localisation.
+"""Evaluate explanation maps: AD / IC at 100 %, 50 %, 15 % (docs/METHOD.md, "AD and IC"), ROAD and localisation.
 
   tame eval --config configs/resnet50.yaml --checkpoint snapshots/resnet50/             # every epoch_*.pt
   tame eval --config configs/resnet50.yaml --checkpoint snapshots/resnet50/epoch_4.pt --road

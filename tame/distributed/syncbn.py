@@ -1,8 +1,8 @@
 """BatchNorm synchronised across ranks, on any device and backend (gloo included).
 
-``torch.nn.SyncBatchNorm`` refuses CPU tensors, and the DDP equivalence of DESIGN section 2 (N ranks x B/N
-gives the same AM as one process with B) needs the AM's BatchNorm to see the global batch. This one uses the
-differentiable all-reduce below: statistics over N*B*H*W values, gradients through
+``torch.nn.SyncBatchNorm`` refuses CPU tensors, and the DDP equivalence (docs/METHOD.md, "Distributed training":
+N ranks x B/N gives the same AM as one process with B) needs the AM's BatchNorm to see the global batch.
+This one uses the differentiable all-reduce below: statistics over N*B*H*W values, gradients through
 them summed across ranks, running statistics updated with the unbiased variance as ``BatchNorm2d`` does.
 State-dict keys are those of ``BatchNorm2d`` (weight, bias, running_mean, running_var, num_batches_tracked).
 """

@@ -1,4 +1,4 @@
-"""Optimiser and LR schedule of the reference (DESIGN section 2, step 7).
+"""Optimiser and LR schedule of the reference (docs/METHOD.md, "Optimiser and schedule").
 
 SGD, momentum 0.9, Nesterov, two parameter groups of the AM:
 - weights: every parameter whose name does not end in ``bias`` (conv weights *and* BatchNorm weights, as the

@@ -1,4 +1,4 @@
-"""Train the attention mechanism (AM) of a frozen classifier (DESIGN section 2).
+"""Train the attention mechanism (AM) of a frozen classifier (docs/METHOD.md, "The training step").
 
 One process (a GPU, or the CPU for small data):
     tame train --config configs/resnet50.yaml

@@ -1,4 +1,4 @@
-"""Evaluating explanation maps as a typed API: AD / IC at 100 %, 50 %, 15 % (DESIGN section 2), ROAD, localisation.
+"""Evaluating explanation maps as a typed API: AD / IC at 100, 50, 15 % (docs/METHOD.md), ROAD, localisation.
 
   from tame.evaluation import EvalSpec, evaluate_spec, CompareSpec, compare
   run = evaluate_spec(EvalSpec(config="configs/resnet50.yaml", checkpoint="snapshots/resnet50/"))  # every epoch

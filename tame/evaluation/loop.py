@@ -1,4 +1,4 @@
-"""The metric loop: AD / IC at 100 %, 50 %, 15 % (DESIGN section 2), ROAD and localisation over batches.
+"""The metric loop: AD / IC at 100 %, 50 %, 15 % (docs/METHOD.md, "AD and IC"), ROAD and localisation over batches.
 
 Batched: one forward gives logits and the map of the predicted class; the masked copies of the batch then go
 through the classifier alone (never the AM again). Sharded: rank r evaluates list positions r, r+W, ...; padding

@@ -1,4 +1,4 @@
-"""The TAME wrapper: frozen classifier + feature taps + attention mechanism + loss (DESIGN section 2).
+"""The TAME wrapper: frozen classifier + feature taps + attention mechanism + loss (docs/METHOD.md).
 
 >>> classifier = create_classifier("resnet18", pretrained=False)
 >>> model = TameModel(classifier, ["layer2", "layer3", "layer4"], input_size=64)
