@@ -105,6 +105,7 @@ class TameModel(nn.Module):
         regulariser: str = "batch",
         label_source: str = "model",
         backbone_mode: str = "eval",
+        token_transform: str = "drop",
     ) -> None:
         super().__init__()
         for value, choices, what in (
@@ -120,7 +121,7 @@ class TameModel(nn.Module):
         self.regulariser = regulariser
         self.label_source = label_source
         self.backbone_mode = backbone_mode
-        self.taps = FeatureTaps(classifier.net, self.layers, classifier.num_prefix_tokens)
+        self.taps = FeatureTaps(classifier.net, self.layers, classifier.num_prefix_tokens, token_transform)
         # Under DDP the engine replaces this with an all-gather: (local labels) -> (global labels, own offset).
         self.gather_labels: Callable[[torch.Tensor], tuple[torch.Tensor, int]] = _local_labels
 
@@ -134,8 +135,12 @@ class TameModel(nn.Module):
         ).to(device)
 
     @classmethod
-    def from_config(cls, model_cfg, input_size: int, train_cfg=None) -> TameModel:
-        """Build from ``Config.model`` (and ``Config.train`` for the training options)."""
+    def from_config(cls, model_cfg, input_size: int | None = None, train_cfg=None, data_cfg=None) -> TameModel:
+        """Build from ``Config.model`` (``Config.train`` for the training options, ``Config.data`` for the sizes
+        saved with the AM; ``input_size`` defaults to the crop: ``data_cfg.crop``, else the model's own)."""
+        sizes = {"crop": input_size}
+        if data_cfg is not None:
+            sizes.update(resize=data_cfg.resize, interpolation=data_cfg.interpolation, crop=input_size or data_cfg.crop)
         classifier = create_classifier(
             model_cfg.name,
             pretrained=model_cfg.pretrained,
@@ -143,7 +148,10 @@ class TameModel(nn.Module):
             num_classes=model_cfg.num_classes,
             mean=model_cfg.mean,
             std=model_cfg.std,
+            preprocessing=sizes,
         )
+        if input_size is None:
+            input_size = classifier.preprocessing.crop
         options = {}
         if train_cfg is not None:
             options = dict(
@@ -151,6 +159,7 @@ class TameModel(nn.Module):
                 label_source=train_cfg.label_source,
                 backbone_mode=train_cfg.backbone_mode,
             )
+        options["token_transform"] = getattr(model_cfg, "token_transform", "drop")
         return cls(classifier, model_cfg.layers, model_cfg.version, input_size=input_size, **options)
 
     # -- modes -------------------------------------------------------------------------------------------------
@@ -253,6 +262,8 @@ class TameModel(nn.Module):
             "version": self.version,
             "num_classes": self.num_classes,
             "size": list(self.attention.size),
+            "token_transform": self.taps.token_transform,
+            "preprocessing": self.classifier.preprocessing.as_dict(),
         }
 
     def save_attention(self, path: str | Path) -> None:
