@@ -106,7 +106,7 @@ def default_layers(layers: list[LayerInfo], count: int = 3) -> list[str]:
     identity or activation), for each of the ``count`` smallest resolutions above 1x1: of the sibling sequence
     covering most of these resolutions (the trunk's blocks), the last module at that resolution -- or, when that
     resolution starts with a parameterless pooling (VGG), the pooling. Single-resolution models (ViTs): of the
-    longest run of sibling blocks, the ones at 1/2, 3/4 and the end.
+    longest run of sibling blocks (modules with children), the ones at 1/2, 3/4 and the end.
     """
     maps = [info for info in layers if info.shape[1] * info.shape[2] > 1 and info.changes_representation]
     if not maps:
@@ -128,7 +128,7 @@ def _transformer_blocks(maps: list[LayerInfo]) -> list[str]:
     for info in maps:
         if info.params > 0:
             siblings.setdefault(info.name.rpartition(".")[0], []).append(info)
-    blocks = max(siblings.values(), key=len)
+    blocks = max(siblings.values(), key=lambda run: (sum(not info.leaf for info in run), len(run)))  # blocks
     picks = sorted({len(blocks) // 2, (3 * len(blocks)) // 4, len(blocks) - 1})
     return [blocks[i].name for i in picks]
 
