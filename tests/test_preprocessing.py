@@ -118,7 +118,8 @@ def test_loaders_honour_interpolation(shared_data, tmp_path, backend):
         cfg = DataConfig(backend=backend, batch_size=2, workers=0, resize=256, crop=224, interpolation=interpolation)
         (images, _), *_ = list(build_loader(cfg, tmp_path / "list.txt", root, train=False, device=CPU))
         batches[interpolation] = images
-        expected = torch.stack([eval_image(root / n, 256, 224, interpolation=interpolation) for n in ("409_aclock.JPEG", "232.JPEG")])
+        names = ("409_aclock.JPEG", "232.JPEG")
+        expected = torch.stack([eval_image(root / n, 256, 224, interpolation=interpolation) for n in names])
         assert (images - expected).abs().mean() < 0.002
     assert (batches["bilinear"] - batches["bicubic"]).abs().mean() > 1e-4
 

@@ -74,11 +74,8 @@ def build_loader(
         batch_size = per_rank_batch(data_cfg.batch_size, world_size)
     elif batch_size < 1:
         raise TameError(f"batch size must be positive, got {batch_size}")
-    if data_cfg.resize is None or data_cfg.crop is None:
-        raise TameError(
-            "data.resize/data.crop are not resolved (auto): resolve them from the model first "
-            "(tame.models.preprocessing.resolve_config) or set them in the config"
-        )
+    if data_cfg.resize is None or data_cfg.crop is None:  # auto: tame.models.preprocessing.resolve_config
+        raise TameError("data.resize/data.crop are auto here: resolve them from the model first or set them")
     device = torch.device(device)
     entries = read_list(list_file, root, num_classes)
     if max_samples is not None:

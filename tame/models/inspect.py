@@ -95,7 +95,9 @@ def timm_reductions(net: nn.Module) -> dict[str, int]:
     info = getattr(net, "feature_info", None)
     if not isinstance(info, (list, tuple)):
         return {}
-    return {d["module"]: int(d["reduction"]) for d in info if isinstance(d, dict) and "module" in d and "reduction" in d}
+    return {
+        d["module"]: int(d["reduction"]) for d in info if isinstance(d, dict) and "module" in d and "reduction" in d
+    }
 
 
 def default_layers(layers: list[LayerInfo], count: int = 3) -> list[str]:

@@ -17,7 +17,6 @@ from torch import nn
 from tame.errors import TameError
 from tame.registry import close_matches
 
-
 TOKEN_TRANSFORMS = ("drop", "class_weighted")
 
 
