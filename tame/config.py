@@ -31,8 +31,9 @@ class ModelConfig:
     num_classes: int | None = None  # classifier's number of classes (None: what the model reports)
     layers: list[str] = field(default_factory=lambda: ["layer2", "layer3", "layer4"])
     version: str = "TAME"  # attention-mechanism version, see ``tame.models.list_attention_versions()``
-    mean: list[float] | None = None  # normalisation; None: from the model's pretrained config
+    mean: list[float] | None = None  # normalisation; null/auto: the model's own (tame.models.preprocessing)
     std: list[float] | None = None
+    token_transform: str = "drop"  # ViT tokens -> map: drop (prefix tokens) | class_weighted (x class token)
 
 
 @dataclass
@@ -45,8 +46,9 @@ class DataConfig:
     backend: str = "auto"  # dali | torch | auto (DALI where available)
     batch_size: int = 32  # global batch; each of N ranks gets batch_size / N
     workers: int = 4  # decoding threads (DALI) or loader processes (torch) per rank
-    resize: int = 256  # shorter side before cropping
-    crop: int = 224
+    resize: int | None = None  # shorter side before cropping; null/auto: the model's own (crop / crop_pct)
+    crop: int | None = None  # null/auto: the model's input size
+    interpolation: str | None = None  # bilinear | bicubic; null/auto: the model's own
     validate: str = "cheap"  # list validation before a run: none | cheap | decode
 
 
@@ -91,6 +93,7 @@ class Config:
 
 
 _CHOICES = {
+    "model.token_transform": ("drop", "class_weighted"),
     "data.backend": ("dali", "torch", "auto"),
     "data.validate": ("none", "cheap", "decode"),
     "train.regulariser": ("batch", "diagonal"),
@@ -101,6 +104,9 @@ _CHOICES = {
     "log.wandb": ("online", "offline", "disabled"),
 }
 _POSITIVE = ("data.batch_size", "data.resize", "data.crop", "train.epochs", "train.max_lr", "train.keep_checkpoints")
+# None (or "auto" in YAML) means: the model's own value (tame.models.preprocessing.resolve_config)
+_AUTO = ("model.mean", "model.std", "data.resize", "data.crop", "data.interpolation")
+_OPTIONAL_CHOICES = {"data.interpolation": ("bilinear", "bicubic")}
 _NON_NEGATIVE = (
     "data.workers",
     "train.weight_decay",
@@ -165,6 +171,8 @@ def _build(cls: type, raw: dict, prefix: str) -> Any:
     kwargs = {}
     for name, value in raw.items():
         hint = hints[name]
+        if value == "auto" and f"{prefix}{name}" in _AUTO:
+            value = None
         if dataclasses.is_dataclass(hint):
             kwargs[name] = _build(hint, value or {}, f"{prefix}{name}.")
         else:
@@ -223,15 +231,20 @@ def validate(config: Config) -> None:
         value = _get(config, key)
         if value not in choices:
             raise TameError(f"config key {key}: {value!r} is not one of {', '.join(choices)}")
+    for key, choices in _OPTIONAL_CHOICES.items():
+        value = _get(config, key)
+        if value is not None and value not in choices:
+            raise TameError(f"config key {key}: {value!r} is not one of {', '.join(choices)}")
     for key in _POSITIVE:
-        if not _get(config, key) > 0:
-            raise TameError(f"config key {key}: must be positive, got {_get(config, key)!r}")
+        value = _get(config, key)
+        if value is not None and not value > 0:
+            raise TameError(f"config key {key}: must be positive, got {value!r}")
     for key in _NON_NEGATIVE:
         if _get(config, key) < 0:
             raise TameError(f"config key {key}: must not be negative, got {_get(config, key)!r}")
     if not config.model.layers:
         raise TameError("config key model.layers: name at least one layer (see `tame-inspect MODEL`)")
-    if config.data.crop > config.data.resize:
+    if config.data.crop is not None and config.data.resize is not None and config.data.crop > config.data.resize:
         raise TameError(f"config key data.crop: {config.data.crop} is larger than data.resize={config.data.resize}")
     for key in ("model.mean", "model.std"):
         value = _get(config, key)

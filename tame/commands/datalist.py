@@ -107,37 +107,43 @@ def _add_predict(parser: argparse.ArgumentParser) -> None:
     defaults = DataConfig()
     parser.add_argument("list", help="list file to relabel")
     parser.add_argument("--root", required=True, help="image root the list's paths are relative to")
-    parser.add_argument("--model", required=True, help="classifier: timm name, registered name or module:function")
+    parser.add_argument("--config", help="run config: model (name, weights, mean/std) and data sizes from it")
+    parser.add_argument("--model", help="classifier: timm name, registered name or module:function")
     parser.add_argument("--weights", help="local state-dict file of the classifier (instead of a download)")
     parser.add_argument("--no-pretrained", action="store_true", help="random weights (tests)")
     parser.add_argument("-o", "--output", required=True, help="the relabelled list")
     parser.add_argument("--batch-size", type=int, default=256, help="global batch (split over the processes)")
     parser.add_argument("--workers", type=int, default=defaults.workers, help="decoding threads/processes per rank")
     parser.add_argument("--backend", choices=("auto", "dali", "torch"), default="auto")
-    parser.add_argument("--resize", type=int, default=defaults.resize, help="shorter side before the centre crop")
-    parser.add_argument("--crop", type=int, default=defaults.crop)
+    parser.add_argument("--resize", type=int, help="shorter side before the centre crop (default: the model's)")
+    parser.add_argument("--crop", type=int, help="default: the model's")
     parser.add_argument("--validate", choices=("none", "cheap", "decode"), default="cheap")
     add_device_option(parser)
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    from tame.config import DataConfig
+    from tame.config import DataConfig, load_config
     from tame.data.predict import predict_list
 
-    if args.crop > args.resize or args.crop < 1:
+    if (args.config is None) == (args.model is None):
+        raise TameError("give --model NAME or --config FILE")
+    if args.crop is not None and (args.crop < 1 or args.resize is not None and args.crop > args.resize):
         raise TameError(f"--crop {args.crop} must be positive and not larger than --resize {args.resize}")
+    overrides = [f"model.weights={args.weights}"] * bool(args.weights) + ["model.pretrained=false"] * args.no_pretrained
+    config = load_config(args.config, overrides) if args.config else None
     data_cfg = DataConfig(
         backend=args.backend,
         batch_size=args.batch_size,
         workers=args.workers,
-        resize=args.resize,
-        crop=args.crop,
+        resize=args.resize or (config and config.data.resize),
+        crop=args.crop or (config and config.data.crop),
+        interpolation=config and config.data.interpolation,
         validate=args.validate,
     )
     summary = predict_list(
         args.list,
         args.root,
-        args.model,
+        config.model if config else args.model,
         args.output,
         data_cfg=data_cfg,
         pretrained=not args.no_pretrained,

@@ -5,7 +5,7 @@ rank's samples of :meth:`Loader.plan` in order (``random_shuffle=False``, starti
 reader's labels are positions in that order, mapped back to list labels on the host. Crop positions and flips come
 from the plan through ``fn.external_source``, so DALI and the PIL loader crop the same windows and a resumed epoch
 repeats the uninterrupted one exactly. The resize uses the same integer output size as the PIL loader
-(``fn.peek_image_shape`` + arithmetic) with linear, antialiased interpolation.
+(``fn.peek_image_shape`` + arithmetic) with antialiased linear or cubic interpolation (the model's own).
 
 On a GPU the decoder is ``mixed`` (nvJPEG) and the rest runs on the GPU; without one the same pipeline runs on the
 CPU (``device_id=None``, CPU decoder). A file DALI cannot decode stops the pipeline; the loader then decodes that
@@ -59,6 +59,7 @@ def build_pipeline(
     device_id: int | None,
     resize: int,
     crop: int,
+    interpolation: str = "bilinear",
 ):
     """A DALI pipeline yielding (images [B, 3, crop, crop] float32 in [0, 1], positions [B, 1] int32).
 
@@ -69,6 +70,8 @@ def build_pipeline(
     import nvidia.dali.math as dmath
     import nvidia.dali.types as types
     from nvidia.dali import pipeline_def
+
+    interp_type = {"bilinear": types.INTERP_LINEAR, "bicubic": types.INTERP_CUBIC}[interpolation]
 
     @pipeline_def(batch_size=batch_size, num_threads=threads, device_id=device_id, prefetch_queue_depth=2)
     def pipeline():
@@ -83,7 +86,7 @@ def build_pipeline(
             images,
             resize_y=fn.cast(resize * height // short, dtype=types.FLOAT),
             resize_x=fn.cast(resize * width // short, dtype=types.FLOAT),
-            interp_type=types.INTERP_LINEAR,
+            interp_type=interp_type,
             antialias=True,
         )
         if augment is None:
@@ -112,6 +115,10 @@ class DaliLoader(Loader):
     """DALI backend: ``mixed`` decoding on a CUDA device, the CPU pipeline otherwise."""
 
     backend = "dali"
+
+    def __init__(self, *args, interpolation: str = "bilinear", **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.interpolation = interpolation  # bilinear | bicubic (INTERP_LINEAR | INTERP_CUBIC, antialiased)
 
     def _device_id(self) -> int | None:
         if self.device.type != "cuda":
@@ -146,6 +153,7 @@ class DaliLoader(Loader):
             device_id=self._device_id(),
             resize=self.resize,
             crop=self.crop,
+            interpolation=self.interpolation,
         )
         for k in range(skip, plan.num_batches):
             try:

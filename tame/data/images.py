@@ -4,7 +4,8 @@ Geometry (train and eval): resize so the shorter side is ``resize`` (long side `
 arithmetic, as torchvision computes it; small images are resized up), then crop ``crop`` x ``crop`` at
 ``anchor = floor(position * (size - crop) + 0.5)`` per axis with position 0.5 for the centre crop and a random
 position in [0, 1] for training (DALI's ``crop_pos_x/y`` rounding; torchvision's centre crop rounds half to even
-and would sit one pixel off for odd margins).
+and would sit one pixel off for odd margins). The resize is antialiased ``bilinear`` or ``bicubic`` (the model's
+own, see :mod:`tame.models.preprocessing`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,14 @@ from PIL import Image, ImageOps
 # file endings of the formats above, for finding images in folders
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".jp2")
 SUPPORTED_FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "WEBP", "JPEG2000", "PPM")
+RESAMPLING = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}  # antialiased in PIL
+
+
+def resampling(interpolation: str) -> Image.Resampling:
+    """PIL's filter for ``bilinear`` or ``bicubic``."""
+    if interpolation not in RESAMPLING:
+        raise ValueError(f"interpolation {interpolation!r} is not one of {', '.join(RESAMPLING)}")
+    return RESAMPLING[interpolation]
 
 
 # the longer side at most this many times the shorter: resizing the shorter side of a 1 x 30,000 strip to 256 px
@@ -81,12 +90,18 @@ def load_rgb(path: str | os.PathLike) -> Image.Image:
 
 
 def resize_and_crop(
-    image: Image.Image, resize: int, crop: int, pos_x: float = 0.5, pos_y: float = 0.5, flip: bool = False
+    image: Image.Image,
+    resize: int,
+    crop: int,
+    pos_x: float = 0.5,
+    pos_y: float = 0.5,
+    flip: bool = False,
+    interpolation: str = "bilinear",
 ) -> Image.Image:
-    """Resize the shorter side to ``resize`` (antialiased bilinear), crop ``crop`` x ``crop`` at the given positions
-    in [0, 1] (0.5: centre) and optionally mirror: the transform both loaders apply."""
+    """Resize the shorter side to ``resize`` (antialiased ``interpolation``), crop ``crop`` x ``crop`` at the given
+    positions in [0, 1] (0.5: centre) and optionally mirror: the transform both loaders apply."""
     height, width = resized_size(image.height, image.width, resize)
-    image = image.resize((width, height), Image.Resampling.BILINEAR)  # PIL's bilinear is antialiased (triangle)
+    image = image.resize((width, height), resampling(interpolation))
     top, left = crop_anchor(height, crop, pos_y), crop_anchor(width, crop, pos_x)
     image = image.crop((left, top, left + crop, top + crop))
     return image.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if flip else image
@@ -97,14 +112,16 @@ def to_uint8_tensor(image: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
 
 
-def eval_image(path: str | os.PathLike, resize: int, crop: int, center_crop: bool = True) -> torch.Tensor:
+def eval_image(
+    path: str | os.PathLike, resize: int, crop: int, center_crop: bool = True, interpolation: str = "bilinear"
+) -> torch.Tensor:
     """One image with the evaluation transform -> [3, crop, crop] float32 in [0, 1].
 
     ``center_crop=False``: the whole image resized to ``crop`` x ``crop`` instead. Raises :class:`DecodeError`.
     """
     image = load_rgb(path)
     if center_crop:
-        image = resize_and_crop(image, resize, crop)
+        image = resize_and_crop(image, resize, crop, interpolation=interpolation)
     else:
-        image = image.resize((crop, crop), Image.Resampling.BILINEAR)
+        image = image.resize((crop, crop), resampling(interpolation))
     return to_uint8_tensor(image).float().div_(255)

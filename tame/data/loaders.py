@@ -8,6 +8,7 @@ either CUDA is available or its CPU-only pipeline runs here, else torch).
 
 from __future__ import annotations
 
+import logging
 import os
 
 import torch
@@ -17,6 +18,8 @@ from tame.data.check import validate_list
 from tame.data.lists import first_problem_error, read_list
 from tame.data.sharding import Loader
 from tame.errors import TameError
+
+log = logging.getLogger(__name__)
 
 
 def resolve_backend(backend: str, device: torch.device) -> str:
@@ -74,6 +77,7 @@ def build_loader(
         batch_size = per_rank_batch(data_cfg.batch_size, world_size)
     elif batch_size < 1:
         raise TameError(f"batch size must be positive, got {batch_size}")
+    resize, crop = _sizes(data_cfg)
     device = torch.device(device)
     entries = read_list(list_file, root, num_classes)
     if max_samples is not None:
@@ -99,7 +103,18 @@ def build_loader(
         world_size=world_size,
         batch_size=batch_size,
         seed=seed,
-        resize=data_cfg.resize,
-        crop=data_cfg.crop,
+        resize=resize,
+        crop=crop,
         workers=data_cfg.workers,
+        interpolation=data_cfg.interpolation or "bilinear",
     )
+
+
+def _sizes(data_cfg: DataConfig) -> tuple[int, int]:
+    """(resize, crop); auto values that no model resolved (``tame.models.preprocessing.resolve_config``) fall back
+    to ImageNet's 256 / 224 with a warning."""
+    resize, crop = data_cfg.resize, data_cfg.crop
+    if resize is None or crop is None:
+        resize, crop = resize or 256, crop or 224
+        log.warning("data.resize/crop are auto and no model resolved them: using resize %d, crop %d", resize, crop)
+    return resize, crop

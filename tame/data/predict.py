@@ -2,14 +2,17 @@
 
 Batched evaluation over the list (eval transform, list order), across GPUs when launched with torchrun: each rank
 predicts its shard and writes ``OUT.rank<r>`` (``index label`` lines), then rank 0 merges the shards in list order
-into ``OUT`` (paths as in the input list) and removes them::
+into ``OUT`` (paths as in the input list) and removes them. Images get the model's own preprocessing (sizes,
+interpolation, mean/std: :mod:`tame.models.preprocessing`) unless the config or the options set them::
 
     tame datalist predict LIST --root DIR --model resnet50.tv_in1k -o OUT
+    tame datalist predict LIST --root DIR --config configs/efficientnet_lite0.yaml -o OUT
     torchrun --nproc_per_node 4 -m tame.cli datalist predict LIST --root DIR --model resnet50.tv_in1k -o OUT
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -17,7 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from tame.config import DataConfig
+from tame.config import DataConfig, ModelConfig
 from tame.data.lists import ListEntry, write_list
 from tame.data.loaders import build_loader
 from tame.data.sharding import Loader
@@ -68,7 +71,7 @@ def merge_shards(output: str | os.PathLike, entries: list[ListEntry], world_size
 def predict_list(
     list_file: str | os.PathLike,
     root: str | os.PathLike,
-    model_name: str,
+    model_cfg: ModelConfig | str,
     output: str | os.PathLike,
     *,
     data_cfg: DataConfig,
@@ -76,13 +79,24 @@ def predict_list(
     weights: str | None = None,
     device: str = "auto",
 ) -> str:
-    """Predict every entry of ``list_file`` on this rank's shard and (rank 0) write ``output``; returns a summary."""
-    from tame.distributed import barrier, cleanup, setup
-    from tame.models import create_classifier
+    """Predict every entry of ``list_file`` on this rank's shard and (rank 0) write ``output``; returns a summary.
 
+    ``model_cfg``: a model name (with ``pretrained``/``weights``) or a config's ``model`` section (name, weights,
+    mean/std); unset sizes in ``data_cfg`` (None) come from the model.
+    """
+    from tame.distributed import barrier, cleanup, setup
+
+    if isinstance(model_cfg, str):
+        model_cfg = ModelConfig(name=model_cfg, pretrained=pretrained, weights=weights)
     dist = setup(device)
     try:
-        model = create_classifier(model_name, pretrained=pretrained, weights=weights).to(dist.device)
+        model = _classifier(model_cfg, data_cfg).to(dist.device)
+        data_cfg = dataclasses.replace(
+            data_cfg,
+            resize=model.preprocessing.resize,
+            crop=model.preprocessing.crop,
+            interpolation=model.preprocessing.interpolation,
+        )
         loader = build_loader(
             data_cfg, list_file, root, train=False, device=dist.device, rank=dist.rank, world_size=dist.world_size
         )
@@ -95,3 +109,17 @@ def predict_list(
         return f"wrote {output}: {loader.num_samples} lines, {changed} relabelled ({agree:.2f}% agree with {list_file})"
     finally:
         cleanup()
+
+
+def _classifier(model_cfg: ModelConfig, data_cfg: DataConfig):
+    from tame.models import create_classifier
+
+    return create_classifier(
+        model_cfg.name,
+        pretrained=model_cfg.pretrained,
+        weights=model_cfg.weights,
+        num_classes=model_cfg.num_classes,
+        mean=model_cfg.mean,
+        std=model_cfg.std,
+        preprocessing={"resize": data_cfg.resize, "crop": data_cfg.crop, "interpolation": data_cfg.interpolation},
+    )

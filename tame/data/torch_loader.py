@@ -24,9 +24,11 @@ Request = tuple[int, float, float, bool]
 class _Images(Dataset):
     """Decodes and transforms one image per :data:`Request`; an undecodable file comes back as an error message."""
 
-    def __init__(self, entries: list[ListEntry], root: Path, list_file: Path, resize: int, crop: int) -> None:
+    def __init__(
+        self, entries: list[ListEntry], root: Path, list_file: Path, resize: int, crop: int, interpolation: str
+    ) -> None:
         self.entries, self.root, self.list_file = entries, root, list_file
-        self.resize, self.crop = resize, crop
+        self.resize, self.crop, self.interpolation = resize, crop, interpolation
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -39,7 +41,7 @@ class _Images(Dataset):
         except DecodeError as err:
             placeholder = torch.zeros(3, self.crop, self.crop, dtype=torch.uint8)
             return placeholder, f"{self.list_file}:{entry.line}: {entry.path}: {err}"
-        image = resize_and_crop(image, self.resize, self.crop, pos_x, pos_y, flip)
+        image = resize_and_crop(image, self.resize, self.crop, pos_x, pos_y, flip, self.interpolation)
         return to_uint8_tensor(image), ""  # [3, crop, crop] uint8
 
 
@@ -47,6 +49,10 @@ class TorchLoader(Loader):
     """PIL + ``DataLoader`` backend (``workers`` processes; 0 decodes in the main process)."""
 
     backend = "torch"
+
+    def __init__(self, *args, interpolation: str = "bilinear", **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.interpolation = interpolation  # bilinear | bicubic (antialiased)
 
     def _requests(self, plan: EpochPlan, k: int) -> list[Request]:
         rows = plan.batch(k)
@@ -58,7 +64,7 @@ class TorchLoader(Loader):
 
     def _iterate(self, plan: EpochPlan, skip: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         batches = [self._requests(plan, k) for k in range(skip, plan.num_batches)]
-        dataset = _Images(self.entries, self.root, self.list_file, self.resize, self.crop)
+        dataset = _Images(self.entries, self.root, self.list_file, self.resize, self.crop, self.interpolation)
         loader = DataLoader(
             dataset, batch_sampler=batches, num_workers=self.workers, pin_memory=self.device.type == "cuda"
         )

@@ -26,6 +26,17 @@ class LayerInfo:
     order: int  # when its output was produced
     input_hw: tuple[int, int] | None  # spatial size of its input, when it was a map
     passthrough: bool  # returns its input unchanged (Identity, in-place activations)
+    leaf: bool = True  # has no child modules
+    reduction: int | None = None  # the stride timm's ``feature_info`` reports for it (None: not listed)
+
+    @property
+    def changes_representation(self) -> bool:
+        """Not a pass-through, padding, activation or other parameterless leaf that keeps the resolution: a
+        block, a layer with weights or a down-sampling (pooling)."""
+        if self.passthrough:
+            return False
+        downsamples = self.input_hw is not None and self.input_hw[0] > self.shape[1]
+        return self.params > 0 or not self.leaf or downsamples
 
 
 def feature_layers(classifier: Classifier, input_size: int = 224) -> list[LayerInfo]:
@@ -33,6 +44,7 @@ def feature_layers(classifier: Classifier, input_size: int = 224) -> list[LayerI
     net = classifier.net
     prefix = classifier.num_prefix_tokens
     tokens_allowed = hasattr(net, "patch_embed")
+    reductions = timm_reductions(net)
     found: dict[str, LayerInfo] = {}
     handles = []
 
@@ -55,7 +67,11 @@ def feature_layers(classifier: Classifier, input_size: int = 224) -> list[LayerI
             first = inputs[0] if inputs and isinstance(inputs[0], torch.Tensor) else None
             input_hw = tuple(first.shape[-2:]) if first is not None and first.dim() == 4 else None
             params = sum(p.numel() for p in module.parameters())
-            found[name] = LayerInfo(name, shape, params, name.count("."), len(found), input_hw, output is first)
+            leaf = next(module.children(), None) is None
+            passthrough = output is first
+            found[name] = LayerInfo(
+                name, shape, params, name.count("."), len(found), input_hw, passthrough, leaf, reductions.get(name)
+            )
 
         return record
 
@@ -71,29 +87,70 @@ def feature_layers(classifier: Classifier, input_size: int = 224) -> list[LayerI
     return sorted(found.values(), key=lambda info: info.order)
 
 
+def timm_reductions(net: nn.Module) -> dict[str, int]:
+    """``{module name: stride}`` from timm's ``feature_info`` (stage outputs); empty for other models."""
+    info = getattr(net, "feature_info", None)
+    if not isinstance(info, (list, tuple)):
+        return {}
+    return {
+        d["module"]: int(d["reduction"]) for d in info if isinstance(d, dict) and "module" in d and "reduction" in d
+    }
+
+
 def default_layers(layers: list[LayerInfo], count: int = 3) -> list[str]:
-    """Three stages of decreasing resolution: for each of the smallest resolutions above 1x1, the shallowest
-    module producing it (the first such, i.e. the one that down-samples), skipping whole trunks (modules whose
-    input is more than 2x larger than their output) and pass-throughs. Single-resolution models (ViTs): of the
-    longest run of sibling blocks, the ones at 1/2, 3/4 and the end."""
-    maps = [info for info in layers if info.shape[1] * info.shape[2] > 1 and not info.passthrough]
+    """Three stage outputs of decreasing resolution, ending at the last feature map.
+
+    timm models: the last ``count`` distinct strides of ``feature_info`` (an entry that is an activation is
+    replaced by the stage choice below). Otherwise, among modules that change the representation (no padding,
+    identity or activation), for each of the ``count`` smallest resolutions above 1x1: of the sibling sequence
+    covering most of these resolutions (the trunk's blocks), the last module at that resolution -- or, when that
+    resolution starts with a parameterless pooling (VGG), the pooling. Single-resolution models (ViTs): of the
+    longest run of sibling blocks (modules with children), the ones at 1/2, 3/4 and the end.
+    """
+    maps = [info for info in layers if info.shape[1] * info.shape[2] > 1 and info.changes_representation]
     if not maps:
         return []
     resolutions = sorted({info.shape[1:] for info in maps}, key=lambda hw: hw[0] * hw[1])
     if len(resolutions) == 1:
-        siblings: dict[str, list[LayerInfo]] = {}
-        for info in maps:
-            if info.params > 0:
-                siblings.setdefault(info.name.rpartition(".")[0], []).append(info)
-        blocks = max(siblings.values(), key=len)
-        picks = sorted({len(blocks) // 2, (3 * len(blocks)) // 4, len(blocks) - 1})
-        return [blocks[i].name for i in picks]
+        return _transformer_blocks(maps)
+    targets = sorted(resolutions[:count], key=lambda hw: -(hw[0] * hw[1]))
+    stage = dict(zip(targets, _stage_outputs(maps, targets)))
+    listed = {info.reduction: info for info in layers if info.reduction is not None}
+    if len({info.shape[1:] for info in listed.values()}) >= count:
+        picks = [listed[r] for r in sorted(listed)[-count:]]
+        return [info.name if info.changes_representation else stage.get(info.shape[1:], info.name) for info in picks]
+    return [stage[hw] for hw in targets if hw in stage]
+
+
+def _transformer_blocks(maps: list[LayerInfo]) -> list[str]:
+    siblings: dict[str, list[LayerInfo]] = {}
+    for info in maps:
+        if info.params > 0:
+            siblings.setdefault(info.name.rpartition(".")[0], []).append(info)
+    blocks = max(siblings.values(), key=lambda run: (sum(not info.leaf for info in run), len(run)))  # blocks
+    picks = sorted({len(blocks) // 2, (3 * len(blocks)) // 4, len(blocks) - 1})
+    return [blocks[i].name for i in picks]
+
+
+def _stage_outputs(maps: list[LayerInfo], targets: list[tuple[int, int]]) -> list[str]:
+    """For each target resolution, the stage output (see :func:`default_layers`)."""
+    groups: dict[str, list[LayerInfo]] = {}
+    for info in maps:
+        if not _is_trunk(info):
+            groups.setdefault(info.name.rpartition(".")[0], []).append(info)
+
+    def coverage(parent: str) -> tuple[int, int]:
+        return len({info.shape[1:] for info in groups[parent]} & set(targets)), -parent.count(".") - bool(parent)
+
     chosen = []
-    for hw in sorted(resolutions[:count], key=lambda hw: -(hw[0] * hw[1])):
-        candidates = [info for info in maps if info.shape[1:] == hw and not _is_trunk(info)]
-        if candidates:
-            shallowest = min(info.depth for info in candidates)
-            chosen.append(next(info.name for info in candidates if info.depth == shallowest))
+    for hw in targets:
+        having = [parent for parent, members in groups.items() if any(m.shape[1:] == hw for m in members)]
+        if not having:
+            continue
+        members = [m for m in groups[max(having, key=coverage)] if m.shape[1:] == hw]
+        first = members[0]
+        pooled = first.leaf and first.params == 0 and first.input_hw is not None and first.input_hw[0] > hw[0]
+        chosen.append((first if pooled else members[-1]).name)
     return chosen
 
 

@@ -1,24 +1,24 @@
 """Backbone registry: any timm model, a name registered with :func:`register_backbone`, or ``module:function``.
 
 ``create_classifier(name)`` returns a frozen :class:`Classifier` in eval mode that takes images in [0, 1]
-and applies its own normalisation (mean/std from the model's pretrained config, ImageNet otherwise).
+and applies its own normalisation; ``classifier.preprocessing`` is the model's resolved eval transform
+(see :mod:`tame.models.preprocessing`: the ``pretrained_cfg``, ImageNet's values with a warning otherwise).
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from tame.errors import TameError
 from tame.io import load_tensor_file
+from tame.models.preprocessing import KEYS, Preprocessing, resolve_preprocessing
 from tame.registry import Registry, close_matches
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 BackboneBuilder = Callable[..., nn.Module]
 BACKBONES: Registry[BackboneBuilder] = Registry("backbone")
@@ -40,13 +40,22 @@ def list_backbones(pattern: str = "") -> list[str]:
 class Classifier(nn.Module):
     """A frozen image classifier taking images in [0, 1]; normalises inside.
 
-    ``net`` is the original model (layer names for feature taps are ``net.named_modules()`` names).
+    ``net`` is the original model (layer names for feature taps are ``net.named_modules()`` names);
+    ``preprocessing`` the eval transform it expects (None: ``mean``/``std`` with ImageNet's sizes).
     """
 
-    def __init__(self, net: nn.Module, name: str, mean: Sequence[float], std: Sequence[float]) -> None:
+    def __init__(
+        self,
+        net: nn.Module,
+        name: str,
+        mean: Sequence[float],
+        std: Sequence[float],
+        preprocessing: Preprocessing | None = None,
+    ) -> None:
         super().__init__()
         self.net = net
         self.name = name
+        self.preprocessing = preprocessing or Preprocessing(tuple(mean), tuple(std), 256, 224, "bilinear")
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.freeze()
@@ -77,12 +86,16 @@ def create_classifier(
     num_classes: int | None = None,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
+    preprocessing: Mapping[str, Any] | None = None,
 ) -> Classifier:
     """Build a frozen classifier by name.
 
     ``name``: a registered name, ``package.module:function`` (called as ``function(pretrained=...)``), or a timm
     model name with an optional pretrained tag (``resnet50.tv_in1k``). ``weights``: a local state-dict file
     loaded instead of a download (``.pth``, ``.pt``, ``.safetensors``; loaded without executing pickled code).
+    ``mean``/``std``, then ``preprocessing`` (known values of ``tame.models.preprocessing.KEYS``), then the
+    model's ``pretrained_cfg`` make ``classifier.preprocessing``; a fallback to ImageNet's values is logged as a
+    warning (about mean/std only, unless ``preprocessing`` is given).
     """
     use_download = pretrained and weights is None
     kwargs = {} if num_classes is None else {"num_classes": num_classes}
@@ -96,12 +109,13 @@ def create_classifier(
         raise TameError(f"backbone {name!r}: the builder returned {type(net).__name__}, not an nn.Module")
     if weights is not None:
         load_classifier_weights(net, weights)
-    cfg = dict(getattr(net, "pretrained_cfg", None) or {})
-    mean = tuple(mean or cfg.get("mean") or IMAGENET_MEAN)
-    std = tuple(std or cfg.get("std") or IMAGENET_STD)
-    if len(mean) != 3 or len(std) != 3:
-        raise TameError(f"backbone {name!r}: expected 3-channel mean/std, got {mean} / {std}")
-    return Classifier(net, name, mean, std)
+    given = {**(preprocessing or {}), **{k: v for k, v in (("mean", mean), ("std", std)) if v}}
+    warn_keys = KEYS if preprocessing is not None else ("mean", "std")
+    try:
+        resolved, _ = resolve_preprocessing(net, name, given, warn_keys=warn_keys)
+    except TameError as err:
+        raise TameError(f"backbone {name!r}: {err}") from None
+    return Classifier(net, name, resolved.mean, resolved.std, resolved)
 
 
 def _build_from_path(name: str, pretrained: bool, kwargs: dict) -> nn.Module:

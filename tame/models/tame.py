@@ -108,6 +108,7 @@ class TameModel(nn.Module):
         label_source: str = "model",
         backbone_mode: str = "eval",
         label_gather: LabelGather | None = None,
+        token_transform: str = "drop",
     ) -> None:
         super().__init__()
         for value, choices, what in (
@@ -124,7 +125,7 @@ class TameModel(nn.Module):
         self.label_source = label_source
         self.backbone_mode = backbone_mode
         self.label_gather = label_gather
-        self.taps = FeatureTaps(classifier.net, self.layers, classifier.num_prefix_tokens)
+        self.taps = FeatureTaps(classifier.net, self.layers, classifier.num_prefix_tokens, token_transform)
 
         device = next(iter(classifier.parameters()), torch.zeros(())).device
         with torch.no_grad():  # one dry run sizes the AM
@@ -137,9 +138,18 @@ class TameModel(nn.Module):
 
     @classmethod
     def from_config(
-        cls, model_cfg, input_size: int, train_cfg=None, label_gather: LabelGather | None = None
+        cls,
+        model_cfg,
+        input_size: int | None = None,
+        train_cfg=None,
+        data_cfg=None,
+        label_gather: LabelGather | None = None,
     ) -> TameModel:
-        """Build from ``Config.model`` (and ``Config.train`` for the training options)."""
+        """Build from ``Config.model`` (``Config.train`` for the training options, ``Config.data`` for the sizes
+        saved with the AM; ``input_size`` defaults to the crop: ``data_cfg.crop``, else the model's own)."""
+        sizes = {"crop": input_size}
+        if data_cfg is not None:
+            sizes.update(resize=data_cfg.resize, interpolation=data_cfg.interpolation, crop=input_size or data_cfg.crop)
         classifier = create_classifier(
             model_cfg.name,
             pretrained=model_cfg.pretrained,
@@ -147,7 +157,10 @@ class TameModel(nn.Module):
             num_classes=model_cfg.num_classes,
             mean=model_cfg.mean,
             std=model_cfg.std,
+            preprocessing=sizes,
         )
+        if input_size is None:
+            input_size = classifier.preprocessing.crop
         options = {}
         if train_cfg is not None:
             options = dict(
@@ -155,6 +168,7 @@ class TameModel(nn.Module):
                 label_source=train_cfg.label_source,
                 backbone_mode=train_cfg.backbone_mode,
             )
+        options["token_transform"] = getattr(model_cfg, "token_transform", "drop")
         return cls(
             classifier, model_cfg.layers, model_cfg.version, input_size=input_size, label_gather=label_gather, **options
         )
@@ -245,6 +259,8 @@ class TameModel(nn.Module):
             "version": self.version,
             "num_classes": self.num_classes,
             "size": list(self.attention.size),
+            "token_transform": self.taps.token_transform,
+            "preprocessing": self.classifier.preprocessing.as_dict(),
         }
 
     def save_attention(self, path: str | Path) -> None:

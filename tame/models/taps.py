@@ -4,7 +4,8 @@ The object that adds the hooks removes them (``close()`` or use as a context man
 inside a capture (``with taps.capture(image_hw) as maps: net(images)``), so the other forwards of the same
 network (the masked images of a training step, a bare prediction) keep nothing.
 CNN outputs [B, C, H, W] are used as they are; token outputs [B, N, D] (ViT) lose their prefix
-(class/register) tokens and are reshaped to [B, D, h, w].
+(class/register) tokens and are reshaped to [B, D, h, w]. ``token_transform="class_weighted"`` (T-TAME's option)
+first multiplies every patch token channel-wise by the class token (the first token).
 """
 
 from __future__ import annotations
@@ -19,9 +20,16 @@ from torch import nn
 from tame.errors import TameError
 from tame.registry import close_matches
 
+TOKEN_TRANSFORMS = ("drop", "class_weighted")
 
-def tokens_to_map(tokens: torch.Tensor, num_prefix_tokens: int, image_hw: tuple[int, int]) -> torch.Tensor:
-    """tokens: [B, N, D] -> [B, D, h, w], dropping the first ``num_prefix_tokens``; h/w follow the image's aspect."""
+
+def tokens_to_map(
+    tokens: torch.Tensor, num_prefix_tokens: int, image_hw: tuple[int, int], transform: str = "drop"
+) -> torch.Tensor:
+    """tokens: [B, N, D] -> [B, D, h, w], dropping the first ``num_prefix_tokens``; h/w follow the image's aspect.
+
+    ``transform="class_weighted"``: patch tokens [B, P, D] * class token [B, 1, D] before the reshape.
+    """
     batch, count, dim = tokens.shape
     patches = count - num_prefix_tokens
     height = max(1, round(math.sqrt(patches * image_hw[0] / image_hw[1])))
@@ -30,13 +38,22 @@ def tokens_to_map(tokens: torch.Tensor, num_prefix_tokens: int, image_hw: tuple[
         raise TameError(
             f"cannot arrange {patches} patch tokens into a grid for an image of {image_hw[0]}x{image_hw[1]}"
         )
-    return tokens[:, num_prefix_tokens:].transpose(1, 2).reshape(batch, dim, height, width)
+    patch_tokens = tokens[:, num_prefix_tokens:]  # [B, P, D]
+    if transform == "class_weighted":
+        if num_prefix_tokens < 1:
+            raise TameError("token_transform 'class_weighted' needs a class token (the model has no prefix tokens)")
+        patch_tokens = patch_tokens * tokens[:, :1]
+    elif transform != "drop":
+        raise TameError(f"token_transform {transform!r} is not one of {', '.join(TOKEN_TRANSFORMS)}")
+    return patch_tokens.transpose(1, 2).reshape(batch, dim, height, width)
 
 
 class FeatureTaps:
     """Collects the outputs of ``layers`` (names as ``net.named_modules()`` gives them) during a forward."""
 
-    def __init__(self, net: nn.Module, layers: Sequence[str], num_prefix_tokens: int = 0) -> None:
+    def __init__(
+        self, net: nn.Module, layers: Sequence[str], num_prefix_tokens: int = 0, token_transform: str = "drop"
+    ) -> None:
         modules = dict(net.named_modules())
         for name in layers:
             if name not in modules or name == "":
@@ -47,6 +64,9 @@ class FeatureTaps:
             raise TameError(f"layers repeat a name: {' '.join(layers)}")
         self.layers = list(layers)
         self.num_prefix_tokens = num_prefix_tokens
+        if token_transform not in TOKEN_TRANSFORMS:
+            raise TameError(f"token_transform {token_transform!r} is not one of {', '.join(TOKEN_TRANSFORMS)}")
+        self.token_transform = token_transform
         self.image_hw: tuple[int, int] = (1, 1)
         self._outputs: dict[str, torch.Tensor] | None = None  # None: no capture open, the hooks keep nothing
         self._handles = [modules[name].register_forward_hook(self._hook(name)) for name in self.layers]
@@ -94,7 +114,7 @@ class FeatureTaps:
         if output.dim() == 4:
             return output
         if output.dim() == 3 and self.num_prefix_tokens >= 0 and output.shape[1] > self.num_prefix_tokens:
-            return tokens_to_map(output, self.num_prefix_tokens, self.image_hw)
+            return tokens_to_map(output, self.num_prefix_tokens, self.image_hw, self.token_transform)
         raise TameError(
             f"layer {name!r} outputs shape {tuple(output.shape)}, not a feature map "
             "[B, C, H, W] or tokens [B, N, D]; pick another layer"
