@@ -37,6 +37,7 @@ class ExplainSpec:
     resize: int = 256
     crop: int = 224
     center_crop: bool = True
+    interpolation: str = "bilinear"
     class_index: int | None = None
     top_k: int = 1
     batch_size: int = 16
@@ -69,7 +70,11 @@ def explain_images(model: TameModel, paths: list[str | Path], out: str | Path, s
         batch_files, images = [], []
         for path in files[start : start + spec.batch_size]:
             try:
-                images.append(eval_image(path, spec.resize, spec.crop, center_crop=spec.center_crop))
+                images.append(
+                    eval_image(
+                        path, spec.resize, spec.crop, center_crop=spec.center_crop, interpolation=spec.interpolation
+                    )
+                )
                 batch_files.append(path)
             except DecodeError as err:
                 result.skipped.append((path, str(err)))

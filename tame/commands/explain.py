@@ -19,6 +19,7 @@ from tame.distributed import pick_device
 from tame.errors import TameError
 from tame.explain import ExplainSpec, explain_images
 from tame.models import TameModel
+from tame.models.preprocessing import resolve_config
 from tame.options import add_device_option
 
 
@@ -49,15 +50,17 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config, overrides)
     if args.top_k < 1:
         raise TameError(f"--top-k must be at least 1, got {args.top_k}")
+    config = resolve_config(config, checkpoint=args.checkpoint)  # saved preprocessing where the config leaves it
     spec = ExplainSpec(
         resize=config.data.resize,
         crop=config.data.crop,
+        interpolation=config.data.interpolation,
         center_crop=not args.no_crop,
         class_index=args.class_index,
         top_k=args.top_k,
         batch_size=args.batch_size,
     )
-    model = TameModel.from_config(config.model, input_size=config.data.crop).to(pick_device(args.device))
+    model = TameModel.from_config(config.model, data_cfg=config.data).to(pick_device(args.device))
     model.load_attention(args.checkpoint)
     model.eval()
     result = explain_images(model, args.paths, args.out, spec)

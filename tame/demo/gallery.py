@@ -20,7 +20,7 @@ LABELS = {"tame": "TAME", "gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "ran
 
 def write_gallery(cfg: Config, out: Path, count: int, methods: Sequence[str]) -> list[tuple[str, Path]]:
     """Write ``count`` comparison figures under ``out/gallery``; returns (caption, path) pairs."""
-    model = TameModel.from_config(cfg.model, input_size=cfg.data.crop)
+    model = TameModel.from_config(cfg.model, data_cfg=cfg.data)
     model.load_attention(epoch_file(cfg.output_dir, cfg.train.epochs))
     model.eval()
     loader = build_loader(

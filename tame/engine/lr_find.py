@@ -27,6 +27,7 @@ from tame.distributed import Dist, all_reduce_mean
 from tame.engine.optim import build_optimizer, set_lr
 from tame.engine.train import TrainingSetup, build_training, check_data_paths, check_world_size
 from tame.errors import TameError
+from tame.models.preprocessing import resolve_config
 from tame.io import write_text_atomic
 
 logger = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ def lr_range_test(
         raise TameError(f"--smoothing {smoothing}: must be in [0, 1)")
     output_dir = output_dir or default_output_dir(cfg)
     data_paths = check_data_paths(cfg)
+    cfg = resolve_config(cfg)
     dist = distributed.setup(cfg.train.device)
     try:
         check_world_size(cfg, dist.world_size)

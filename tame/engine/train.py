@@ -39,6 +39,7 @@ from tame.engine.resume import Checkpoints
 from tame.engine.run_log import LossWindow, NonFiniteLoss, RunLog
 from tame.errors import TameError
 from tame.models import TameModel
+from tame.models.preprocessing import resolve_config
 from tame.models.tame import TrainingStep
 
 logger = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ def train(cfg: Config, loader: Any = None) -> Path:
     ``loader``: a ready training loader (the protocol of ``tame.data.loaders``); default: built from ``cfg.data``.
     """
     data_paths = None if loader is not None else check_data_paths(cfg)  # fail before any work starts
+    cfg = resolve_config(cfg)  # the model's own sizes and normalisation where the config leaves them to it
     dist = distributed.setup(cfg.train.device)
     try:
         check_world_size(cfg, dist.world_size)
@@ -139,7 +141,8 @@ def build_training(
     configure_determinism(cfg.train.deterministic, dist.device)
     torch.manual_seed(cfg.train.seed)  # the same AM initialisation on every rank
     label_gather = distributed.label_gatherer(dist) if dist.distributed else None  # 'batch' R over the global batch
-    model = TameModel.from_config(cfg.model, cfg.data.crop, cfg.train, label_gather=label_gather).to(dist.device)
+    model = TameModel.from_config(cfg.model, cfg.data.crop, cfg.train, cfg.data, label_gather=label_gather)
+    model = model.to(dist.device)
     memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
     model.classifier.to(memory_format=memory_format)  # the backbone's convs; the AM's 1x1 convs gain nothing
     if cfg.train.compile:

@@ -25,6 +25,7 @@ from tame.evaluation.tables import csv_text, eval_report
 from tame.io import write_text_atomic
 from tame.metrics import road
 from tame.models import TameModel
+from tame.models.preprocessing import resolve_config
 
 if TYPE_CHECKING:
     from tame.data.sharding import Loader
@@ -67,12 +68,23 @@ class EvaluationData:
         )
 
 
+def _checkpoint_file(checkpoint) -> Path | None:
+    """The file whose saved preprocessing applies: the checkpoint itself, or a folder's newest epoch."""
+    if checkpoint is None:
+        return None
+    path = Path(checkpoint)
+    if path.is_dir():
+        found = checkpoints_to_evaluate(path)
+        return found[-1][1] if found else None
+    return path if path.is_file() else None
+
+
 @contextmanager
 def open_evaluation(options: EvalOptions) -> Iterator[EvaluationData]:
     """Config, process group, model (classifier + an untrained AM) and loader; the process group ends with it."""
     from tame.data import build_loader
 
-    cfg = options.load_config()
+    cfg = resolve_config(options.load_config(), checkpoint=_checkpoint_file(getattr(options, "checkpoint", None)))
     list_file = (
         expand_path(str(options.list_file), "--list")
         if options.list_file
@@ -82,7 +94,7 @@ def open_evaluation(options: EvalOptions) -> Iterator[EvaluationData]:
     boxes = read_boxes(options.boxes, cfg.data.resize, cfg.data.crop) if options.boxes else None
     dist = distributed.setup(options.device)
     try:
-        model = TameModel.from_config(cfg.model, input_size=cfg.data.crop).to(dist.device).eval()
+        model = TameModel.from_config(cfg.model, data_cfg=cfg.data).to(dist.device).eval()
         loader = build_loader(
             cfg.data,
             list_file,
