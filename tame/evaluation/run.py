@@ -75,7 +75,7 @@ def _checkpoint_file(checkpoint) -> Path | None:
     path = Path(checkpoint)
     if path.is_dir():
         found = checkpoints_to_evaluate(path)
-        return found[-1][1] if found else None
+        return found[0][1] if found else None  # every epoch of a run saves the same preprocessing
     return path if path.is_file() else None
 
 

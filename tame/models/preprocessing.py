@@ -13,6 +13,7 @@ timm models carry a ``pretrained_cfg``; any module may, so a ``module:function``
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -167,7 +168,8 @@ def resolve_config(config, checkpoint: str | Path | None = None):
 
     given = {key: value for key, value in config_values(config.model, config.data).items() if value is not None}
     if checkpoint is not None and len(given) < len(KEYS):
-        given = {**checkpoint_preprocessing(checkpoint), **given}
+        with contextlib.suppress(TameError):  # unreadable: loading its weights says so in full, later
+            given = {**checkpoint_preprocessing(checkpoint), **given}
     if len(given) == len(KEYS):
         preprocessing = Preprocessing.from_dict(given)
     else:
