@@ -7,7 +7,7 @@
 The graph's inputs and outputs are described in :mod:`tame.export.graph`.
 """
 
-from tame.export.api import ExportResult, export_model
+from tame.export.api import ExportResult, export_model, read_images
 from tame.export.exporters import FORMATS
 from tame.export.graph import INPUT_NAMES, OUTPUT_NAMES, ExplainGraph
 from tame.export.runners import Runner, open_exported
@@ -23,4 +23,5 @@ __all__ = [
     "Verification",
     "export_model",
     "open_exported",
+    "read_images",
 ]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from tame.data.images import DecodeError, eval_image
 from tame.errors import TameError
 from tame.export.exporters import DEFAULT_OPSET, FORMATS, check_opset, example_inputs, export_graph
 from tame.export.graph import INPUT_DTYPES, ExplainGraph, metadata
@@ -57,15 +58,7 @@ def export_model(
     """
     started = time.perf_counter()
     path = Path(path)
-    check_target(path)
-    if fmt not in FORMATS:
-        raise TameError(f"unknown export format {fmt!r}: choose {', '.join(FORMATS)}")
-    if fmt == "onnx":
-        check_opset(opset)
-    if input_dtype not in INPUT_DTYPES:
-        raise TameError(f"input dtype must be one of {', '.join(INPUT_DTYPES)}, got {input_dtype!r}")
-    if batch_size < 1:
-        raise TameError(f"batch size must be at least 1, got {batch_size}")
+    check_request(path, fmt, opset, input_dtype, batch_size)
     model.eval()
     device = next(model.attention.parameters()).device
     meta = metadata(model, input_size, resize or input_size * 8 // 7, input_dtype)
@@ -78,13 +71,25 @@ def export_model(
     if verify_images is None:
         pixels = torch.randint(0, 256, (verify_count, 3, input_size, input_size), generator=torch.Generator())
         verify_images = pixels.float().div(255)
-    chunk = None if dynamic_batch else batch_size
-    verification = verify_export(model, runner, verify_images.to(device), input_dtype, chunk=chunk)
+    verification = verify_export(model, runner, verify_images.to(device), input_dtype)
     if not verification.ok:
         raise TameError(f"the exported model does not match PyTorch, nothing written: {verification.summary()}")
     write_bytes_atomic(path, exported.data)
     seconds = time.perf_counter() - started
     return ExportResult(path, fmt, exported.exporter, len(exported.data), seconds, verification)
+
+
+def check_request(path: Path, fmt: str, opset: int, input_dtype: str, batch_size: int) -> None:
+    """The export's options, checked before anything slow (building the model, exporting) runs."""
+    check_target(path)
+    if fmt not in FORMATS:
+        raise TameError(f"unknown export format {fmt!r}: choose {', '.join(FORMATS)}")
+    if fmt == "onnx":
+        check_opset(opset)
+    if input_dtype not in INPUT_DTYPES:
+        raise TameError(f"input dtype must be one of {', '.join(INPUT_DTYPES)}, got {input_dtype!r}")
+    if batch_size < 1:
+        raise TameError(f"batch size must be at least 1, got {batch_size}")
 
 
 def check_target(path: Path) -> None:
@@ -113,3 +118,11 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def read_images(paths: list[str | Path], resize: int, crop: int) -> torch.Tensor:
+    """Images for verification with the evaluation transform: float [N, 3, crop, crop] in [0, 1]."""
+    try:
+        return torch.stack([eval_image(path, resize, crop) for path in paths])
+    except (DecodeError, FileNotFoundError) as err:
+        raise TameError(f"verification image: {err}") from None

@@ -34,6 +34,16 @@ class Runner:
     def __call__(self, images: np.ndarray, classes: np.ndarray) -> Outputs:
         return self._run(images, classes)
 
+    def run_any_batch(self, images: np.ndarray, classes: np.ndarray) -> Outputs:
+        """As ``__call__`` for any number of images, also on a fixed-batch export (chunks, the last one padded)."""
+        fixed = int(self.meta.get("batch_size", 1))
+        if self.meta.get("dynamic_batch", True) or len(images) == fixed:
+            return self(images, classes)
+        count = len(images)
+        index = np.arange(count + (-count % fixed)) % count  # repeat images to fill the last chunk
+        parts = [self(images[index[i : i + fixed]], classes[index[i : i + fixed]]) for i in range(0, len(index), fixed)]
+        return tuple(np.concatenate(outputs)[:count] for outputs in zip(*parts))
+
 
 def detect_format(data: bytes) -> str:
     if not zipfile.is_zipfile(io.BytesIO(data)):

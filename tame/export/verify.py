@@ -46,13 +46,9 @@ def verify_export(
     images: torch.Tensor,
     input_dtype: str,
     tolerance: float = TOLERANCE,
-    chunk: int | None = None,
 ) -> Verification:
     """Run ``runner`` and ``model.explain`` on ``images`` (float [B, 3, H, W], values k / 255) twice: for the
-    predicted classes (-1) and for given classes (the second most likely), and compare maps, logits and classes.
-    ``chunk``: feed the runner batches of exactly this size (a fixed-batch export; images repeat to fill the last)."""
-    if chunk and len(images) % chunk:
-        images = images[torch.arange(len(images) + (-len(images) % chunk)) % len(images)]
+    predicted classes (-1) and for given classes (the second most likely), and compare maps, logits and classes."""
     model.eval()
     feed = as_input(images, input_dtype)
     reference_input = torch.from_numpy(feed).to(images.device)
@@ -63,16 +59,8 @@ def verify_export(
     given = model.explain(reference_input, second)
     map_diff, logit_diff, agree = 0.0, 0.0, True
     for classes, reference in ((torch.full_like(second, -1), predicted), (second, given)):
-        logits, chosen, maps = run_in_chunks(runner, feed, classes.cpu().numpy(), chunk)
+        logits, chosen, maps = runner.run_any_batch(feed, classes.cpu().numpy())
         map_diff = max(map_diff, float(np.abs(maps - reference.maps.cpu().numpy()).max()))
         logit_diff = max(logit_diff, float(np.abs(logits - reference.logits.float().cpu().numpy()).max()))
         agree = agree and bool((chosen == reference.classes.cpu().numpy()).all())
     return Verification(len(images), map_diff, logit_diff, agree, tolerance)
-
-
-def run_in_chunks(runner: Runner, images: np.ndarray, classes: np.ndarray, chunk: int | None):
-    """``runner`` on batches of ``chunk`` images (all at once without), outputs concatenated."""
-    if not chunk:
-        return runner(images, classes)
-    parts = [runner(images[i : i + chunk], classes[i : i + chunk]) for i in range(0, len(images), chunk)]
-    return tuple(np.concatenate(outputs) for outputs in zip(*parts))
