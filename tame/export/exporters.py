@@ -84,8 +84,11 @@ def _batch_shapes(dynamic_batch: bool) -> dict | None:
 
 
 def _onnx(graph: ExplainGraph, inputs, meta: dict[str, str], dynamic_batch: bool, opset: int) -> Exported:
-    import onnx
-
+    try:
+        import onnx
+        import onnxscript  # noqa: F401  (the dynamo exporter's operator library)
+    except ImportError as err:
+        raise TameError(f"ONNX export needs {err.name}: pip install 'tame[export]'") from None
     names = {"input_names": list(INPUT_NAMES), "output_names": list(OUTPUT_NAMES), "opset_version": opset}
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # its progress lines are not our output
