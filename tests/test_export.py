@@ -87,11 +87,12 @@ def test_onnx_cnn_dynamic_batch_runs_in_onnxruntime(resnet, tmp_path):
 
 def test_onnx_and_torchscript_vit(vit, tmp_path):
     images, classes = pixels(2, 160), torch.tensor([-1, 7])
-    export_model(vit, tmp_path / "vit.onnx", input_size=160, batch_size=2)  # fixed batch of 2
+    export_model(vit, tmp_path / "vit.onnx", input_size=160, batch_size=2, verify_count=3)  # fixed batch: 2 + 1 padded
     session = ort.InferenceSession(str(tmp_path / "vit.onnx"), providers=["CPUExecutionProvider"])
     outputs = session.run(None, {"images": images.numpy(), "classes": classes.numpy()})
     check_against_explain(vit, outputs, images, classes)
-    result = export_model(vit, tmp_path / "vit.pt", input_size=160, fmt="torchscript", input_dtype="float")
+    options = {"fmt": "torchscript", "input_dtype": "float", "verify_count": 2}
+    result = export_model(vit, tmp_path / "vit.pt", input_size=160, **options)
     assert result.exporter == "torch.jit.trace"
     module = torch.jit.load(str(tmp_path / "vit.pt"))
     with torch.no_grad():
@@ -102,7 +103,7 @@ def test_onnx_and_torchscript_vit(vit, tmp_path):
 def test_torchscript_and_exported_program_cnn(resnet, tmp_path):
     images, classes = pixels(4, 64), torch.tensor([3, 1, 4, 1])
     for fmt, name in (("torchscript", "m.pt"), ("exported-program", "m.pt2")):
-        export_model(resnet, tmp_path / name, input_size=64, fmt=fmt, dynamic_batch=True)
+        export_model(resnet, tmp_path / name, input_size=64, fmt=fmt, dynamic_batch=True, verify_count=2)
         runner = open_exported(tmp_path / name)
         assert runner.format == fmt and runner.meta["layers"] == ["layer2", "layer3", "layer4"]
         check_against_explain(resnet, runner(images.numpy(), classes.numpy()), images, classes)
@@ -117,7 +118,7 @@ def test_onnx_falls_back_to_the_torchscript_exporter(resnet, tmp_path, monkeypat
         return real_export(*args, dynamo=False, **kwargs)
 
     monkeypatch.setattr(torch.onnx, "export", dynamo_fails)
-    result = export_model(resnet, tmp_path / "m.onnx", input_size=64, dynamic_batch=True)
+    result = export_model(resnet, tmp_path / "m.onnx", input_size=64, dynamic_batch=True, verify_count=2)
     assert result.exporter == "torch.onnx.export(dynamo=False)" and result.verification.ok
     assert open_exported(tmp_path / "m.onnx").meta["exporter"] == "torch.onnx.export(dynamo=False)"
 
@@ -193,9 +194,9 @@ def test_failed_write_or_verification_leaves_nothing(resnet, tmp_path, monkeypat
     with monkeypatch.context() as patch:
         patch.setattr("tame.export.api.os.replace", refuse)  # the rename at the end fails (read-only, full disk)
         with pytest.raises(TameError, match="cannot write .*Read-only file system"):
-            export_model(resnet, tmp_path / "m.pt2", input_size=64, fmt="exported-program")
+            export_model(resnet, tmp_path / "m.pt2", input_size=64, fmt="exported-program", verify_count=1)
     monkeypatch.setattr("tame.export.verify.TOLERANCE", -1.0)
     monkeypatch.setattr("tame.export.api.verify_export.__defaults__", (-1.0,))  # nothing can match now
     with pytest.raises(TameError, match="does not match PyTorch, nothing written"):
-        export_model(resnet, tmp_path / "m.pt2", input_size=64, fmt="exported-program")
+        export_model(resnet, tmp_path / "m.pt2", input_size=64, fmt="exported-program", verify_count=1)
     assert list(tmp_path.iterdir()) == []
