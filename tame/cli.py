@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "explain": ("tame.commands.explain", "explanation maps for your own images (overlays, .npy, gallery)"),
     "eval": ("tame.commands.eval", "AD / IC at 100, 50, 15 %% (and ROAD, pointing game) of TAME or a baseline"),
     "compare": ("tame.commands.compare", "TAME against the baselines on one list: markdown + CSV table and a chart"),
+    "export": ("tame.commands.export", "one ONNX / TorchScript / exported-program graph: images -> logits, class, map"),
     "demo": ("tame.commands.demo", "the whole method end to end on a CPU, offline (writes demo/report.html)"),
 }
 

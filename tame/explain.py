@@ -104,7 +104,7 @@ def explain_batch(
             stem = f"{path.stem}_class{k}"
             label = f"{names[k]} ({k})" if names else f"class {k}"
             prob = float(probabilities[i, k])
-            _save_npy(out / f"{stem}.npy", maps[i].cpu().numpy().astype(np.float32))
+            save_npy(out / f"{stem}.npy", maps[i].cpu().numpy().astype(np.float32))
             save_overlay(images[i], maps[i], out / f"{stem}.png", title=f"{label}  p={prob:.3f}")
             entries.append(
                 {
@@ -120,7 +120,7 @@ def explain_batch(
     return entries
 
 
-def _save_npy(path: Path, array: np.ndarray) -> None:
+def save_npy(path: Path, array: np.ndarray) -> None:
     buffer = io.BytesIO()
     np.save(buffer, array)
     write_bytes_atomic(path, buffer.getvalue())

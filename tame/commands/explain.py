@@ -26,8 +26,12 @@ from tame.options import add_device_option
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", help="image files or folders")
     parser.add_argument("--config", help="run config (model name, layers, sizes)")
+    parser.add_argument("--checkpoint", help="AM checkpoint: ours, a training checkpoint or an original TAME snapshot")
     parser.add_argument(
-        "--checkpoint", required=True, help="AM checkpoint: ours, a training checkpoint or an original TAME snapshot"
+        "--runtime",
+        choices=("torch", "onnx"),
+        default="torch",
+        help="onnx: the first path is a `tame export` ONNX file, run in ONNX Runtime (no config, no checkpoint)",
     )
     parser.add_argument("--model", help="classifier name (overrides the config)")
     parser.add_argument("--layers", nargs="+", help="tapped layers (override the config)")
@@ -42,6 +46,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.runtime == "onnx":
+        return _run_onnx(args)
+    if not args.checkpoint:
+        raise TameError("--checkpoint is required (or --runtime onnx with an exported model)")
     overrides = [f"model.{k}={v}" for k, v in (("name", args.model), ("weights", args.weights)) if v]
     if args.layers:
         overrides.append(f"model.layers=[{', '.join(args.layers)}]")
@@ -64,12 +72,30 @@ def run(args: argparse.Namespace) -> int:
     model.load_attention(args.checkpoint)
     model.eval()
     result = explain_images(model, args.paths, args.out, spec)
-    for path, why in result.skipped:
-        print(f"skipped {path}: {why}")
-    print(
-        f"explained {result.images} images ({len(result.entries)} maps), skipped {len(result.skipped)}; "
-        f"gallery: {Path(args.out) / 'index.html'}"
+    return _summary(result.images, result.entries, result.skipped, Path(args.out))
+
+
+def _run_onnx(args: argparse.Namespace) -> int:
+    from tame.export.runtime import explain_with_onnx
+
+    if len(args.paths) < 2:
+        raise TameError("--runtime onnx: give the exported model, then the images (tame explain model.onnx IMAGES)")
+    entries, skipped = explain_with_onnx(
+        args.paths[0],
+        args.paths[1:],
+        args.out,
+        top_k=args.top_k,
+        class_index=args.class_index,
+        no_crop=args.no_crop,
+        batch_size=args.batch_size,
     )
-    if not result.entries:
+    return _summary(len({entry["image"] for entry in entries}), entries, skipped, Path(args.out))
+
+
+def _summary(images: int, entries: list[dict], skipped: list, out: Path) -> int:
+    for path, why in skipped:
+        print(f"skipped {path}: {why}")
+    print(f"explained {images} images ({len(entries)} maps), skipped {len(skipped)}; gallery: {out / 'index.html'}")
+    if not entries:
         raise TameError("no readable images among the given paths")
     return 0
