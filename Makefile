@@ -52,4 +52,5 @@ bench: $(STAMP)  # every CPU benchmark side by side (~10 min on 2 cores; QUICK=1
 	$(BIN)/python -m benchmarks.latency $(if $(QUICK),--quick)
 	$(BIN)/python -m benchmarks.memory $(if $(QUICK),--quick)
 	$(BIN)/python -m benchmarks.loaders $(if $(QUICK),--quick)
+	$(BIN)/python -m benchmarks.export $(if $(QUICK),--quick)
 	$(BIN)/python -m benchmarks.summary
