@@ -24,6 +24,10 @@ class ClassifierRecipe:
     batch_size: int = 32
     label_smoothing: float = 0.1
     seed: int = 0
+    # Blank images (all zero) appended to each batch, as this share of it, with a uniform target: a TAME mask
+    # multiplies the image, so a classifier that calls a black image some class lets TAME explain that class with
+    # an empty mask (docs/DEMO_FINDINGS.md). 0: plain training.
+    blank_fraction: float = 0.0
 
 
 def train_classifier(recipe: ClassifierRecipe, data: DataConfig, num_classes: int, out: Path) -> dict:
@@ -64,9 +68,7 @@ def train_classifier(recipe: ClassifierRecipe, data: DataConfig, num_classes: in
             train_loader.set_epoch(epoch)
             net.train()
             for images, labels in train_loader:
-                loss = F.cross_entropy(
-                    net(classifier.normalise(images)), labels, label_smoothing=recipe.label_smoothing
-                )
+                loss = classifier_loss(net, classifier.normalise, images, labels, recipe)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -77,6 +79,18 @@ def train_classifier(recipe: ClassifierRecipe, data: DataConfig, num_classes: in
     accuracy = classification_accuracy(classifier, val_loader)
     save_atomic({k: v.detach().clone() for k, v in net.state_dict().items()}, out)
     return {"val_accuracy": accuracy, "train_loss": loss.item()}
+
+
+def classifier_loss(net, normalise, images: torch.Tensor, labels: torch.Tensor, recipe: ClassifierRecipe):
+    """Cross-entropy on the batch; with ``recipe.blank_fraction``, blank images with a uniform target join it."""
+    blanks = round(recipe.blank_fraction * images.shape[0])
+    if blanks == 0:
+        return F.cross_entropy(net(normalise(images)), labels, label_smoothing=recipe.label_smoothing)
+    logits = net(normalise(torch.cat([images, images.new_zeros(blanks, *images.shape[1:])])))
+    real = F.cross_entropy(logits[: images.shape[0]], labels, label_smoothing=recipe.label_smoothing)
+    uniform = torch.full_like(logits[images.shape[0] :], 1.0 / logits.shape[1])
+    blank = F.cross_entropy(logits[images.shape[0] :], uniform)
+    return (images.shape[0] * real + blanks * blank) / (images.shape[0] + blanks)
 
 
 @torch.no_grad()
