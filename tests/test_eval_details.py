@@ -201,3 +201,15 @@ def test_min_max_normalise_keeps_a_broken_map_broken():
     out = min_max_normalise(maps)
     assert out[0].tolist() == [[0.0, 1.0]] and out[1].tolist() == [[0.0, 0.0]]  # a constant map: 0, as before
     assert out[2].isnan().all() and out[3].isnan().any()
+
+
+def test_the_demo_report_has_a_per_class_table():
+    from tame.demo.report import per_class_tables
+
+    row = {"images": 4.0, "PG": 50.0, "AD(15%)": 12.345}
+    per_class = {m: [{"name": "circle", **row}, {"name": "star", **row, "PG": 25.0}] for m in ("tame", "gradcam")}
+    [(title, header, rows)] = per_class_tables({**per_class, "random": per_class["tame"]})
+    assert "true label" in title
+    assert header == ["class", "TAME PG", "Grad-CAM PG", "TAME AD(15%)", "Grad-CAM AD(15%)"]
+    assert rows == [["circle", "50.00", "50.00", "12.35", "12.35"], ["star", "25.00", "25.00", "12.35", "12.35"]]
+    assert per_class_tables({}) == []  # a compare stage recorded before per-class results: no table
