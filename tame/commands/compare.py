@@ -7,7 +7,8 @@
 Every method sees the same images through the same classifier: AD / IC at 100, 50, 15 %, ROAD (MoRF / LeRF
 accuracy at 10..90 % removed; ``--no-road`` skips it), pointing game and energy-based pointing game with
 ``--boxes``, and the milliseconds one explanation takes per image. Writes ``<out>/compare.{md,csv,json,png}``
-(default ``out``: ``compare/`` next to the checkpoint).
+(default ``out``: ``compare/`` next to the checkpoint); ``--per-class`` adds ``<out>/compare_per_class.csv`` (by the
+list's true label) and prints it, ``--per-image FILE.csv`` one row per method and image.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import argparse
 from tame.baselines import list_methods
 from tame.commands.eval import add_data_arguments, data_options
 from tame.evaluation import CompareSpec, compare
+from tame.evaluation.compare import PER_CLASS
+from tame.evaluation.tables import class_table
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,4 +44,10 @@ def run(args: argparse.Namespace) -> int:
     if comparison.is_main:
         print(comparison.markdown())
         print(f"wrote {comparison.out}/compare.md, .csv, .json and .png")
+        for method, rows in comparison.classes:
+            print(class_table(rows, f"\n{method}, per class"))
+        if comparison.classes:
+            print(f"wrote {comparison.out / PER_CLASS}")
+        if args.per_image:
+            print(f"wrote {args.per_image} (one row per method and image)")
     return 0

@@ -11,7 +11,10 @@ through the classifier alone (never the AM again). Sharded: rank r evaluates lis
 samples (label -1) are dropped and the per-metric sums are all-reduced, so every sample counts exactly once.
 Writes ``<out>/<method>_<list>.csv`` (the reference's columns ``epoch,AD(100%),IC(100%),...``, then ROAD and
 localisation columns when asked for) and a ``.json`` with every number, updated after each checkpoint, and prints a
-summary table. Default ``out``: ``eval/`` beside the checkpoints (TAME) or ``<output_dir>/eval`` (baselines).
+summary table. ``--per-image FILE.csv``: one row per image and checkpoint (list path, label, predicted class, Y, O at
+each level, pointing hit), to find the images a method fails on; ``--per-class``: AD/IC and the pointing games per
+class of the list's (true) labels in ``<out>/<method>_<list>_per_class.csv``, the last checkpoint's printed.
+Default ``out``: ``eval/`` beside the checkpoints (TAME) or ``<output_dir>/eval`` (baselines).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import argparse
 from tame.baselines import list_methods
 from tame.evaluation import EvalSpec, evaluate_spec, summary_table
 from tame.evaluation.spec import default_road_workers
+from tame.evaluation.tables import class_table
 from tame.options import add_device_option
 
 
@@ -55,6 +59,16 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pointing-tolerance", type=float, default=0.0, help="pointing-game tolerance in pixels")
     parser.add_argument("--num-masks", type=int, default=4000, help="RISE: number of random masks")
     parser.add_argument("--layer", help="target layer of the CAM methods (default: the config's last layer)")
+    parser.add_argument(
+        "--per-image",
+        metavar="FILE.csv",
+        help="also write one row per image: list path, label, predicted class, Y, O at each level, pointing hit",
+    )
+    parser.add_argument(
+        "--per-class",
+        action="store_true",
+        help="also AD/IC and pointing game per class (grouped by the list's true label): a CSV and a printed table",
+    )
     add_device_option(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -78,6 +92,8 @@ def data_options(args: argparse.Namespace) -> dict:
         layer=args.layer,
         device=args.device,
         progress=not args.no_progress,
+        per_image=args.per_image,
+        per_class=args.per_class,
     )
 
 
@@ -92,4 +108,10 @@ def run(args: argparse.Namespace) -> int:
     if result.is_main:
         print(summary_table(result.rows))
         print(f"{result.rows[0][1].num_samples} samples; wrote {result.out / result.name}.csv and .json")
+        if result.classes:
+            label, rows = result.classes[-1]
+            print(class_table(rows, f"\n{result.method}" + (f" epoch {label}" if label else "") + ", per class"))
+            print(f"wrote {result.per_class_path}")
+        if args.per_image:
+            print(f"wrote {args.per_image} (one row per image)")
     return 0

@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 METHODS = ("tame", "gradcam", "gradcam++", "random")
 LR_RANGE = (1e-5, 1.0)  # start and end LR of the demo's range test
-COMPARE_FORMAT = 2  # of the compare stage's recorded outputs (1: compare.csv's rows as strings)
+COMPARE_FORMAT = 3  # of the compare stage's recorded outputs (1: compare.csv's rows as strings; 2: no per_class)
 
 
 @dataclass(frozen=True)
@@ -201,9 +201,11 @@ def _compare_stage(demo: DemoRun, train: dict, force: bool) -> dict:
             road=False,
             boxes=demo.out / "data" / "boxes.json",
             out=folder,
+            per_class=True,
         )
         comparison = compare(spec)
-        return {"results": {method: result.columns() for method, result in comparison.rows}}
+        per_class = {m: [{"name": r.name, **r.columns()} for r in rows] for m, rows in comparison.classes}
+        return {"results": {method: result.columns() for method, result in comparison.rows}, "per_class": per_class}
 
     inputs = {"train": train, "methods": list(METHODS), "format": COMPARE_FORMAT}
     return run_stage("compare", folder, inputs, force, make)

@@ -46,6 +46,7 @@ def write_demo_report(
         figures,
         [(caption, os.path.relpath(path, out)) for caption, path in gallery],
         _facts(cfg, stages),
+        per_class_tables(stages["compare"].get("per_class", {})),
     )
     html_path, _ = write_report(report, out)
     logger.info("%s", summary[-1])
@@ -58,6 +59,23 @@ def results_table(results: Mapping[str, Mapping[str, float]]) -> tuple[list[str]
     header = ["method", *[c for c in COLUMNS if c in first]]
     table = [[method, *[f"{values[c]:.2f}" for c in header[1:]]] for method, values in results.items()]
     return header, table
+
+
+PER_CLASS = (("tame", "TAME"), ("gradcam", "Grad-CAM"))  # the methods of the per-class table
+
+
+def per_class_tables(per_class: Mapping[str, Sequence[Mapping]]) -> list[tuple[str, list[str], list[list[str]]]]:
+    """The per-class table: TAME's and Grad-CAM's pointing game and AD(15%) per class of the validation labels."""
+    methods = [(method, name) for method, name in PER_CLASS if per_class.get(method)]
+    if not methods:
+        return []
+    header = ["class", *[f"{name} PG" for _, name in methods], *[f"{name} AD(15%)" for _, name in methods]]
+    rows = []
+    for k, first in enumerate(per_class[methods[0][0]]):
+        cells = [per_class[method][k] for method, _ in methods]
+        rows.append([first["name"], *[f"{c['PG']:.2f}" for c in cells], *[f"{c['AD(15%)']:.2f}" for c in cells]])
+    title = "Per class (by the true label; the map explains the predicted class; PG higher, AD lower is better)"
+    return [(title, header, rows)]
 
 
 def _summary(size: DemoSize, classifier: dict, results: Mapping[str, Mapping[str, float]]) -> list[str]:

@@ -7,7 +7,7 @@ milliseconds one explanation takes per image. :func:`compare` writes ``<out>/com
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tame.baselines import create_explainer
@@ -15,11 +15,21 @@ from tame.checkpoints import newest_epoch_checkpoint
 from tame.config import expand_path
 from tame.evaluation.loop import EvaluationResult
 from tame.evaluation.run import open_evaluation
+from tame.evaluation.samples import ClassRow, ImageRow, class_names
 from tame.evaluation.spec import CompareSpec
-from tame.evaluation.tables import chart_panels, compare_report, csv_text, markdown, summary_columns
+from tame.evaluation.tables import (
+    chart_panels,
+    class_csv,
+    compare_report,
+    csv_text,
+    image_csv,
+    markdown,
+    summary_columns,
+)
 from tame.io import write_text_atomic
 
 FILES = ("compare.md", "compare.csv", "compare.json", "compare.png")
+PER_CLASS = "compare_per_class.csv"  # with per_class
 
 
 @dataclass
@@ -31,12 +41,19 @@ class Comparison:
     out: Path
     checkpoint: Path | None  # the TAME weights evaluated (None without tame)
     is_main: bool = True  # rank 0 (the process that wrote the files)
+    # with per_image / per_class: (method, every image's row) and (method, rows per class of the list's labels)
+    images: list[tuple[str, list[ImageRow]]] = field(default_factory=list)
+    classes: list[tuple[str, list[ClassRow]]] = field(default_factory=list)
 
     def result(self, method: str) -> EvaluationResult:
         return dict(self.rows)[method]
 
     def markdown(self) -> str:
         return markdown(self.rows, self.title)
+
+    def per_class(self, method: str) -> list[ClassRow]:
+        """``method``'s rows per class (with ``per_class``)."""
+        return dict(self.classes)[method]
 
 
 def compare(spec: CompareSpec) -> Comparison:
@@ -47,27 +64,36 @@ def compare(spec: CompareSpec) -> Comparison:
         if "tame" in spec.methods:
             data.model.load_attention(checkpoint)
             data.model.eval()
-        rows = []
+        rows, images, classes = [], [], []
         for method in spec.methods:
+            name = f"tame with checkpoint {checkpoint}" if method == "tame" else method
             with create_explainer(method, data.model, **spec.method_options(method)) as explainer:
-                rows.append((method, data.evaluate(explainer, method)))
+                result, method_images = data.evaluate(explainer, method, name)
+            rows.append((method, result))
+            if method_images is not None:
+                images.append((method, method_images))
+                classes += [(method, data.class_rows(method_images))] if spec.per_class else []
         if spec.out:
             out = Path(spec.out)
         elif checkpoint is not None:
             out = checkpoint.parent / "compare"
         else:
             out = expand_path(data.cfg.output_dir, "output_dir") / "compare"
-        comparison = Comparison(rows, f"{data.cfg.model.name} on {data.list_file.name}", out, checkpoint)
-        comparison.is_main = data.dist.is_main
+        title = f"{data.cfg.model.name} on {data.list_file.name}"
+        comparison = Comparison(rows, title, out, checkpoint, data.dist.is_main, images, classes)
         if comparison.is_main:
-            _write(comparison, spec, data.list_file)
+            _write(comparison, spec, data.list_file, class_names(data.cfg))
     return comparison
 
 
-def _write(comparison: Comparison, spec: CompareSpec, list_file: Path) -> None:
+def _write(comparison: Comparison, spec: CompareSpec, list_file: Path, names: list[str]) -> None:
     from tame.viz.plots import comparison_chart
 
     out, rows = comparison.out, comparison.rows
+    if spec.per_image:
+        write_text_atomic(spec.per_image, image_csv(comparison.images, spec.levels, "method", names))
+    if spec.per_class:
+        write_text_atomic(out / PER_CLASS, class_csv(comparison.classes, "method"))
     write_text_atomic(out / "compare.md", comparison.markdown())
     write_text_atomic(out / "compare.csv", csv_text(rows, first="method"))
     write_text_atomic(out / "compare.json", compare_report(spec.config_name(), comparison.checkpoint, list_file, rows))

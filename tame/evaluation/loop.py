@@ -17,6 +17,7 @@ from tqdm import tqdm
 from tame import distributed
 from tame.baselines import Explainer
 from tame.errors import TameError
+from tame.evaluation.samples import SampleLog
 from tame.metrics import ad_ic, road
 from tame.metrics.ad_ic import class_probability, confidence_drop, confidence_increase, keep_top_fraction, level_name
 from tame.metrics.localisation import energy_pointing_game, pointing_game
@@ -85,7 +86,7 @@ class _Protocol:
     chunk: int | None
 
     def sum_keys(self) -> list[str]:
-        keys = ["count", "seconds", "timed", "first_seconds", "first_timed"] + [
+        keys = ["count", "non-finite", "seconds", "timed", "first_seconds", "first_timed"] + [
             f"{name}/{p}" for p in self.levels for name in ("drop", "increase")
         ]
         keys += [
@@ -125,6 +126,8 @@ def evaluate(
     progress: bool = False,
     total: int | None = None,
     desc: str = "eval",
+    name: str | None = None,
+    samples: SampleLog | None = None,
 ) -> EvaluationResult:
     """AD/IC at ``levels`` (and ROAD at ``road_levels``, localisation) of ``explainer`` over ``batches``.
 
@@ -132,6 +135,8 @@ def evaluate(
     ``(images, labels, regions bool [B, H, W])``; samples labelled -1 (a sharded loader's padding) are dropped.
     The explained class is the classifier's prediction. ``chunk``: images per classifier forward on masked inputs
     (None: all masked copies of a batch in one forward). Under torch.distributed the sums are all-reduced.
+    ``samples``: records this rank's per-image values (:mod:`tame.evaluation.samples`). A map with a NaN or an
+    infinity is never averaged: any such image raises a TameError naming ``name`` (default ``desc``).
     """
     protocol = _Protocol(levels, road_levels, road_seed, road_workers, localisation, pointing_tolerance, chunk)
     sums: MetricSums | None = None
@@ -145,26 +150,33 @@ def evaluate(
             sums = MetricSums(protocol.sum_keys(), images.device)
         keep = labels >= 0
         if not bool(keep.all()):
-            images = images[keep]
+            images, labels = images[keep], labels[keep]
             regions = regions[keep] if regions is not None else None
         if images.shape[0] == 0:
             continue
-        _add_batch(sums, explainer, images, regions, protocol, warm)
+        _add_batch(sums, explainer, (images, labels, regions), protocol, warm, samples)
         warm = True
     if sums is None:
         raise TameError("nothing to evaluate: the data yielded no batches")
-    return _result(sums.reduced(), levels, road_levels, localisation)
+    totals = sums.reduced()
+    if totals["non-finite"]:
+        raise TameError(
+            f"{name or desc}: {round(totals['non-finite'])} of {round(totals['count'])} images got an explanation map "
+            "with NaN or infinite values; no result is reported (check the weights: a diverged or damaged checkpoint?)"
+        )
+    return _result(totals, levels, road_levels, localisation)
 
 
 def _add_batch(
     sums: MetricSums,
     explainer: Explainer,
-    images: torch.Tensor,
-    regions: torch.Tensor | None,
+    batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None],
     protocol: _Protocol,
     warm: bool,
+    samples: SampleLog | None,
 ) -> None:
-    """Add one batch's samples (padding already dropped) to ``sums``."""
+    """Add one batch's samples (images, labels, regions or None; padding already dropped) to ``sums``."""
+    images, labels, regions = batch
     device = images.device
     _synchronise(device)
     start = time.perf_counter()
@@ -174,13 +186,15 @@ def _add_batch(
     sums.add("timed" if warm else "first_timed", images.shape[0])
     sums.add("count", images.shape[0])
     maps, classes = explanation.maps, explanation.classes
+    sums.add("non-finite", ~torch.isfinite(maps).flatten(1).all(dim=1))
     base = class_probability(explanation.logits, classes)  # Y: [B]
 
     levels, chunk = protocol.levels, protocol.chunk
     order = ad_ic.pixel_order(maps)  # one stable sort serves every level
     masked = torch.cat([images * keep_top_fraction(maps, p, order).unsqueeze(1) for p in levels])  # [L·B, 3, H, W]
     probabilities = class_probability(_predict(explainer, masked, chunk), classes.repeat(len(levels)))
-    for p, after in zip(levels, probabilities.view(len(levels), -1)):  # O: [B] per level
+    probabilities = probabilities.view(len(levels), -1)  # O: [L, B]
+    for p, after in zip(levels, probabilities):
         sums.add(f"drop/{p}", confidence_drop(base, after))
         sums.add(f"increase/{p}", confidence_increase(base, after))
 
@@ -194,11 +208,25 @@ def _add_batch(
             sums.add(f"road/{road_order}/{q}/correct", logits.argmax(dim=1) == classes)
             sums.add(f"road/{road_order}/{q}/probability", class_probability(logits, classes))
 
-    if regions is not None:
-        regions = regions.to(maps.device)
-        sums.add("regions", regions.flatten(1).any(dim=1))
-        sums.add("pointing", pointing_game(maps, regions, protocol.pointing_tolerance))
-        sums.add("energy", energy_pointing_game(maps, regions))
+    located = _add_localisation(sums, maps, regions, protocol) if regions is not None else {}
+    if samples is not None:
+        samples.add(labels, classes, base, probabilities, **located)
+
+
+def _add_localisation(
+    sums: MetricSums, maps: torch.Tensor, regions: torch.Tensor, protocol: _Protocol
+) -> dict[str, torch.Tensor]:
+    """Add the pointing games of one batch; returns the per-image values (``any``: a box pixel in the crop)."""
+    regions = regions.to(maps.device)
+    located = {
+        "any": regions.flatten(1).any(dim=1),
+        "hit": pointing_game(maps, regions, protocol.pointing_tolerance),
+        "energy": energy_pointing_game(maps, regions),
+    }
+    sums.add("regions", located["any"])
+    sums.add("pointing", located["hit"])
+    sums.add("energy", located["energy"])
+    return located
 
 
 def _result(

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import torch
+
 from tame import distributed
 from tame.baselines import Explainer, create_explainer
 from tame.checkpoints import checkpoints_to_evaluate
@@ -20,8 +22,9 @@ from tame.config import Config, expand_path
 from tame.data.boxes import Boxes, read_boxes, with_regions
 from tame.distributed import Dist
 from tame.evaluation.loop import EvaluationResult, evaluate
+from tame.evaluation.samples import ClassRow, ImageRow, SampleLog, class_names, gather_images, per_class
 from tame.evaluation.spec import EvalOptions, EvalSpec
-from tame.evaluation.tables import csv_text, eval_report
+from tame.evaluation.tables import class_csv, csv_text, eval_report, image_csv
 from tame.io import write_text_atomic
 from tame.metrics import road
 from tame.models import TameModel
@@ -50,8 +53,27 @@ class EvaluationData:
             return self.loader
         return with_regions(self.loader, self.boxes, (self.cfg.data.crop, self.cfg.data.crop))
 
-    def evaluate(self, explainer: Explainer, desc: str) -> EvaluationResult:
-        """:func:`evaluate` of ``explainer`` on the list, under the options' protocol."""
+    @property
+    def wants_images(self) -> bool:
+        """Whether per-image rows are recorded (for ``per_image`` or ``per_class``)."""
+        return bool(self.options.per_image or self.options.per_class)
+
+    def evaluate(
+        self, explainer: Explainer, desc: str, name: str | None = None
+    ) -> tuple[EvaluationResult, list[ImageRow] | None]:
+        """:func:`evaluate` of ``explainer`` on the list, under the options' protocol, and with ``per_image`` or
+        ``per_class`` every image's row (all ranks', in list order, on every rank; else None). ``name``: what a
+        failure names (the method and checkpoint; default ``desc``)."""
+        log = SampleLog(self.options.levels) if self.wants_images else None
+        result = self._evaluate(explainer, desc, name, log)
+        if log is None:
+            return result, None
+        plan = self.loader.plan()
+        indices = plan.indices[~plan.padding].tolist()
+        rows = log.rows(indices, [self.loader.entries[i].path for i in indices])
+        return result, gather_images(self.dist, rows)
+
+    def _evaluate(self, explainer: Explainer, desc: str, name: str | None, log: SampleLog | None) -> EvaluationResult:
         options = self.options
         return evaluate(
             explainer,
@@ -65,7 +87,15 @@ class EvaluationData:
             total=len(self.loader),
             progress=self.dist.is_main and options.progress,
             desc=desc,
+            name=name,
+            samples=log,
         )
+
+    def class_rows(self, images: list[ImageRow] | None) -> list[ClassRow] | None:
+        """Per-class rows of ``images`` (grouped by the list's label) when ``per_class`` was asked for."""
+        if not self.options.per_class or images is None:
+            return None
+        return per_class(images, self.options.levels, class_names(self.cfg), localisation=self.boxes is not None)
 
 
 def _checkpoint_file(checkpoint) -> Path | None:
@@ -94,6 +124,7 @@ def open_evaluation(options: EvalOptions) -> Iterator[EvaluationData]:
     boxes = read_boxes(options.boxes, cfg.data.resize, cfg.data.crop) if options.boxes else None
     dist = distributed.setup(options.device)
     try:
+        torch.manual_seed(cfg.train.seed)  # a classifier without weights (pretrained: false) is the same every run
         model = TameModel.from_config(cfg.model, data_cfg=cfg.data).to(dist.device).eval()
         loader = build_loader(
             cfg.data,
@@ -123,6 +154,9 @@ class EvaluationRun:
     rows: list[tuple[str, EvaluationResult]] = field(default_factory=list)
     checkpoints: list[Path | None] = field(default_factory=list)
     is_main: bool = True  # rank 0 (the process that wrote the files)
+    # with per_image / per_class: (epoch label, every image's row) and (epoch label, per-class rows)
+    images: list[tuple[str, list[ImageRow]]] = field(default_factory=list)
+    classes: list[tuple[str, list[ClassRow]]] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -136,12 +170,17 @@ class EvaluationRun:
     def json_path(self) -> Path:
         return self.out / f"{self.name}.json"
 
+    @property
+    def per_class_path(self) -> Path:
+        return self.out / f"{self.name}_per_class.csv"
+
 
 def evaluate_spec(spec: EvalSpec) -> EvaluationRun:
     """Evaluate ``spec.method`` at each of its checkpoints (every ``epoch_N.pt`` of a folder, in order).
 
     Rank 0 rewrites ``<out>/<method>_<list>.csv`` (the reference's columns) and ``.json`` (every number) after each
-    checkpoint, so a later failure loses nothing already evaluated. Every rank returns the same rows.
+    checkpoint, so a later failure loses nothing already evaluated; with ``per_image`` that CSV (a row per checkpoint
+    and image), with ``per_class`` ``<out>/<method>_<list>_per_class.csv``. Every rank returns the same rows.
     """
     method = spec.method
     checkpoints = checkpoints_to_evaluate(spec.checkpoint) if method == "tame" else [("", None)]
@@ -154,14 +193,28 @@ def evaluate_spec(spec: EvalSpec) -> EvaluationRun:
             if path is not None:
                 data.model.load_attention(path)
                 data.model.eval()
+            name = f"{method} with checkpoint {path}" if path is not None else method
             with create_explainer(method, data.model, **spec.method_options(method)) as explainer:
-                run.rows.append((label, data.evaluate(explainer, f"{method} epoch {label}" if label else method)))
+                result, images = data.evaluate(explainer, f"{method} epoch {label}" if label else method, name)
+            run.rows.append((label, result))
             run.checkpoints.append(path)
+            if images is not None:
+                run.images.append((label, images))
+                run.classes += [(label, data.class_rows(images))] if spec.per_class else []
             if run.is_main:
-                write_text_atomic(run.csv_path, csv_text(run.rows))
-                report = eval_report(method, spec.config_name(), data.list_file, run.rows, run.checkpoints)
-                write_text_atomic(run.json_path, report)
+                _write_run(run, spec, data)
     return run
+
+
+def _write_run(run: EvaluationRun, spec: EvalSpec, data: EvaluationData) -> None:
+    write_text_atomic(run.csv_path, csv_text(run.rows))
+    write_text_atomic(
+        run.json_path, eval_report(run.method, spec.config_name(), data.list_file, run.rows, run.checkpoints)
+    )
+    if spec.per_image:
+        write_text_atomic(spec.per_image, image_csv(run.images, spec.levels, "epoch", class_names(data.cfg)))
+    if spec.per_class:
+        write_text_atomic(run.per_class_path, class_csv(run.classes, "epoch"))
 
 
 def default_out(method: str, checkpoint: str | Path | None, cfg: Config) -> Path:

@@ -30,7 +30,9 @@ class EvalOptions:
     boxes (adds the pointing games). ``batch_size``: per process (default: ``data.batch_size`` / processes);
     ``chunk``: images per classifier forward on masked copies (None: a whole batch's); ``max_samples``: only the
     list's first N. ``num_masks`` (RISE) and ``layer`` (the CAM methods' target layer) go to the methods that take
-    them. ``device``: ``auto``, ``cpu`` or ``cuda[:N]``.
+    them. ``device``: ``auto``, ``cpu`` or ``cuda[:N]``. ``per_image``: a CSV file for one row per image (list path,
+    label, prediction, Y, O at each level, pointing hit); ``per_class``: the results per class of the list's labels
+    too (:mod:`tame.evaluation.samples`).
     """
 
     config: PathLike | Config | None = None
@@ -50,6 +52,8 @@ class EvalOptions:
     layer: str | None = None
     device: str = "auto"
     progress: bool = True
+    per_image: PathLike | None = None
+    per_class: bool = False
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "chunk", "max_samples", "num_masks", "road_workers"):
@@ -62,6 +66,8 @@ class EvalOptions:
             raise TameError(f"overrides must be a list of key=value strings, got the string {self.overrides!r}")
         if isinstance(self.config, Config) and self.overrides:
             raise TameError("overrides apply to a config file; change the Config object instead")
+        if self.per_image is not None and os.path.isdir(self.per_image):
+            raise TameError(f"--per-image {self.per_image} is a folder; give the name of the CSV file to write")
 
     def load_config(self) -> Config:
         """The config, its overrides applied and validated."""

@@ -10,9 +10,14 @@ from dataclasses import asdict
 from pathlib import Path
 
 from tame.evaluation.loop import AD_IC_COLUMNS, EvaluationResult
+from tame.evaluation.samples import ClassRow, ImageRow
 from tame.metrics import ad_ic, level_name
 
 Rows = Sequence[tuple[str, EvaluationResult]]  # (label: an epoch or a method, result)
+CLASS_NOTE = (
+    "per class: grouped by the list's (true) label; every image explains its predicted class; "
+    "accuracy: share of the class's images predicted as it"
+)
 
 
 def csv_text(rows: Rows, first: str = "epoch") -> str:
@@ -127,3 +132,56 @@ def chart_panels(road: bool) -> list[tuple[str, list[str]]]:
         panels.append(("ROAD accuracy (%), mean over levels", ["ROAD MORF acc", "ROAD LERF acc"]))
     panels.append(("localisation (%)", ["PG", "EBPG"]))
     return panels
+
+
+def image_csv(
+    groups: Sequence[tuple[str, Sequence[ImageRow]]], levels: Sequence[float], first: str, names: Sequence[str] = ()
+) -> str:
+    """One line per (epoch or method, image), in list order: the list's path and label, the explained (predicted)
+    class, Y and O at each level (exact float32 values, so they average back to AD/IC) and, with boxes, the
+    pointing-game hit (1/0; empty when no box pixel lies in the crop) and EBPG (percent)."""
+    located = any(row.hit is not None for _, rows in groups for row in rows)
+    header = [first, "path", "label", "predicted", "Y", *[f"O({level_name(p)})" for p in levels]]
+    header += ["PG", "EBPG"] if located else []
+    header += ["label_name", "predicted_name"] if names else []
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    for label, rows in groups:
+        for row in rows:
+            line = [label, row.path, row.label, row.predicted, repr(row.y), *(repr(o) for o in row.o)]
+            if located:
+                line += ["", ""] if row.hit is None else [int(row.hit), repr(100.0 * row.energy)]
+            if names:
+                line += [_name(names, row.label), _name(names, row.predicted)]
+            writer.writerow(line)
+    return buffer.getvalue()
+
+
+def _name(names: Sequence[str], index: int) -> str:
+    return names[index] if 0 <= index < len(names) else ""
+
+
+def class_csv(groups: Sequence[tuple[str, Sequence[ClassRow]]], first: str) -> str:
+    """One line per (epoch or method, class of the list's labels): images, accuracy, AD/IC, PG/EBPG; 4 decimals."""
+    columns = list(groups[0][1][0].columns()) if groups and groups[0][1] else []
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([first, "label", "name", *columns])
+    for label, rows in groups:
+        for row in rows:
+            values = row.columns()
+            writer.writerow([label, row.label, row.name, row.images, *(f"{values[c]:.4f}" for c in columns[1:])])
+    return buffer.getvalue()
+
+
+def class_table(rows: Sequence[ClassRow], title: str) -> str:
+    """A fixed-width per-class table under ``title`` and the note on how images are grouped."""
+    columns = list(rows[0].columns()) if rows else []
+    width = max([len(c) for c in columns] + [len(row.name) for row in rows] + [5]) + 2
+    lines = [title, CLASS_NOTE, "class".rjust(width) + "".join(c.rjust(width) for c in columns)]
+    for row in rows:
+        values = row.columns()
+        cells = [f"{values[c]:.0f}" if c == "images" else f"{values[c]:.2f}" for c in columns]
+        lines.append(row.name.rjust(width) + "".join(cell.rjust(width) for cell in cells))
+    return "\n".join(lines)

@@ -71,12 +71,16 @@ def resolve_classes(classes: torch.Tensor | int | None, logits: torch.Tensor) ->
 
 
 def min_max_normalise(maps: torch.Tensor) -> torch.Tensor:
-    """maps: [B, ...] -> (maps - min) / (max - min) per image; a constant map becomes 0."""
+    """maps: [B, ...] -> (maps - min) / (max - min) per image; a constant map becomes 0.
+
+    A map with a NaN stays NaN (``span * 0``), and one with an infinity gets NaNs: never a clean-looking map from
+    broken weights (the evaluation refuses non-finite maps).
+    """
     flat = maps.flatten(1)
     low = flat.min(dim=1).values.view(-1, *[1] * (maps.dim() - 1))
     high = flat.max(dim=1).values.view(-1, *[1] * (maps.dim() - 1))
     span = high - low
-    return torch.where(span > 0, (maps - low) / torch.where(span > 0, span, torch.ones_like(span)), 0.0)
+    return torch.where(span > 0, (maps - low) / torch.where(span > 0, span, torch.ones_like(span)), span * 0)
 
 
 def explanation_maps(class_maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -22,6 +22,7 @@ class Report:
     figures: list[tuple[str, str]] = field(default_factory=list)  # (caption, relative png path)
     gallery: list[tuple[str, str]] = field(default_factory=list)  # (caption, relative png path)
     facts: Mapping[str, str] = field(default_factory=dict)  # "what: value" lines (settings, timings)
+    tables: list[tuple[str, list[str], list[list[str]]]] = field(default_factory=list)  # (title, header, rows) more
 
 
 def write_report(report: Report, folder: str | Path) -> tuple[Path, Path]:
@@ -43,6 +44,8 @@ def _markdown(report: Report) -> str:
     parts = [f"# {report.title}", "", *report.summary, ""]
     if report.table_rows:
         parts += ["## Results", "", _table_md(report.table_header, report.table_rows), ""]
+    for title, header, rows in report.tables:
+        parts += [f"### {title}", "", _table_md(header, rows), ""]
     for caption, path in report.figures:
         parts += [f"### {caption}", "", f"![{caption}]({path})", ""]
     if report.gallery:
@@ -60,6 +63,10 @@ def _html(report: Report) -> str:
         head = "".join(f"<th>{esc(h)}</th>" for h in report.table_header)
         body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in report.table_rows)
         table = f"<h2>Results</h2><table><tr>{head}</tr>{body}</table>"
+    for title, header, rows in report.tables:
+        head = "".join(f"<th>{esc(h)}</th>" for h in header)
+        body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows)
+        table += f"<h3>{esc(title)}</h3><table><tr>{head}</tr>{body}</table>"
     figures = "".join(
         f'<figure><img src="{esc(path)}" alt="{esc(caption)}"><figcaption>{esc(caption)}</figcaption></figure>'
         for caption, path in report.figures
