@@ -97,7 +97,7 @@ def record(out: Path, row: dict) -> None:
 def eval_batches(cfg, list_file: Path, boxes_file: Path):
     """(images, labels, box regions, shape masks) over a list, in list order."""
     from tame.data import build_loader
-    from tame.engine.evaluate import read_boxes
+    from tame.data.boxes import read_boxes
 
     boxes = read_boxes(boxes_file, cfg.data.resize, cfg.data.crop)
     meta = json.loads(boxes_file.read_text())["images"]
