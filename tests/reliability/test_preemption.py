@@ -97,3 +97,56 @@ def test_a_signal_to_one_torchrun_worker_stops_both_at_the_same_step(training_da
     expected = attention(reference_run / "epoch_2.pt")
     for key, value in attention(run / "epoch_2.pt").items():
         torch.testing.assert_close(value, expected[key], atol=1e-5, rtol=0, msg=key)
+
+
+# -- the SLURM scripts ---------------------------------------------------------------------------------------------
+STUB_SRUN = """#!/usr/bin/env bash
+trap 'echo "srun: SIGTERM" >> "$LOG"; exit 1' TERM
+echo "srun $*" >> "$LOG"
+[ "$SRUN_EXIT" = wait ] || exit "$SRUN_EXIT"
+sleep 30 & wait
+"""
+STUB_SCONTROL = """#!/usr/bin/env bash
+if [ "$1" = show ]; then echo node1; else echo "scontrol $*" >> "$LOG"; fi
+"""
+
+
+@pytest.mark.parametrize("script", ["train_1node.sbatch", "train_multinode.sbatch"])
+@pytest.mark.parametrize(("srun_exit", "requeued", "status"), [("wait", True, 0), ("143", True, 0), ("1", False, 1)])
+def test_the_sbatch_scripts_requeue_on_the_time_limit_warning_or_exit_143(
+    tmp_path, script, srun_exit, requeued, status
+):
+    """``--signal=B:USR1@120``: the script passes USR1 on as SIGTERM to srun and requeues the job; a step that
+    exits 143 (workers stopped by SLURM's SIGTERM) is requeued too; any other failure is not. srun, scontrol and
+    python are stubs."""
+    import signal
+    import time
+
+    text = (REPO / "launch" / "slurm" / script).read_text()
+    assert "#SBATCH --signal=B:USR1@120" in text and "#SBATCH --requeue" in text
+    bin_dir, log = tmp_path / "bin", tmp_path / "log"
+    bin_dir.mkdir()
+    for name, body in (("srun", STUB_SRUN), ("scontrol", STUB_SCONTROL), ("python", "#!/usr/bin/env bash\n")):
+        (bin_dir / name).write_text(body)
+        (bin_dir / name).chmod(0o755)
+    env = {
+        **ENV,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "PYTHON": str(bin_dir / "python"),
+        "LOG": str(log),
+        "SRUN_EXIT": srun_exit,
+        "SLURM_JOB_ID": "77",
+        "SLURM_JOB_NODELIST": "node1",
+        "SLURM_NNODES": "1",
+        "SLURM_SUBMIT_DIR": str(tmp_path),
+    }
+    job = subprocess.Popen(["bash", str(REPO / "launch" / "slurm" / script), "cfg.yaml"], env=env)
+    if srun_exit == "wait":
+        deadline = time.monotonic() + 20
+        while not (log.exists() and "srun " in log.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        job.send_signal(signal.SIGUSR1)  # what SLURM sends 120 s before the time limit
+    assert job.wait(timeout=30) == status
+    lines = log.read_text().splitlines()
+    assert ("scontrol requeue 77" in lines) == requeued, lines
+    assert ("srun: SIGTERM" in lines) == (srun_exit == "wait"), lines
