@@ -4,13 +4,17 @@ One process (a GPU or the CPU):  tame train --config configs/synthetic.yaml trai
 Several GPUs on one node:        torchrun --standalone --nproc_per_node=4 -m tame.cli train --config CONFIG
                                  (or: make train MODEL=resnet50 GPUS=4)
 Killed or requeued? Run the same command again: train.resume=auto continues from the newest good checkpoint.
+Stopped by SIGTERM or SIGUSR1 (a cluster's preemption): a checkpoint of the current step, then exit 143.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 
 from tame.config import load_config
+
+logger = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,7 +36,12 @@ def run(args: argparse.Namespace) -> int:
         check_training(cfg, args.nproc)
         print(f"tame: config OK ({args.config or 'defaults'}, {args.nproc} process(es) per node)")
         return 0
+    from tame.engine.preemption import Preempted
     from tame.engine.train import train
 
-    train(cfg)
+    try:
+        train(cfg)
+    except Preempted as stopped:  # SIGTERM / SIGUSR1: a checkpoint was written; run again to continue
+        logger.warning("%s", stopped)
+        return stopped.exit_code
     return 0

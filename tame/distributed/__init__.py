@@ -7,6 +7,7 @@ Nothing else in ``tame`` calls ``torch.distributed`` directly.
 from tame.distributed.collectives import (
     all_reduce_mean,
     all_reduce_total,
+    any_rank_async,
     barrier,
     broadcast_object,
     gather_objects,
@@ -33,6 +34,7 @@ __all__ = [
     "SyncBatchNorm2d",
     "all_reduce_mean",
     "all_reduce_total",
+    "any_rank_async",
     "barrier",
     "broadcast_object",
     "cleanup",

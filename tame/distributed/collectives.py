@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.distributed as torch_dist
 
@@ -68,3 +70,22 @@ def label_gatherer(dist: Dist):
         return out, dist.rank * labels.shape[0]
 
     return gather
+
+
+def any_rank_async(dist: Dist, flag: torch.Tensor) -> Callable[[], bool]:
+    """Start agreeing whether ``flag`` (a one-element int tensor on ``dist.device``) is non-zero on any rank; the
+    returned function waits for the answer, the same on every rank. Every rank must call it at the same point.
+
+    Started at one training step and read at the next, it adds no synchronisation to the step (a blocking
+    all-reduce would make the host wait for the device at every step)."""
+    if not dist.distributed:
+        answer = bool(flag.item())
+        return lambda: answer
+    out = flag.detach().clone()
+    work = torch_dist.all_reduce(out, op=torch_dist.ReduceOp.MAX, async_op=True)
+
+    def wait() -> bool:
+        work.wait()
+        return bool(out.item())
+
+    return wait

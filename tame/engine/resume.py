@@ -27,6 +27,7 @@ from tame.engine.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from tame.engine.resumed_settings import adopt_settings, check_resumed_settings, fresh_values
 from tame.errors import TameError
 
 if TYPE_CHECKING:
@@ -133,6 +134,7 @@ class Checkpoints:
                 f"run has {self.setup.steps_per_epoch} (data list or batch size changed); resuming would "
                 "repeat or skip batches: set train.resume=none and a new output_dir"
             )
+        check_resumed_settings(path, dict(state.get("config") or {}), self.cfg, int(state["step"]))
         changed = _changed_settings(dict(state.get("config") or {}), asdict(self.cfg))
         if changed:
             logger.warning("resuming %s with changed settings: %s", path.name, ", ".join(changed))
@@ -146,8 +148,10 @@ class Checkpoints:
 
     def _restore(self, path: Path, state: dict) -> None:
         self.setup.model.load_attention(path)  # checks that the AM fits: model layers, version, shapes
+        fresh = fresh_values(self.optimizer)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        adopt_settings(self.optimizer, self.scheduler, fresh, dict(state.get("config") or {}), self.cfg)
         if state["scaler"]:
             self.setup.scaler.load_state_dict(state["scaler"])
         if int(state.get("world_size", 1)) == self.dist.world_size:

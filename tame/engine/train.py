@@ -35,7 +35,9 @@ from tame import distributed
 from tame.config import Config, expand_path, save_config
 from tame.distributed import Dist, convert_sync_batchnorm
 from tame.engine.optim import build_optimizer, build_schedule
+from tame.engine.preemption import StopSignals
 from tame.engine.resume import Checkpoints
+from tame.engine.run_lock import check_output_dir, take_run_folder
 from tame.engine.run_log import LossWindow, NonFiniteLoss, RunLog
 from tame.errors import TameError
 from tame.models import TameModel
@@ -82,13 +84,15 @@ def train(cfg: Config, loader: Any = None) -> Path:
     dist = distributed.setup(cfg.train.device)
     try:
         check_world_size(cfg, dist.world_size)
-        setup = build_training(cfg, dist, loader, data_paths)
-        return _train(cfg, dist, setup)
+        output_dir = expand_path(cfg.output_dir, "output_dir")
+        with take_run_folder(cfg.output_dir, output_dir, dist), StopSignals(dist) as stop:  # one writer; SIGTERM
+            setup = build_training(cfg, dist, loader, data_paths)
+            return _train(cfg, dist, setup, stop)
     finally:
         distributed.cleanup()
 
 
-def _train(cfg: Config, dist: Dist, setup: TrainingSetup) -> Path:
+def _train(cfg: Config, dist: Dist, setup: TrainingSetup, stop: StopSignals) -> Path:
     model, steps_per_epoch = setup.model, setup.steps_per_epoch
     output_dir = expand_path(cfg.output_dir, "output_dir")
     total_steps = cfg.train.epochs * steps_per_epoch
@@ -117,15 +121,20 @@ def _train(cfg: Config, dist: Dist, setup: TrainingSetup) -> Path:
                 setup.update(optimizer, losses["loss"])
                 window.add(step, losses, lr=optimizer.param_groups[0]["lr"])  # the weights' LR of this step
                 scheduler.step()
-                save_now = every > 0 and step % every == 0 and step % steps_per_epoch != 0
+                mid_epoch = step % steps_per_epoch != 0
+                stopping = stop.agreed() and mid_epoch  # a stop signal on any rank: save this step, then stop
+                save_now = mid_epoch and (stopping or (every > 0 and step % every == 0))
                 if save_now or (cfg.log.log_every and step % cfg.log.log_every == 0):
                     log.scalars(step, window.flush(dist))  # raises NonFiniteLoss: nothing is saved past a NaN
                 if save_now:
                     checkpoints.save(step)
+                if stopping:
+                    stop.stop(step, total_steps, checkpoints.last_written)  # raises Preempted (exit 143)
             log.scalars(step, window.flush(dist))
             checkpoints.save(step)
             log_explanations(log, model, images[: cfg.log.images_per_epoch], step)
             log.epoch_end(epoch + 1, step, window.epoch_summary())
+            stop.stop(step, total_steps, checkpoints.last_written)  # a signal at an epoch's last step
     except NonFiniteLoss as err:
         raise checkpoints.stopped(err) from None
     finally:
@@ -238,8 +247,10 @@ def check_data_paths(cfg: Config) -> tuple[Path, Path]:
 
 
 def check_training(cfg: Config, processes_per_node: int = 1) -> None:
-    """Everything that can be checked before a run starts (``tame train --check``): data paths, batch split, GPUs."""
+    """Everything that can be checked before a run starts (``tame train --check``): data paths, output folder,
+    batch split, GPUs."""
     check_data_paths(cfg)
+    check_output_dir(cfg.output_dir, expand_path(cfg.output_dir, "output_dir"))
     check_world_size(cfg, processes_per_node)
     distributed.pick_device(cfg.train.device, local_rank=0, local_world_size=processes_per_node)
 

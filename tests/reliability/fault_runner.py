@@ -15,7 +15,9 @@ Kinds (``at`` counts from 1, in this process):
 - ``step``: die at the start of training step ``at`` (``TameModel.training_step``);
 - ``mid-write``: the ``at``-th checkpoint write dies with half of the file's bytes in its temporary file;
 - ``before-replace``: the ``at``-th checkpoint write dies with the temporary file complete, before ``os.replace``;
-- ``after-replace``: dies right after the ``at``-th checkpoint replaced its file (before old ones are pruned).
+- ``after-replace``: dies right after the ``at``-th checkpoint replaced its file (before old ones are pruned);
+- ``signal``: sends itself ``signal`` (a name: ``SIGTERM``, ``SIGUSR1``) at the start of step ``at`` and goes on;
+- ``pause``: at the start of step ``at`` creates the file ``ready`` and waits (at most 120 s) until ``go`` exists.
 ``rank``: only the process of that ``RANK`` dies; ``once``: only if the marker file does not exist (it is created).
 """
 
@@ -28,6 +30,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 import traceback
 from pathlib import Path
 
@@ -65,7 +68,18 @@ def die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def install_fault(kind: str, at: int, rank: int | None = None, once: str | None = None) -> None:
+def send_signal(name: str) -> None:
+    os.kill(os.getpid(), getattr(signal, name))
+
+
+def pause(ready: str, go: str) -> None:
+    open(ready, "w").close()
+    deadline = time.monotonic() + 120
+    while not os.path.exists(go) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def install_fault(kind: str, at: int, rank: int | None = None, once: str | None = None, **options) -> None:
     if rank is not None and int(os.environ.get("RANK", "0")) != rank:
         return
     if once is not None:
@@ -78,14 +92,15 @@ def install_fault(kind: str, at: int, rank: int | None = None, once: str | None 
         calls[0] += 1
         return calls[0] == at
 
-    if kind == "step":
+    if kind in ("step", "signal", "pause"):
         from tame.models import TameModel
 
         training_step = TameModel.training_step
+        act = {"step": die, "signal": lambda: send_signal(options["signal"]), "pause": lambda: pause(**options)}[kind]
 
         def step(self, *args, **kwargs):
             if due():
-                die()
+                act()
             return training_step(self, *args, **kwargs)
 
         TameModel.training_step = step

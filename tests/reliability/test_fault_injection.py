@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from train_helpers import make_training_data, one_thread, tiny_overrides  # noqa: F401
+from train_helpers import one_thread, tiny_overrides  # noqa: F401
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -50,8 +50,8 @@ def temporaries(folder: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    return make_training_data(tmp_path_factory.mktemp("synthetic"))
+def data(training_data) -> Path:
+    return training_data
 
 
 def train_argv(data: Path, output_dir: Path, *extra: str) -> list[str]:
@@ -59,12 +59,9 @@ def train_argv(data: Path, output_dir: Path, *extra: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def reference(runner, data, tmp_path_factory) -> Path:
-    """The uninterrupted run."""
-    out = tmp_path_factory.mktemp("reference")
-    status, _, err = runner.run(train_argv(data, out))
-    assert status == 0, err
-    return out
+def reference(reference_run) -> Path:
+    """The uninterrupted run (shared with the other reliability tests)."""
+    return reference_run
 
 
 # -- kill -9 ------------------------------------------------------------------------------------------------------
