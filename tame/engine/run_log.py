@@ -85,7 +85,16 @@ class LossWindow:
 class RunLog:
     """Progress bar, scalars, explanation images and the per-epoch record of one run (rank 0 only)."""
 
-    def __init__(self, cfg: Config, output_dir: Path, *, enabled: bool, start_step: int, device: torch.device) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        output_dir: Path,
+        steps_per_epoch: int = 0,
+        *,
+        enabled: bool,
+        start_step: int,
+        device: torch.device,
+    ) -> None:
         self.cfg = cfg
         self.output_dir = output_dir
         self.enabled = enabled
@@ -110,6 +119,7 @@ class RunLog:
             self._tensorboard = SummaryWriter(str(output_dir / "tensorboard"), purge_step=start_step or None)
         # who runs it: `tame runs` tells a live run from a killed one (state "running" and a process that is gone)
         self.record["run"] = dict(state="running", pid=os.getpid(), host=socket.gethostname(), since=time.time())
+        self.record["run"]["steps_per_epoch"] = steps_per_epoch
         write_text_atomic(output_dir / RECORD_FILE, json.dumps(self.record, indent=1))
 
     # -- terminal ----------------------------------------------------------------------------------------------

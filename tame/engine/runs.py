@@ -130,7 +130,9 @@ def process_alive(run: dict) -> bool | None:
 
 def resume_step(folder: Path, record: dict) -> int:
     """The newest checkpoint's step (``epoch_N.pt`` counts as N x the steps per epoch of the record)."""
-    per_epoch = next((e["step"] // e["epoch"] for e in record.get("epochs", []) if e.get("epoch")), None)
+    per_epoch = (record.get("run") or {}).get("steps_per_epoch") or next(
+        (e["step"] // e["epoch"] for e in record.get("epochs", []) if e.get("epoch")), None
+    )
     steps = [step for step, _ in step_checkpoints(folder)]
     if per_epoch:
         steps += [epoch * per_epoch for epoch, _ in epoch_checkpoints(folder)]

@@ -101,7 +101,7 @@ def _train(cfg: Config, dist: Dist, setup: TrainingSetup) -> Path:
     validation = Validation.build(cfg, dist, model, output_dir, steps_per_epoch)  # data.val_list (checked) or none
     if dist.is_main:
         save_config(cfg, output_dir / "config.yaml")
-    log = RunLog(cfg, output_dir, enabled=dist.is_main, start_step=start_step, device=dist.device)
+    log = RunLog(cfg, output_dir, steps_per_epoch, enabled=dist.is_main, start_step=start_step, device=dist.device)
     window = LossWindow()
     every = cfg.train.checkpoint_every
     model.train()
@@ -132,7 +132,6 @@ def _train(cfg: Config, dist: Dist, setup: TrainingSetup) -> Path:
             validation.epoch_end(epoch + 1, step)  # -> best.pt
             log_explanations(log, model, images[: cfg.log.images_per_epoch], step)
             log.epoch_end(epoch + 1, step, window.epoch_summary())
-        validation.summary()
     except NonFiniteLoss as err:
         raise checkpoints.stopped(err) from None
     finally:

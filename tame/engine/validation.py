@@ -142,6 +142,8 @@ class Validation:
             self.best = entry
             self.log.best(entry)
             self._link_best()
+        if epoch == self.cfg.train.epochs:
+            self.summary()
 
     def run(self, step: int, epoch: int | None) -> dict:
         """Measure (every rank), then log and record (rank 0); returns the record's entry."""
@@ -235,7 +237,7 @@ class Validation:
                 shutil.copyfile(source, tmp)
 
     def summary(self) -> None:
-        """Log which epoch was best and its numbers (at the end of a run)."""
+        """Log which epoch was best and its numbers (after the last epoch)."""
         if not (self.enabled and self.dist.is_main):
             return
         if self.best is None:
