@@ -162,12 +162,21 @@ def test_no_val_list_means_no_validation_with_an_info_line(caplog):
     assert "no validation during training: data.val_list is not set" in caplog.text
 
 
-def test_a_missing_val_list_fails_before_anything_is_written(data, tmp_path, capsys):
+def test_a_missing_val_list_fails_before_anything_is_written(data, tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
     args = ["train", *tiny_overrides(data, out, f"data.val_root={data}", f"data.val_list={data / 'nope.txt'}")]
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "data.val_list" in err and "nope.txt not found" in err
+    assert not out.exists()
+    assert main([args[0], "--check", *args[1:]]) == 2  # `tame train --check` checks it too
+    assert "nope.txt not found" in capsys.readouterr().err
+    monkeypatch.delenv("TAME_DATA", raising=False)
+    unset = ["train", *tiny_overrides(data, out, "data.val_root=${TAME_DATA}/val", f"data.val_list={data / 'val.txt'}")]
+    assert main(unset) == 2
+    err = capsys.readouterr().err.strip()
+    assert "data.val_root" in err and "TAME_DATA" in err
+    assert err.endswith("or data.val_list=null to train without validation)")
     assert not out.exists()
 
 

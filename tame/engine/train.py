@@ -246,6 +246,7 @@ def check_data_paths(cfg: Config) -> tuple[Path, Path]:
 def check_training(cfg: Config, processes_per_node: int = 1) -> None:
     """Everything that can be checked before a run starts (``tame train --check``): data paths, batch split, GPUs."""
     check_data_paths(cfg)
+    validation_paths(cfg)
     check_world_size(cfg, processes_per_node)
     distributed.pick_device(cfg.train.device, local_rank=0, local_world_size=processes_per_node)
 

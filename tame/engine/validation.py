@@ -51,15 +51,18 @@ def validation_paths(cfg: Config) -> tuple[Path, Path] | None:
     """(image root, list) of ``data.val_list``, checked before any work starts; None when no list is set."""
     if not cfg.data.val_list:
         return None
-    list_file = expand_path(cfg.data.val_list, "data.val_list")
-    root = expand_path(cfg.data.val_root, "data.val_root")
+    without = "data.val_list=null to train without validation"
+    try:
+        list_file = expand_path(cfg.data.val_list, "data.val_list")
+        root = expand_path(cfg.data.val_root, "data.val_root")
+    except TameError as err:
+        raise TameError(f"{str(err).removesuffix(')')}; or {without})") from None
     if not list_file.is_file():
-        raise TameError(
-            f"config key data.val_list: list file {list_file} not found (set data.val_list=/path/to/list.txt, "
-            "or data.val_list=null to train without validation)"
-        )
+        raise TameError(f"config key data.val_list: list file {list_file} not found (set the path, or {without})")
     if not root.is_dir():
-        raise TameError(f"config key data.val_root: image folder {root} not found (set data.val_root=/path/to/images)")
+        raise TameError(
+            f"config key data.val_root: image folder {root} not found (set data.val_root=/path/to/images, or {without})"
+        )
     return root, list_file
 
 
