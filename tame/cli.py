@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("tame.commands.eval", "AD / IC at 100, 50, 15 %% (and ROAD, pointing game) of TAME or a baseline"),
     "compare": ("tame.commands.compare", "TAME against the baselines on one list: markdown + CSV table and a chart"),
     "export": ("tame.commands.export", "one ONNX / TorchScript / exported-program graph: images -> logits, class, map"),
+    "runs": ("tame.commands.runs", "one table of training runs: best epoch, its AD / IC, finished or stopped"),
     "demo": ("tame.commands.demo", "the whole method end to end on a CPU, offline (writes demo/report.html)"),
 }
 

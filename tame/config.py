@@ -41,7 +41,7 @@ class DataConfig:
     root: str = "${TAME_DATA}/ILSVRC2012_img_train"  # image root of the training list
     train_list: str = "datalist/ILSVRC/ResNet50_train.txt"
     val_root: str = "${TAME_DATA}/ILSVRC2012_img_val"  # image root of the validation/evaluation lists
-    val_list: str = "datalist/ILSVRC/Validation_2000.txt"
+    val_list: str | None = None  # validated during training (tame.engine.validation); null/"": no validation
     eval_list: str = "datalist/ILSVRC/Evaluation_2000.txt"
     backend: str = "auto"  # dali | torch | auto (DALI where available)
     batch_size: int = 32  # global batch; each of N ranks gets batch_size / N
@@ -71,6 +71,9 @@ class TrainConfig:
     keep_checkpoints: int = 3  # newest step checkpoints kept (epoch checkpoints are all kept)
     resume: str = "auto"  # auto | none | path to a checkpoint
     max_steps_per_epoch: int = 0  # 0: the whole list (smaller values are for smoke runs)
+    val_every: int = 0  # also validate every N steps (0: at epoch ends only); needs data.val_list
+    val_samples: int = 0  # validate on the first N images of data.val_list (0: all of it)
+    select_by: str = "AD(15%)"  # the validation metric that picks best.pt (see VAL_METRICS)
 
 
 @dataclass
@@ -91,6 +94,14 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     output_dir: str = "snapshots/run"
 
+
+# validation metrics during training (tame.engine.validation) that train.select_by can pick the best epoch by;
+# True where lower is better. The classifier's accuracy is reported too, but it is frozen: it picks nothing.
+VAL_METRICS = {
+    **{f"AD({level})": True for level in ("100%", "50%", "15%")},
+    **{f"IC({level})": False for level in ("100%", "50%", "15%")},
+    **{term: True for term in ("loss", "ce", "area", "var")},
+}
 
 _CHOICES = {
     "model.token_transform": ("drop", "class_weighted"),
@@ -113,6 +124,8 @@ _NON_NEGATIVE = (
     "train.momentum",
     "train.checkpoint_every",
     "train.max_steps_per_epoch",
+    "train.val_every",
+    "train.val_samples",
     "log.log_every",
     "log.images_per_epoch",
 )
@@ -242,6 +255,12 @@ def validate(config: Config) -> None:
     for key in _NON_NEGATIVE:
         if _get(config, key) < 0:
             raise TameError(f"config key {key}: must not be negative, got {_get(config, key)!r}")
+    if config.train.select_by not in VAL_METRICS:
+        lower, higher = ([name for name, low in VAL_METRICS.items() if low is wanted] for wanted in (True, False))
+        raise TameError(
+            f"config key train.select_by: {config.train.select_by!r} is not a validation metric (lower is better: "
+            f"{', '.join(lower)}; higher is better: {', '.join(higher)})"
+        )
     if not config.model.layers:
         raise TameError("config key model.layers: name at least one layer (see `tame-inspect MODEL`)")
     if config.data.crop is not None and config.data.resize is not None and config.data.crop > config.data.resize:

@@ -76,7 +76,7 @@ def test_tame_run_and_explanations(photos, tmp_path):
     overrides = [
         f"data.root={root}",
         f"data.train_list={list_file}",
-        *("data.backend=torch", "data.workers=0", "data.batch_size=5", "data.validate=none"),
+        *("data.backend=torch", "data.workers=0", "data.batch_size=5", "data.validate=none", "data.val_list=null"),
         *("train.epochs=1", "train.max_steps_per_epoch=2", "train.device=cpu", "train.amp=off"),
         *("log.wandb=disabled", "log.tensorboard=false", "log.images_per_epoch=0"),
         f"output_dir={tmp_path / 'run'}",

@@ -7,6 +7,9 @@ Only rank 0 logs (``RunLog(enabled=False)`` on the other ranks turns every metho
 from __future__ import annotations
 
 import json
+import logging
+import os
+import socket
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -20,6 +23,7 @@ from tame.config import Config
 from tame.distributed import Dist, all_reduce_mean
 from tame.io import write_text_atomic
 
+logger = logging.getLogger(__name__)
 LOSS_KEYS = ("loss", "ce", "area", "var")
 RECORD_FILE = "train_record.json"
 CURVE_FILE = "loss_curve.png"
@@ -81,13 +85,22 @@ class LossWindow:
 class RunLog:
     """Progress bar, scalars, explanation images and the per-epoch record of one run (rank 0 only)."""
 
-    def __init__(self, cfg: Config, output_dir: Path, *, enabled: bool, start_step: int, device: torch.device) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        output_dir: Path,
+        steps_per_epoch: int = 0,
+        *,
+        enabled: bool,
+        start_step: int,
+        device: torch.device,
+    ) -> None:
         self.cfg = cfg
         self.output_dir = output_dir
         self.enabled = enabled
         self.device = device
         self.bar = None
-        self.record = {"epochs": [], "steps": []}
+        self.record = {"epochs": [], "steps": [], "val": []}
         self._wandb = None
         self._tensorboard = None
         if not enabled:
@@ -97,12 +110,17 @@ class RunLog:
             old = json.loads(record_path.read_text())
             self.record["epochs"] = [e for e in old.get("epochs", []) if e["step"] <= start_step]
             self.record["steps"] = [s for s in old.get("steps", []) if s["step"] <= start_step]
+            self.record["val"] = [v for v in old.get("val", []) if v["step"] <= start_step]
         if cfg.log.wandb != "disabled":
             self._wandb = _start_wandb(cfg, output_dir)
         if cfg.log.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
             self._tensorboard = SummaryWriter(str(output_dir / "tensorboard"), purge_step=start_step or None)
+        # who runs it: `tame runs` tells a live run from a killed one (state "running" and a process that is gone)
+        self.record["run"] = dict(state="running", pid=os.getpid(), host=socket.gethostname(), since=time.time())
+        self.record["run"]["steps_per_epoch"] = steps_per_epoch
+        write_text_atomic(output_dir / RECORD_FILE, json.dumps(self.record, indent=1))
 
     # -- terminal ----------------------------------------------------------------------------------------------
     def progress(self, iterable: Iterable, *, total: int, initial: int, desc: str) -> Iterator:
@@ -142,7 +160,9 @@ class RunLog:
             for key, value in values.items():
                 self._tensorboard.add_scalar(f"train/{key}", value, step)
 
-    def explanations(self, step: int, images: torch.Tensor, maps: torch.Tensor, classes: torch.Tensor) -> None:
+    def explanations(
+        self, step: int, images: torch.Tensor, maps: torch.Tensor, classes: torch.Tensor, tag: str = "explanations"
+    ) -> None:
         """images: [n, 3, H, W] in [0, 1]; maps: [n, H, W] in [0, 1]; overlays to wandb and tensorboard."""
         if not self.enabled or images.numel() == 0:
             return
@@ -153,9 +173,9 @@ class RunLog:
             import wandb
 
             captioned = [wandb.Image(o, caption=f"class {int(c)}") for o, c in zip(overlays, classes)]
-            self._wandb.log({"explanations": captioned}, step=step)
+            self._wandb.log({tag: captioned}, step=step)
         if self._tensorboard is not None:
-            self._tensorboard.add_images("explanations", overlays, step, dataformats="NHWC")
+            self._tensorboard.add_images(tag, overlays, step, dataformats="NHWC")
 
     # -- per epoch ---------------------------------------------------------------------------------------------
     def epoch_end(self, epoch: int, step: int, values: dict[str, float]) -> None:
@@ -179,7 +199,31 @@ class RunLog:
         if self._tensorboard is not None:
             self._tensorboard.flush()
 
+    # -- validation (tame.engine.validation) --------------------------------------------------------------------
+    def validation(self, step: int, epoch: int | None, values: dict[str, float]) -> None:
+        """One validation's numbers: ``val/...`` to wandb and tensorboard, and into ``train_record.json`` at once."""
+        if not self.enabled:
+            return
+        self.record["val"].append({"step": step, "epoch": epoch, **values})
+        write_text_atomic(self.output_dir / RECORD_FILE, json.dumps(self.record, indent=1))
+        if self._wandb is not None:
+            self._wandb.log({f"val/{k}": v for k, v in values.items()}, step=step)
+        if self._tensorboard is not None:
+            for key, value in values.items():
+                self._tensorboard.add_scalar(f"val/{key}", value, step)
+            self._tensorboard.flush()
+
+    def best(self, entry: dict | None) -> None:
+        """The best epoch so far (``None``: none yet): the record's ``best`` and the wandb run's summary."""
+        if not self.enabled:
+            return
+        self.record["best"] = entry
+        if self._wandb is not None and entry is not None:
+            self._wandb.summary.update({f"best/{k}": v for k, v in entry.items() if isinstance(v, (int, float))})
+
     def close(self) -> None:
+        if self.enabled and "run" in self.record:
+            self._mark_ended()
         if self.bar is not None:
             self.bar.close()
             self.bar = None
@@ -189,6 +233,16 @@ class RunLog:
         if self._wandb is not None:
             self._wandb.finish()
             self._wandb = None
+
+    def _mark_ended(self) -> None:
+        """``finished`` when the last epoch is recorded, ``stopped`` otherwise (an error, an interrupt)."""
+        epochs = self.record["epochs"]
+        finished = bool(epochs) and epochs[-1]["epoch"] >= self.cfg.train.epochs
+        self.record["run"].update(state="finished" if finished else "stopped", until=time.time())
+        try:
+            write_text_atomic(self.output_dir / RECORD_FILE, json.dumps(self.record, indent=1))
+        except OSError as err:  # a full disk must not hide the error that stopped the run
+            logger.warning("cannot update %s: %s", RECORD_FILE, err)
 
 
 def _start_wandb(cfg: Config, output_dir: Path):
@@ -206,4 +260,5 @@ def _start_wandb(cfg: Config, output_dir: Path):
         mode=cfg.log.wandb,
         dir=str(output_dir),
         config=asdict(cfg),
+        tags=[cfg.model.name, cfg.model.version],
     )

@@ -39,6 +39,7 @@ from tame.engine.preemption import StopSignals
 from tame.engine.resume import Checkpoints
 from tame.engine.run_lock import check_output_dir, take_run_folder
 from tame.engine.run_log import LossWindow, NonFiniteLoss, RunLog
+from tame.engine.validation import Validation, validation_paths
 from tame.errors import TameError
 from tame.models import TameModel
 from tame.models.preprocessing import resolve_config
@@ -80,6 +81,7 @@ def train(cfg: Config, loader: Any = None) -> Path:
     ``loader``: a ready training loader (the protocol of ``tame.data.loaders``); default: built from ``cfg.data``.
     """
     data_paths = None if loader is not None else check_data_paths(cfg)  # fail before any work starts
+    validation_paths(cfg)  # likewise the validation list, when one is set
     cfg = resolve_config(cfg)  # the model's own sizes and normalisation where the config leaves them to it
     dist = distributed.setup(cfg.train.device)
     try:
@@ -100,13 +102,15 @@ def _train(cfg: Config, dist: Dist, setup: TrainingSetup, stop: StopSignals) -> 
     scheduler = build_schedule(optimizer, cfg.train.max_lr, total_steps)
     checkpoints = Checkpoints(cfg, dist, output_dir, setup, optimizer, scheduler)
     start_step = checkpoints.resume()
+    validation = Validation.build(cfg, dist, model, output_dir, steps_per_epoch)  # data.val_list (checked) or none
     if dist.is_main:
         save_config(cfg, output_dir / "config.yaml")
-    log = RunLog(cfg, output_dir, enabled=dist.is_main, start_step=start_step, device=dist.device)
+    log = RunLog(cfg, output_dir, steps_per_epoch, enabled=dist.is_main, start_step=start_step, device=dist.device)
     window = LossWindow()
     every = cfg.train.checkpoint_every
     model.train()
     try:
+        validation.start(log, start_step)  # the best epoch so far, from a resumed run's record
         for epoch in range(start_step // steps_per_epoch, cfg.train.epochs):
             skip = max(start_step - epoch * steps_per_epoch, 0)  # > 0 only when resuming mid-epoch
             setup.loader.set_epoch(epoch, skip_batches=skip)
@@ -130,8 +134,10 @@ def _train(cfg: Config, dist: Dist, setup: TrainingSetup, stop: StopSignals) -> 
                     checkpoints.save(step)
                 if stopping:
                     stop.stop(step, total_steps, checkpoints.last_written)  # raises Preempted (exit 143)
+                validation.after_step(step)  # every train.val_every steps, if set
             log.scalars(step, window.flush(dist))
             checkpoints.save(step)
+            validation.epoch_end(epoch + 1, step)  # -> best.pt
             log_explanations(log, model, images[: cfg.log.images_per_epoch], step)
             log.epoch_end(epoch + 1, step, window.epoch_summary())
             stop.stop(step, total_steps, checkpoints.last_written)  # a signal at an epoch's last step
@@ -251,6 +257,7 @@ def check_training(cfg: Config, processes_per_node: int = 1) -> None:
     batch split, GPUs."""
     check_data_paths(cfg)
     check_output_dir(cfg.output_dir, expand_path(cfg.output_dir, "output_dir"))
+    validation_paths(cfg)
     check_world_size(cfg, processes_per_node)
     distributed.pick_device(cfg.train.device, local_rank=0, local_world_size=processes_per_node)
 
