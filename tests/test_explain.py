@@ -83,6 +83,7 @@ def test_nothing_readable_is_an_error(run_dir, capsys):
     (run_dir / "a.jpg").write_bytes(b"")
     code = explain(run_dir, str(run_dir / "a.jpg"), "--out", str(run_dir / "out"))
     assert code == 2 and "no readable images" in capsys.readouterr().err
+    assert not (run_dir / "out").exists()
 
 
 def test_comparison_figure_and_random_control(tiny_model, tmp_path):
