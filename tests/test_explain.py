@@ -245,3 +245,16 @@ def test_tame_without_checkpoint(run_dir, shared_data, capsys):
     image = str(shared_data / "images" / "885.JPEG")
     assert main(["explain", image, "--config", str(run_dir / "config.yaml"), "--out", str(run_dir / "o")]) == 2
     assert "--checkpoint is required for method tame" in capsys.readouterr().err
+
+
+def test_only_paths_and_overrides_may_follow_the_options(run_dir, shared_data, capsys):
+    """Paths after the options join the paths; an unknown option is still argparse's error (and so for commands
+    without a list positional, e.g. `tame inspect`)."""
+    image = str(shared_data / "images" / "885.JPEG")
+    with pytest.raises(SystemExit) as caught:
+        explain(run_dir, image, "--out", str(run_dir / "out"), "--bogus", image)
+    assert caught.value.code == 2 and "unrecognized arguments: --bogus" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["inspect", "test_resnet", "--all", "extra"])
+    assert "unrecognized arguments: extra" in capsys.readouterr().err
+    assert not (run_dir / "out").exists()
