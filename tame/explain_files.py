@@ -124,7 +124,7 @@ def write_maps(out: Path, target: Target, image: torch.Tensor, maps: dict[str, n
     for method, explanation in maps.items():
         file = stem if method == "tame" else f"{stem}_{method}"
         save_npy(out / f"{file}.npy", explanation.astype(np.float32))
-        overlay_title = title if method == "tame" else f"{method_label(method)}: {title}"
+        overlay_title = title if list(maps) == ["tame"] else f"{method_label(method)}: {title}"
         save_overlay(image, torch.from_numpy(explanation), out / f"{file}.png", title=overlay_title)
         entry = {"image": str(target.image.path), "class": target.index, "name": target.label}
         entry |= {"probability": target.probability, "rank": target.rank, "method": method}
