@@ -31,7 +31,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def _run(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    intermixed = getattr(args, "intermixed", None)  # a command's list positional that may also follow options
+    if extra and intermixed and not any(item.startswith("-") for item in extra):
+        setattr(args, intermixed, [*getattr(args, intermixed), *extra])
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     setup_logging(getattr(args, "verbosity", 0))
     try:
         return int(args.handler(args) or 0)

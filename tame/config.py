@@ -34,6 +34,7 @@ class ModelConfig:
     mean: list[float] | None = None  # normalisation; null/auto: the model's own (tame.models.preprocessing)
     std: list[float] | None = None
     token_transform: str = "drop"  # ViT tokens -> map: drop (prefix tokens) | class_weighted (x class token)
+    class_names: str | None = None  # file: one name per line, or `label name` per line; null: ImageNet's (1000)
 
 
 @dataclass

@@ -2,37 +2,41 @@
 
 Any image PIL reads (RGBA, grayscale, CMYK, 16-bit, any size). Preprocessing is the evaluation transform
 (resize the shorter side, centre crop) or, with ``center_crop=False``, the whole image resized to the crop size.
-Unreadable or non-image files are listed as skipped; the rest are explained. The CLI is ``tame explain``
-(:mod:`tame.commands.explain`).
+Unreadable or non-image files are listed as skipped; the rest are explained by TAME and/or the baselines
+(:mod:`tame.baselines`), several methods side by side on one colour scale. What is written, and under which names,
+is :mod:`tame.explain_files`. The CLI is ``tame explain`` (:mod:`tame.commands.explain`).
 """
 
 from __future__ import annotations
 
-import html
-import io
-import json
+import contextlib
+import inspect
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
-from tame.data.images import IMAGE_SUFFIXES, DecodeError, eval_image
+from tame.baselines import Explainer, create_explainer, resolve_method
+from tame.baselines.base import METHODS
+from tame.data.class_names import class_names
+from tame.data.images import DecodeError, eval_image
 from tame.errors import TameError
-from tame.io import write_bytes_atomic, write_text_atomic
+from tame.explain_files import ImageFile, Target, class_label, list_image_files, write_gallery, write_maps
 from tame.models import TameModel
-from tame.viz.overlay import save_overlay
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class ExplainSpec:
-    """What to explain and how: which classes (``class_index``, else the ``top_k`` most probable) and the
-    preprocessing (shorter side ``resize``, then a ``crop`` x ``crop`` centre crop or, without ``center_crop``,
-    the whole image resized to ``crop``)."""
+    """What to explain and how: which classes (``class_index``, else the ``top_k`` most probable), by which
+    ``methods`` (``tame`` and/or baselines: ``layer`` is the CAM methods' target layer, default the model's last
+    tapped layer; ``num_masks`` is RISE's; ``mask_batch`` the masked images per forward of RISE, Score-CAM and
+    Ablation-CAM; None: the method's default), the preprocessing (shorter side ``resize``, then a ``crop`` x
+    ``crop`` centre crop or, without ``center_crop``, the whole image resized to ``crop``) and the class names
+    (``class_names``: a file, see :mod:`tame.data.class_names`; None: ImageNet's for 1000 classes)."""
 
     resize: int = 256
     crop: int = 224
@@ -41,11 +45,41 @@ class ExplainSpec:
     class_index: int | None = None
     top_k: int = 1
     batch_size: int = 16
+    methods: tuple[str, ...] = ("tame",)
+    layer: str | None = None
+    num_masks: int | None = None
+    mask_batch: int | None = None
+    class_names: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("top_k", "batch_size", "num_masks", "mask_batch"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise TameError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+        if self.class_index is not None and self.class_index < 0:
+            raise TameError(f"--class must not be negative, got {self.class_index}")
+        if not self.methods:
+            raise TameError("name at least one method (tame, or a baseline)")
+        object.__setattr__(self, "methods", tuple(dict.fromkeys(resolve_method(m) for m in self.methods)))
+        for option, flag in (("layer", "--layer"), ("num_masks", "--num-masks"), ("batch_size", "--mask-batch")):
+            value = self.mask_batch if option == "batch_size" else getattr(self, option)
+            if value is not None and not any(option in _parameters(m) for m in self.methods):
+                users = [m for m in METHODS.names() if option in _parameters(m)]
+                raise TameError(f"{flag} applies to {', '.join(users)}, not to {', '.join(self.methods)}")
+
+    def method_options(self, method: str) -> dict:
+        """The keyword arguments of :func:`tame.baselines.create_explainer` for ``method`` from this spec."""
+        wanted = {"layer": self.layer, "num_masks": self.num_masks, "batch_size": self.mask_batch}
+        return {key: value for key, value in wanted.items() if value is not None and key in _parameters(method)}
+
+
+def _parameters(method: str) -> list[str]:
+    return list(inspect.signature(METHODS.get(method).__init__).parameters)
 
 
 @dataclass
 class ExplainResult:
-    entries: list[dict] = field(default_factory=list)  # one per map: image, class, name, probability, rank, files
+    entries: list[dict] = field(default_factory=list)  # one per map (tame.explain_files.write_maps)
     skipped: list[tuple[Path, str]] = field(default_factory=list)  # (path, why)
 
     @property
@@ -54,128 +88,74 @@ class ExplainResult:
 
 
 def explain_images(model: TameModel, paths: list[str | Path], out: str | Path, spec: ExplainSpec) -> ExplainResult:
-    """Explain every readable image among ``paths`` (files or folders) with ``model`` (in eval mode, on its device);
-    writes ``<stem>_class<k>.png`` / ``.npy`` per map, ``index.html`` and ``explanations.json`` into ``out``."""
-    if spec.top_k < 1:
-        raise TameError(f"--top-k must be at least 1, got {spec.top_k}")
-    if spec.class_index is not None and not 0 <= spec.class_index < model.num_classes:
+    """Explain every readable image among ``paths`` (files or folders) with ``model`` (in eval mode, on its device;
+    its attention weights matter only when ``tame`` is among ``spec.methods``) and write the files of
+    :mod:`tame.explain_files` into ``out``. Bad options, an empty path or no readable image at all are a TameError
+    and nothing is written."""
+    if spec.class_index is not None and not spec.class_index < model.num_classes:
         raise TameError(f"--class {spec.class_index} is out of range 0..{model.num_classes - 1}")
-    files, skipped = list_image_files(paths)
-    device = next(model.parameters()).device
-    names = class_names(model)
     out = Path(out)
+    files, skipped = list_image_files(paths, skip=out)
+    names = class_names(spec.class_names, model.num_classes)
+    device = next(model.parameters()).device
     result = ExplainResult(skipped=skipped)
-    batches = range(0, len(files), spec.batch_size)
-    for start in tqdm(batches, desc="explain", unit="batch", disable=not files):
-        batch_files, images = [], []
-        for path in files[start : start + spec.batch_size]:
-            try:
-                images.append(
-                    eval_image(
-                        path, spec.resize, spec.crop, center_crop=spec.center_crop, interpolation=spec.interpolation
+    with contextlib.ExitStack() as stack:
+        explainers = {
+            method: stack.enter_context(create_explainer(method, model, **spec.method_options(method)))
+            for method in spec.methods
+        }
+        batches = range(0, len(files), spec.batch_size)
+        for start in tqdm(batches, desc="explain", unit="batch", disable=not files):
+            batch_files, images = [], []
+            for image_file in files[start : start + spec.batch_size]:
+                try:
+                    images.append(
+                        eval_image(
+                            image_file.path,
+                            spec.resize,
+                            spec.crop,
+                            center_crop=spec.center_crop,
+                            interpolation=spec.interpolation,
+                        )
                     )
-                )
-                batch_files.append(path)
-            except DecodeError as err:
-                result.skipped.append((path, str(err)))
-        if images:
-            result.entries += explain_batch(model, torch.stack(images).to(device), batch_files, spec, names, out)
+                    batch_files.append(image_file)
+                except DecodeError as err:
+                    result.skipped.append((image_file.path, str(err)))
+            if images:
+                batch = torch.stack(images).to(device)
+                result.entries += explain_batch(model, explainers, batch, batch_files, spec, names, out)
     write_gallery(out, result.entries, result.skipped)
     log.info("wrote %d maps and %s", len(result.entries), out / "index.html")
     return result
 
 
 def explain_batch(
-    model: TameModel, images: torch.Tensor, files: list[Path], spec: ExplainSpec, names: list[str], out: Path
+    model: TameModel,
+    explainers: dict[str, Explainer],
+    images: torch.Tensor,
+    files: list[ImageFile],
+    spec: ExplainSpec,
+    names: list[str],
+    out: Path,
 ) -> list[dict]:
-    """images [B, 3, H, W]: write overlay PNG + raw .npy per image and class; return the gallery entries."""
+    """images [B, 3, H, W]: every method's map per image and class, written by :func:`write_maps`; returns the
+    gallery entries."""
     with torch.no_grad():
         probabilities = model.predict(images).float().softmax(dim=1)
-    if spec.class_index is not None:
-        ranked = torch.full((len(images), 1), spec.class_index, device=images.device)
-    else:
-        ranked = probabilities.topk(min(spec.top_k, model.num_classes), dim=1).indices  # [B, k]
+    ranked = ranked_classes(probabilities, spec.class_index, spec.top_k)  # [B, k]
     entries = []
     for rank in range(ranked.shape[1]):
         classes = ranked[:, rank]
-        maps = model.explain(images, classes).maps  # [B, H, W]
-        for i, path in enumerate(files):
+        maps = {method: explainer.explain(images, classes).maps for method, explainer in explainers.items()}
+        for i, image_file in enumerate(files):
             k = int(classes[i])
-            stem = f"{path.stem}_class{k}"
-            label = f"{names[k]} ({k})" if names else f"class {k}"
-            prob = float(probabilities[i, k])
-            save_npy(out / f"{stem}.npy", maps[i].cpu().numpy().astype(np.float32))
-            save_overlay(images[i], maps[i], out / f"{stem}.png", title=f"{label}  p={prob:.3f}")
-            entries.append(
-                {
-                    "image": str(path),
-                    "class": k,
-                    "name": label,
-                    "probability": prob,
-                    "rank": rank + 1,
-                    "overlay": f"{stem}.png",
-                    "map": f"{stem}.npy",
-                }
-            )
+            target = Target(image_file, k, class_label(names, k), float(probabilities[i, k]), rank + 1)
+            entries += write_maps(out, target, images[i], {m: v[i].cpu().numpy() for m, v in maps.items()})
     return entries
 
 
-def save_npy(path: Path, array: np.ndarray) -> None:
-    buffer = io.BytesIO()
-    np.save(buffer, array)
-    write_bytes_atomic(path, buffer.getvalue())
-
-
-def list_image_files(paths: list[str | Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
-    """Files named, and image files inside named folders (recursively, sorted); plus (path, reason) skipped."""
-    files: list[Path] = []
-    skipped: list[tuple[Path, str]] = []
-    for given in map(Path, paths):
-        if given.is_dir():
-            for path in sorted(p for p in given.rglob("*") if p.is_file()):
-                if path.suffix.lower() in IMAGE_SUFFIXES:
-                    files.append(path)
-                else:
-                    skipped.append((path, "not an image file name"))
-        elif given.is_file():
-            files.append(given)
-        else:
-            skipped.append((given, "no such file or folder"))
-    return files, skipped
-
-
-def class_names(model: TameModel) -> list[str]:
-    """ImageNet class names from timm when the classifier has 1000 classes, else none."""
-    if model.num_classes != 1000:
-        return []
-    try:
-        from timm.data import ImageNetInfo
-
-        info = ImageNetInfo()
-        return [info.index_to_description(i) for i in range(1000)]
-    except Exception:  # older timm: names are a nicety, not a requirement
-        return []
-
-
-def write_gallery(out: Path, entries: list[dict], skipped: list[tuple[Path, str]]) -> None:
-    """index.html: one card per map (overlay, class name, probability) and the list of skipped files."""
-    cards = "\n".join(
-        f'<figure><img src="{html.escape(e["overlay"])}" alt="{html.escape(e["name"])}">'
-        f"<figcaption><b>{html.escape(Path(e['image']).name)}</b><br>#{e['rank']} {html.escape(e['name'])} "
-        f'&middot; p = {e["probability"]:.3f} &middot; <a href="{html.escape(e["map"])}">map</a></figcaption></figure>'
-        for e in entries
-    )
-    skipped_html = "".join(f"<li>{html.escape(str(p))}: {html.escape(w)}</li>" for p, w in skipped)
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>TAME explanations</title>
-<style>body{{font-family:sans-serif;margin:1.5em}} figure{{display:inline-block;margin:.5em;width:420px}}
-img{{width:100%}} figcaption{{font-size:.85em}}</style></head><body>
-<h1>TAME explanations</h1><p>{len(entries)} maps. Colour: 0 (blue, unused) to 1 (red, most used).</p>
-{cards}
-{f"<h2>Skipped ({len(skipped)})</h2><ul>{skipped_html}</ul>" if skipped else ""}
-</body></html>
-"""
-    write_text_atomic(out / "index.html", page)
-    write_text_atomic(
-        out / "explanations.json",
-        json.dumps({"maps": entries, "skipped": [[str(p), w] for p, w in skipped]}, indent=1),
-    )
+def ranked_classes(probabilities: torch.Tensor, class_index: int | None, top_k: int) -> torch.Tensor:
+    """The classes to explain per image: [B, 1] of ``class_index``, else the ``top_k`` most probable [B, k]."""
+    if class_index is not None:
+        return torch.full((len(probabilities), 1), class_index, device=probabilities.device)
+    return probabilities.topk(min(top_k, probabilities.shape[1]), dim=1).indices

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -82,6 +83,7 @@ def test_nothing_readable_is_an_error(run_dir, capsys):
     (run_dir / "a.jpg").write_bytes(b"")
     code = explain(run_dir, str(run_dir / "a.jpg"), "--out", str(run_dir / "out"))
     assert code == 2 and "no readable images" in capsys.readouterr().err
+    assert not (run_dir / "out").exists()
 
 
 def test_comparison_figure_and_random_control(tiny_model, tmp_path):
@@ -111,3 +113,148 @@ def test_explain_images_is_the_typed_api_the_cli_calls(run_dir, shared_data):
     assert np.array_equal(np.load(run_dir / "out" / entry["map"]), expected)
     written = sorted(p.name for p in (run_dir / "out").iterdir())
     assert written == sorted([entry["map"], entry["overlay"], "explanations.json", "index.html"])  # no temporaries
+
+
+def test_config_overrides_go_among_the_paths(run_dir, shared_data, monkeypatch):
+    """`key=value` among the paths, as `tame eval`/`tame train` take them; an existing file of that shape is a path."""
+    from tame.commands.explain import split_overrides
+
+    image = shared_data / "images" / "162_166.JPEG"
+    out = run_dir / "out"
+    assert explain(run_dir, "data.resize=56", str(image), "data.crop=48", "--out", str(out)) == 0
+    entry = json.loads((out / "explanations.json").read_text())["maps"][0]
+    assert np.load(out / entry["map"]).shape == (48, 48)
+    monkeypatch.chdir(run_dir)
+    (run_dir / "a=b.jpg").write_bytes(b"")
+    paths, overrides = split_overrides(["x.jpg", "model.name=x", "a=b.jpg", "./c=d.jpg", "output_dir=o", "data.crop="])
+    assert paths == ["x.jpg", "a=b.jpg", "./c=d.jpg"] and overrides == ["model.name=x", "output_dir=o", "data.crop="]
+
+
+def test_a_bad_override_is_one_line(run_dir, shared_data, capsys):
+    out = run_dir / "out"
+    code = explain(run_dir, str(shared_data / "images" / "885.JPEG"), "data.crp=48", "--out", str(out))
+    assert code == 2 and "unknown config key data.crp (did you mean data.crop?)" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def fixed_classifier(run_dir):
+    """The config names saved classifier weights, so that every run explains with the same classifier."""
+    classifier = create_classifier("test_resnet", pretrained=False)
+    torch.save(classifier.net.state_dict(), run_dir / "classifier.pth")
+    (run_dir / "config.yaml").write_text(CONFIG.replace("pretrained: false", f"weights: {run_dir / 'classifier.pth'}"))
+    return classifier.eval()
+
+
+def test_methods_side_by_side_on_one_scale(run_dir, shared_data, capsys):
+    """`--methods tame gradcam`: each method's map and overlay, one comparison figure per image and class, and a
+    gallery card that shows the figure and links every map; the tame maps are those of a tame-only run."""
+    fixed_classifier(run_dir)
+    image = str(shared_data / "images" / "885.JPEG")
+    out, alone = run_dir / "out", run_dir / "alone"
+    assert explain(run_dir, image, "--methods", "tame", "gradcam", "--top-k", "2", "--out", str(out)) == 0
+    assert "explained 1 images (4 maps)" in capsys.readouterr().out
+    maps = json.loads((out / "explanations.json").read_text())["maps"]
+    assert [(e["method"], e["rank"]) for e in maps] == [("tame", 1), ("gradcam", 1), ("tame", 2), ("gradcam", 2)]
+    page = (out / "index.html").read_text()
+    for tame, gradcam in (maps[:2], maps[2:]):
+        k = tame["class"]
+        assert gradcam["class"] == k and tame["comparison"] == gradcam["comparison"] == f"885_class{k}_methods.png"
+        assert (out / tame["comparison"]).stat().st_size > 1000 and f'src="{tame["comparison"]}"' in page
+        assert (gradcam["map"], gradcam["overlay"]) == (f"885_class{k}_gradcam.npy", f"885_class{k}_gradcam.png")
+        for entry in (tame, gradcam):
+            assert f'href="{entry["overlay"]}"' in page and f'href="{entry["map"]}"' in page
+            assert np.load(out / entry["map"]).shape == (64, 64)
+    assert "Grad-CAM" in page and page.count("<figure>") == 2
+    assert explain(run_dir, image, "--top-k", "2", "--out", str(alone)) == 0
+    for entry in maps[::2]:
+        assert np.array_equal(np.load(out / entry["map"]), np.load(alone / entry["map"]))
+
+
+def test_a_baseline_needs_no_checkpoint_and_takes_its_layer(run_dir, shared_data):
+    """`--method gradcam --layer layer3` without --checkpoint: the maps of create_explainer on the same classifier."""
+    from tame.baselines import create_explainer
+    from tame.data.images import eval_image
+
+    classifier = fixed_classifier(run_dir)
+    image = shared_data / "images" / "162_166.JPEG"
+    out = run_dir / "out"
+    argv = ["explain", str(image), "--config", str(run_dir / "config.yaml"), "--out", str(out)]
+    assert main([*argv, "--method", "GradCAM", "--layer", "layer3"]) == 0
+    entry = json.loads((out / "explanations.json").read_text())["maps"][0]
+    assert entry["method"] == "gradcam" and entry["map"] == f"162_166_class{entry['class']}_gradcam.npy"
+    with create_explainer("gradcam", classifier, layer="layer3") as explainer:
+        expected = explainer.explain(eval_image(image, 72, 64)[None], entry["class"]).maps[0].numpy()
+    assert np.array_equal(np.load(out / entry["map"]), expected)
+
+
+def test_class_names_file_names_the_classes(run_dir, shared_data):
+    """model.class_names (`label name` lines) in the overlay titles, the gallery and explanations.json; RISE with
+    its options, for a 4-class classifier (no ImageNet names)."""
+    (run_dir / "names.txt").write_text("0 cat\n1 sea lion\n2 dog\n3 tree frog\n")
+    out = run_dir / "out"
+    image = str(shared_data / "images" / "885.JPEG")
+    argv = ["explain", image, "--config", str(run_dir / "config.yaml"), "--out", str(out), "--top-k", "4"]
+    overrides = ["model.num_classes=4", f"model.class_names={run_dir / 'names.txt'}"]
+    assert main([*argv, *overrides, "--method", "rise", "--num-masks", "8", "--mask-batch", "4"]) == 0
+    maps = json.loads((out / "explanations.json").read_text())["maps"]
+    names = {"cat": 0, "sea lion": 1, "dog": 2, "tree frog": 3}
+    assert sorted(e["name"] for e in maps) == sorted(f"{name} ({k})" for name, k in names.items())
+    assert all(e["method"] == "rise" and (out / e["overlay"]).is_file() for e in maps)
+    assert "tree frog (3)" in (out / "index.html").read_text()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--batch-size", "0"], "--batch-size must be at least 1, got 0"),
+        (["--batch-size", "-1"], "--batch-size must be at least 1, got -1"),
+        (["--top-k", "0"], "--top-k must be at least 1, got 0"),
+        (["--class", "-3"], "--class must not be negative"),
+        (["--device", "cuda"], "no CUDA device is visible"),
+        (["--method", "gradcom"], "unknown method 'gradcom'.*gradcam"),
+        (["--layer", "layer3"], "--layer applies to .*gradcam.*, not to tame"),
+        (["--methods", "gradcam", "--num-masks", "8"], "--num-masks applies to rise, not to gradcam"),
+        (["--method", "gradcam", "--layer", "layer9"], "unknown target layer 'layer9'"),
+        (["model.class_names=nowhere.txt"], "class names file not found: nowhere.txt"),
+        (["--runtime", "onnx", "--method", "gradcam"], "runs the exported TAME graph"),
+    ],
+)
+def test_bad_options_are_one_line_and_write_nothing(run_dir, shared_data, capsys, monkeypatch, extra, message):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = run_dir / "out"
+    code = explain(run_dir, str(shared_data / "images" / "885.JPEG"), str(run_dir / "x.jpg"), "--out", str(out), *extra)
+    errors = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("tame: warning:")]
+    assert code == 2 and len(errors) == 1 and re.search(message, errors[0]), errors
+    assert not out.exists()
+
+
+def test_empty_path_and_bad_device_spelling_write_nothing(run_dir, shared_data, capsys, monkeypatch):
+    """`tame explain ""` would read the current folder: refused. `--device foo` is argparse's usage error."""
+    monkeypatch.chdir(run_dir)
+    out = run_dir / "out"
+    assert explain(run_dir, "", "--out", str(out)) == 2
+    assert "an empty path names no image (give . for the current folder)" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as caught:
+        explain(run_dir, str(shared_data / "images" / "885.JPEG"), "--out", str(out), "--device", "foo")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert caught.value.code == 2 and "argument --device: device must be auto, cpu, cuda or cuda:N" in err[-1]
+    assert not out.exists()
+
+
+def test_tame_without_checkpoint(run_dir, shared_data, capsys):
+    image = str(shared_data / "images" / "885.JPEG")
+    assert main(["explain", image, "--config", str(run_dir / "config.yaml"), "--out", str(run_dir / "o")]) == 2
+    assert "--checkpoint is required for method tame" in capsys.readouterr().err
+
+
+def test_only_paths_and_overrides_may_follow_the_options(run_dir, shared_data, capsys):
+    """Paths after the options join the paths; an unknown option is still argparse's error (and so for commands
+    without a list positional, e.g. `tame inspect`)."""
+    image = str(shared_data / "images" / "885.JPEG")
+    with pytest.raises(SystemExit) as caught:
+        explain(run_dir, image, "--out", str(run_dir / "out"), "--bogus", image)
+    assert caught.value.code == 2 and "unrecognized arguments: --bogus" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["inspect", "test_resnet", "--all", "extra"])
+    assert "unrecognized arguments: extra" in capsys.readouterr().err
+    assert not (run_dir / "out").exists()

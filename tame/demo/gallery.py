@@ -11,11 +11,10 @@ from tame.baselines import create_explainer
 from tame.checkpoints import epoch_file
 from tame.config import Config
 from tame.data.boxes import read_boxes
+from tame.data.class_names import class_names
 from tame.data.loaders import build_loader
 from tame.models import TameModel
-from tame.viz.overlay import save_comparison
-
-LABELS = {"tame": "TAME", "gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "random": "random (control)"}
+from tame.viz.overlay import method_label, save_comparison
 
 
 def write_gallery(cfg: Config, out: Path, count: int, methods: Sequence[str]) -> list[tuple[str, Path]]:
@@ -39,12 +38,12 @@ def write_gallery(cfg: Config, out: Path, count: int, methods: Sequence[str]) ->
     for method in methods:
         with create_explainer(method, model) as explainer:
             explanation = explainer.explain(images)
-        maps[LABELS.get(method, method)] = explanation.maps
+        maps[method_label(method)] = explanation.maps
     classes = explanation.classes
-    names = (Path(cfg.data.val_root) / "classes.txt").read_text().split("\n")
+    names = class_names(cfg.model.class_names or Path(cfg.data.val_root) / "classes.txt", model.num_classes)
     figures = []
     for i, path in enumerate(paths):
-        name = names[int(classes[i])].split(maxsplit=1)[-1] if int(classes[i]) < len(names) else str(int(classes[i]))
+        name = names[int(classes[i])]
         target = out / "gallery" / f"{i:02d}.png"
         save_comparison(
             images[i], {m: v[i] for m, v in maps.items()}, target, title=f"predicted: {name}", boxes=boxes.get(path, [])

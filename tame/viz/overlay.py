@@ -19,6 +19,21 @@ from tame.io import atomic_path  # noqa: E402
 
 COLOUR_MAP = "jet"
 ALPHA = 0.5
+METHOD_LABELS = {
+    "tame": "TAME",
+    "gradcam": "Grad-CAM",
+    "gradcam++": "Grad-CAM++",
+    "xgradcam": "XGrad-CAM",
+    "scorecam": "Score-CAM",
+    "ablationcam": "Ablation-CAM",
+    "rise": "RISE",
+    "random": "random (control)",
+}
+
+
+def method_label(method: str) -> str:
+    """How figures and galleries name a method (``gradcam`` -> ``Grad-CAM``); unknown names as they are."""
+    return METHOD_LABELS.get(method, method)
 
 
 def blend(image: torch.Tensor, explanation: torch.Tensor, alpha: float = ALPHA) -> np.ndarray:
@@ -49,7 +64,8 @@ def save_comparison(
     title: str = "",
     boxes: Sequence[Sequence[float]] = (),
 ) -> None:
-    """One image, one panel per method on the same colour scale; optional ground-truth boxes [x0, y0, x1, y1]."""
+    """One image, one panel per method on one colour scale (0..1, one colour bar); optional ground-truth boxes
+    [x0, y0, x1, y1]."""
     panels = len(explanations) + 1
     fig, axes = plt.subplots(1, panels, figsize=(2.4 * panels + 0.6, 2.7), dpi=100, layout="constrained")
     axes[0].imshow(image.detach().float().cpu().permute(1, 2, 0).numpy())

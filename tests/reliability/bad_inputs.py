@@ -248,10 +248,10 @@ CASES = [
     Case(
         "override value that is not valid YAML",
         "config",
-        {**_BAD_CONFIG, "explain": "n/a"},
+        _BAD_CONFIG,
         r"override 'train\.max_lr=\[': the value is not valid YAML",
         overrides=("train.max_lr=[",),
-        notes="`key=value` on the command line (`explain` takes no overrides)",
+        notes="`key=value` on the command line (`explain` takes them among the image paths)",
         extra={"command_line": True},
     ),
     Case(

@@ -133,7 +133,8 @@ def test_explain(cli, corpus, tmp_path, case, command):
     config = case_config(case, corpus, tmp_path)
     target = corpus / "images" / (case.file or case.line.split()[0] if case.kind != "config" else "good1.jpg")
     good = corpus / "images" / "good0.jpg"
-    result = cli("explain", good, target, "--config", config, "--checkpoint", corpus / "am.pt", "--out", tmp_path)
+    args = ["--config", config, "--checkpoint", corpus / "am.pt", "--out", tmp_path, *command_line_overrides(case)]
+    result = cli("explain", good, target, *args)
     expected = case.outcomes[command]
     if expected == "error":
         result.assert_one_error_line(case.message)
