@@ -32,6 +32,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     """Options shared by ``tame eval`` and ``tame compare``."""
     parser.add_argument("--config", required=True, help="run config (model, layers, data sizes and paths)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. data.crop=224")
+    parser.set_defaults(intermixed="overrides")  # overrides may also follow the options
     parser.add_argument("--list", help="evaluation list (default: data.eval_list of the config)")
     parser.add_argument("--root", help="image root of the list (default: data.val_root of the config)")
     parser.add_argument("--out", help="output folder")

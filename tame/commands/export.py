@@ -31,6 +31,7 @@ from tame.options import add_device_option
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="run config (model name, layers, data.resize / data.crop)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. data.crop=192")
+    parser.set_defaults(intermixed="overrides")  # overrides may also follow the options
     parser.add_argument("--checkpoint", required=True, help="AM checkpoint (ours, a training one or an original)")
     parser.add_argument("-o", "--output", required=True, help="the exported file (.onnx, .pt, .pt2)")
     parser.add_argument("--format", choices=FORMATS, default="onnx", help="default: onnx")

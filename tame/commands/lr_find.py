@@ -22,6 +22,7 @@ from tame.config import load_config
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML config (configs/*.yaml), as for `tame train`")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. data.batch_size=64")
+    parser.set_defaults(intermixed="overrides")  # overrides may also follow the options
     parser.add_argument("--start-lr", type=float, default=1e-8, help="first LR of the sweep (default 1e-8)")
     parser.add_argument("--end-lr", type=float, default=10.0, help="last LR of the sweep (default 10)")
     parser.add_argument(

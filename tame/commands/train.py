@@ -20,6 +20,7 @@ logger = logging.getLogger(__name__)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML config (configs/*.yaml); defaults are used for keys it leaves out")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.max_lr=2e-4")
+    parser.set_defaults(intermixed="overrides")  # overrides may also follow the options
     parser.add_argument(
         "--check", action="store_true", help="only validate the config, the data paths and the GPU count, then exit"
     )
