@@ -237,13 +237,6 @@ def check_data_paths(cfg: Config) -> tuple[Path, Path]:
     return root, list_file
 
 
-def check_training(cfg: Config, processes_per_node: int = 1) -> None:
-    """Everything that can be checked before a run starts (``tame train --check``): data paths, batch split, GPUs."""
-    check_data_paths(cfg)
-    check_world_size(cfg, processes_per_node)
-    distributed.pick_device(cfg.train.device, local_rank=0, local_world_size=processes_per_node)
-
-
 def check_world_size(cfg: Config, world_size: int) -> None:
     """The global batch must split evenly over the processes."""
     if cfg.data.batch_size % world_size:

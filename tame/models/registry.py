@@ -228,6 +228,8 @@ def _build_timm(name: str, pretrained: bool, kwargs: dict) -> nn.Module:
 
 def load_classifier_weights(net: nn.Module, path: str | Path) -> None:
     """Load a classifier state dict from a local file; mismatches are reported by key and shape."""
+    if not Path(path).is_file():
+        raise TameError(f"weights file {path} not found (model.weights / --weights: the classifier's state dict)")
     state = load_tensor_file(path)
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(state.get(key), dict):
