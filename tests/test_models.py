@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 import sys
@@ -250,13 +251,99 @@ def test_inspect_default_layers():
 
 
 def test_inspect_cli(capsys):
+    assert inspect_main(["test_resnet", "--input-size", "64"]) == 0
+    out = capsys.readouterr().out
+    assert "* layer3" in out and "48 x 8 x 8" in out and "default layers: layer2 layer3 layer4" in out
     assert inspect_main(["test_resnet", "--input-size", "64", "--layers", "layer2", "layer4"]) == 0
     out = capsys.readouterr().out
-    assert "* layer3" in out and "48 x 8 x 8" in out and "layers OK" in out and "attention mechanism TAME" in out
+    assert "48 x 8 x 8" in out and "layers OK" in out and "attention mechanism TAME" in out
+    rows = [line.split()[0] for line in out.splitlines()[2:-1]]  # only the named layers, no table of the rest
+    assert rows == ["layer2", "layer4"] and "layer3" not in out and "conv1" not in out
     assert inspect_main(["test_resnet", "--layers", "layer9"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("tame-inspect: error: unknown layer 'layer9'") and "Traceback" not in err
     assert inspect_main(["no_such_model_xyz"]) == 2
+
+
+def test_inspect_reports_every_bad_layer_in_one_line(capsys):
+    assert inspect_main(["test_resnet", "--layers", "layer9", "layer2", "layer2", "fc"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "unknown layer 'layer9' in test_resnet; closest: layer4" in err and "'layer2' is named twice" in err
+    assert "layer 'fc' does not produce a feature map" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["resnet18", "--input-size", "0"], "--input-size 0: give a side in pixels"),
+        (["vgg16", "--input-size", "16"], "cannot run on 16x16 images"),
+        (["os:system"], "is a built-in function, not a Python function that builds a model (nothing was called)"),
+        (["builtins:eval"], "is a built-in function"),
+        (["os:sep"], "os:sep is a str ('/'), not a Python function"),
+        (["json:loads"], "cannot be called as json:loads(pretrained=False) (missing a required argument: 's')"),
+        ([":resnet18"], "write package.module:function"),
+        (["resnet18:"], "write package.module:function"),
+        (["collections:OrderedDict"], "class OrderedDict is not an nn.Module"),
+        (["os:sistem"], "os has no attribute 'sistem'; did you mean system?"),
+        (["no_such_package_xyz.models:build"], "with PYTHONPATH=. (or pip install it)"),
+        ([f"{__name__}:returns_a_dict"], "returned a dict ({'weights': 1}), not an nn.Module"),
+    ],
+)
+def test_inspect_bad_input_is_one_line(capsys, argv, message):
+    assert inspect_main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tame-inspect: error: ") and len(err.strip().splitlines()) == 1, err
+    assert message in err
+
+
+def returns_a_dict(pretrained: bool = False) -> dict:
+    return {"weights": 1}
+
+
+def test_module_path_target_never_runs_a_command(monkeypatch):
+    """``os:system`` is refused before any call; so is any callable that is not a Python function or Module class."""
+    with pytest.raises(TameError, match="os:system is a built-in function.*nothing was called"):
+        create_classifier("os:system", pretrained=False)
+    calls = []
+    monkeypatch.setattr(os, "system", functools.partial(lambda *a, **k: calls.append((a, k))))
+    with pytest.raises(TameError, match="os:system is a callable partial.*nothing was called"):
+        create_classifier("os:system", pretrained=False)
+    assert calls == []
+
+
+BUILDER_CALLS: list[dict] = []
+
+
+def builder_raising_type_error(pretrained: bool = False, **kwargs) -> nn.Module:
+    BUILDER_CALLS.append({"pretrained": pretrained, **kwargs})
+    raise TypeError("bad channel count")
+
+
+def test_builder_that_raises_is_called_once():
+    BUILDER_CALLS.clear()
+    with pytest.raises(TameError) as err:
+        create_classifier(f"{__name__}:builder_raising_type_error", pretrained=False, num_classes=7)
+    assert BUILDER_CALLS == [{"pretrained": False, "num_classes": 7}]
+    assert "builder_raising_type_error(pretrained=False, num_classes=7) raised TypeError: bad channel count" in str(
+        err.value
+    )
+
+
+class PlainNet(nn.Module):
+    """An nn.Module class without a ``pretrained`` argument: built as it is (random weights)."""
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.net = _tiny_cnn(num_classes=num_classes)
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def test_module_class_without_pretrained_builds():
+    classifier = create_classifier(f"{__name__}:PlainNet", pretrained=True, num_classes=4)
+    assert classifier(torch.rand(1, 3, 16, 16)).shape == (1, 4)
 
 
 def test_console_scripts_are_installed():

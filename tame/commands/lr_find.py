@@ -7,16 +7,22 @@
 As the reference's ``lr_finder.py``: SGD with the training's two parameter groups (biases at 2x), the LR going
 from ``--start-lr`` to ``--end-lr`` over the pass, the loss smoothed exponentially (bias-corrected), stopping
 once the smoothed loss exceeds 4x its best. Writes ``lr_find.json`` and ``lr_find.png`` to the output folder and
-prints the suggested ``train.max_lr``: the LR at the minimum of the smoothed loss (the reference's advice: pick
-the minimum of the curve). The AM trained here is thrown away.
+prints the suggested ``train.max_lr``: a tenth of the LR at the minimum of the smoothed loss. A sweep whose loss is
+still falling at its end (or that is too short) suggests nothing and says why: sweep further (a larger --end-lr,
+more --steps). The AM trained here is thrown away.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tame.config import load_config
+from tame.engine.lr_suggestion import format_lr
+
+if TYPE_CHECKING:
+    from tame.engine.lr_find import LrFindResult
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,10 +51,17 @@ def run(args: argparse.Namespace) -> int:
         output_dir=Path(args.out) if args.out else None,
     )
     if resolve_launch().rank == 0:  # every rank has the result; one prints it
-        suggested = result.suggested_max_lr
-        print(
-            f"suggested max LR {suggested:.3g} (minimum of the smoothed loss; stopped: {result.stopped}); "
-            f"train with train.max_lr={suggested:.3g}",
-            flush=True,
-        )
+        print(summary(result), flush=True)
     return 0
+
+
+def summary(result: LrFindResult) -> str:
+    """What the sweep found, LRs written as ``3.2e-3``; without a suggestion, why (and what to sweep instead)."""
+    found = f"minimum of the smoothed loss at {format_lr(result.minimum_lr)}"
+    if result.steepest_lr is not None:
+        found += f", steepest descent at {format_lr(result.steepest_lr)}"
+    found += f"; stopped: {result.stopped}"
+    if result.suggested_max_lr is None:
+        return f"no suggested max LR: {result.suggestion_reason} ({found})"
+    suggested = format_lr(result.suggested_max_lr)
+    return f"suggested max LR {suggested}, a tenth of the minimum ({found}); train with train.max_lr={suggested}"

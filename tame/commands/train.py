@@ -12,7 +12,8 @@ from __future__ import annotations
 import argparse
 import logging
 
-from tame.config import load_config
+from tame.config import Config, load_config
+from tame.errors import TameError
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.max_lr=2e-4")
     parser.set_defaults(intermixed="overrides")  # overrides may also follow the options
     parser.add_argument(
-        "--check", action="store_true", help="only validate the config, the data paths and the GPU count, then exit"
+        "--check",
+        action="store_true",
+        help="only check the run (model, weights, layers, lists, image roots, GPU count), then exit",
     )
     parser.add_argument(
         "--nproc", type=int, default=1, metavar="N", help="with --check: the processes (GPUs) per node the run will use"
@@ -32,11 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     if args.check:
-        from tame.engine.train import check_training
-
-        check_training(cfg, args.nproc)
-        print(f"tame: config OK ({args.config or 'defaults'}, {args.nproc} process(es) per node)")
-        return 0
+        return _check(cfg, args.config, args.nproc)
     from tame.engine.preemption import Preempted
     from tame.engine.train import train
 
@@ -45,4 +44,23 @@ def run(args: argparse.Namespace) -> int:
     except Preempted as stopped:  # SIGTERM / SIGUSR1: a checkpoint was written; run again to continue
         logger.warning("%s", stopped)
         return stopped.exit_code
+    return 0
+
+
+def _check(cfg: Config, config_path: str | None, processes: int) -> int:
+    """Print what the run will use; each problem is one line on stderr (exit 2), warnings do not fail."""
+    from tame.engine.preflight import check_training
+
+    if processes < 1:
+        raise TameError(f"--nproc {processes}: must be at least 1")
+    report = check_training(cfg, processes)
+    print("\n".join(report.summary))
+    for warning in report.warnings:
+        logger.warning(warning)
+    for problem in report.problems:
+        logger.error(problem)
+    if not report.ok:
+        print(f"tame: {len(report.problems)} problem(s) (above, on stderr): the run would fail")
+        return 2
+    print(f"tame: config OK ({config_path or 'defaults'}, {processes} process(es) per node): the run will start")
     return 0

@@ -25,6 +25,7 @@ import torch
 from tame.checkpoints import epoch_file
 from tame.config import Config, load_config
 from tame.demo.stages import Stage, run_stage
+from tame.engine.lr_suggestion import format_lr
 from tame.errors import TameError
 
 logger = logging.getLogger(__name__)
@@ -112,7 +113,7 @@ def run_demo(config_path: Path, out: Path, size: DemoSize = DemoSize(), force: b
     force = force or not Stage(out / "data", {}, False).record.is_file()
     stages["classifier"] = _classifier_stage(demo, stages["data"], force)
     stages["lr-find"] = _lr_find_stage(demo, stages["classifier"], force)
-    stages["tame"] = _train_stage(demo, stages["classifier"], force)
+    stages["tame"] = _train_stage(demo, stages["classifier"], stages["lr-find"], force)
     stages["compare"] = _compare_stage(demo, stages["tame"], force)
     return write_demo_report(cfg, out, size, stages, METHODS)
 
@@ -172,19 +173,25 @@ def find_lr(cfg: Config, steps: int, folder: Path) -> dict:
 
     start_lr, end_lr = LR_RANGE
     result = lr_range_test(cfg, start_lr=start_lr, end_lr=end_lr, steps=steps, output_dir=folder)
-    logger.info("tame demo: suggested max LR %.3g (stopped: %s)", result.suggested_max_lr, result.stopped)
+    if result.suggested_max_lr is None:
+        logger.info("tame demo: no suggested max LR (%s): TAME trains with the config's", result.suggestion_reason)
+    else:
+        logger.info("tame demo: suggested max LR %s: TAME trains with it", format_lr(result.suggested_max_lr))
     return json.loads((folder / RESULT_FILE).read_text())
 
 
-def _train_stage(demo: DemoRun, classifier: dict, force: bool) -> dict:
+def _train_stage(demo: DemoRun, classifier: dict, lr_find: dict, force: bool) -> dict:
+    """TAME trained with the LR range test's suggested max LR, or the config's when the test suggested none."""
     from tame.engine.train import train
+
+    max_lr = lr_find.get("suggested_max_lr") or demo.cfg.train.max_lr
 
     def make() -> dict:
         shutil.rmtree(demo.out / "tame", ignore_errors=True)  # a stale run's checkpoints would be refused
-        train(load_config(demo.config_path, [*demo.overrides, "train.resume=none"]))
-        return {"checkpoint": str(epoch_file(demo.out / "tame", demo.size.tame_epochs))}
+        train(load_config(demo.config_path, [*demo.overrides, f"train.max_lr={max_lr!r}", "train.resume=none"]))
+        return {"checkpoint": str(epoch_file(demo.out / "tame", demo.size.tame_epochs)), "max_lr": max_lr}
 
-    return run_stage("tame", demo.out / "tame", demo.inputs(classifier=classifier), force, make)
+    return run_stage("tame", demo.out / "tame", demo.inputs(classifier=classifier, max_lr=max_lr), force, make)
 
 
 def _compare_stage(demo: DemoRun, train: dict, force: bool) -> dict:

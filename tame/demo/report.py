@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tame.config import Config
+from tame.engine.lr_suggestion import format_lr
 
 if TYPE_CHECKING:
     from tame.demo.pipeline import DemoSize
@@ -103,8 +104,19 @@ def _summary(size: DemoSize, classifier: dict, results: Mapping[str, Mapping[str
 def _facts(cfg: Config, stages: Mapping[str, dict]) -> dict[str, str]:
     return {
         "stage seconds": ", ".join(f"{name} {outputs.get('seconds', 0):.0f}" for name, outputs in stages.items()),
-        "suggested max LR": f"{stages['lr-find'].get('suggested_max_lr')}",
+        "suggested max LR": _suggestion(stages["lr-find"]),
         "config": f"{cfg.model.name}, layers {' '.join(cfg.model.layers)}, {cfg.train.epochs} epochs, "
-        f"max LR {cfg.train.max_lr}, batch {cfg.data.batch_size}, regulariser {cfg.train.regulariser}",
+        f"max LR {format_lr(stages['tame'].get('max_lr', cfg.train.max_lr))}, batch {cfg.data.batch_size}, "
+        f"regulariser {cfg.train.regulariser}",
         "checkpoint": stages["tame"]["checkpoint"],
     }
+
+
+def _suggestion(lr_find: Mapping) -> str:
+    """The LR range test's suggestion as ``1e-2`` (used for TAME's training), or why there is none."""
+    suggested = lr_find.get("suggested_max_lr")
+    if suggested is None:
+        return (
+            f"none ({lr_find.get('suggestion_reason') or 'an LR range test of an earlier version'}): the config's used"
+        )
+    return f"{format_lr(suggested)} (a tenth of the minimum at {format_lr(lr_find.get('minimum_lr'))}), used for TAME"

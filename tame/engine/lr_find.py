@@ -7,9 +7,10 @@
 
 As the reference's ``lr_finder.py``: SGD with the training's two parameter groups (biases at 2x), the LR going
 from ``start_lr`` to ``end_lr`` over the pass, the loss smoothed exponentially (bias-corrected), stopping
-once the smoothed loss exceeds 4x its best. Writes ``lr_find.json`` and ``lr_find.png`` to the output folder;
-the suggested ``train.max_lr`` is the LR at the minimum of the smoothed loss (the reference's advice: pick the
-minimum of the curve). The AM trained here is thrown away.
+once the smoothed loss exceeds 4x its best. Writes ``lr_find.json`` and ``lr_find.png`` to the output folder.
+The suggested ``train.max_lr`` is a tenth of the LR at the minimum of the smoothed loss (``tame.engine.lr_suggestion``:
+the minimum itself is already at the edge of divergence); a sweep whose loss is still falling at its end, or too
+short to have a shape, suggests nothing and says why. The AM trained here is thrown away.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 from tame import distributed
 from tame.config import Config, expand_path
 from tame.distributed import Dist, all_reduce_mean
+from tame.engine.lr_suggestion import suggest_max_lr
 from tame.engine.optim import build_optimizer, set_lr
 from tame.engine.train import TrainingSetup, build_training, check_data_paths, check_world_size
 from tame.errors import TameError
@@ -40,7 +42,10 @@ class LrFindResult:
     lrs: list[float] = field(default_factory=list)  # the weights' LR at each step (biases: 2x)
     loss: list[float] = field(default_factory=list)  # the loss of each step (mean over ranks)
     smoothed_loss: list[float] = field(default_factory=list)
-    suggested_max_lr: float | None = None
+    suggested_max_lr: float | None = None  # a tenth of minimum_lr; None: see suggestion_reason
+    minimum_lr: float | None = None  # the LR at the lowest smoothed loss
+    steepest_lr: float | None = None  # the LR where the smoothed loss falls fastest, before the minimum
+    suggestion_reason: str = ""  # why there is no suggestion ("" when there is one)
     stopped: str = "end of pass"  # or: diverged, non-finite loss
 
 
@@ -87,14 +92,10 @@ def lr_range_test(
 
 
 def report(result: LrFindResult, json_path: Path, plot_path: Path) -> None:
-    """Log where the curve is and what it suggests; no finite loss at all is an error."""
-    if result.suggested_max_lr is None:
+    """Log where the curve is (the suggestion, or why there is none, is in ``result``); no finite loss at all is an
+    error."""
+    if not result.smoothed_loss:
         raise TameError(f"the LR range test recorded no finite loss ({result.stopped}); see {json_path}")
-    if result.stopped == "end of pass" and result.suggested_max_lr == result.lrs[-1]:
-        logger.warning(
-            "the loss was still falling at the end of the sweep, so the suggestion is its last LR; sweep "
-            "further (a larger --end-lr, more --steps or a longer list)"
-        )
     logger.info("curve in %s and %s", plot_path, json_path)
 
 
@@ -143,8 +144,10 @@ def sweep(
             batches.set_postfix(lr=f"{lr:.2e}", loss=f"{smoothed:.4g}", refresh=False)
         setup.update(optimizer, losses["loss"])
     if result.smoothed_loss:
-        lowest = min(range(len(result.smoothed_loss)), key=result.smoothed_loss.__getitem__)
-        result.suggested_max_lr = result.lrs[lowest]
+        result.minimum_lr = result.lrs[min(range(len(result.lrs)), key=result.smoothed_loss.__getitem__)]
+    suggestion = suggest_max_lr(result.lrs, result.smoothed_loss)
+    result.suggested_max_lr, result.steepest_lr = suggestion.max_lr, suggestion.steepest_lr
+    result.suggestion_reason = suggestion.reason
     return result
 
 
@@ -157,6 +160,12 @@ def write_result(result: LrFindResult, cfg: Config, output_dir: Path) -> tuple[P
     write_text_atomic(json_path, json.dumps({**asdict(result), "config": asdict(cfg)}, indent=1))
     title = f"LR range test: {cfg.model.name} {cfg.model.version}, batch {cfg.data.batch_size}"
     plot_path = plot_lr_range(
-        result.lrs, result.smoothed_loss, result.suggested_max_lr, output_dir / PLOT_FILE, title=title
+        result.lrs,
+        result.smoothed_loss,
+        result.suggested_max_lr,
+        output_dir / PLOT_FILE,
+        title=title,
+        minimum_lr=result.minimum_lr,
+        note=f"no suggestion: {result.suggestion_reason}" if result.suggested_max_lr is None else "",
     )
     return json_path, plot_path

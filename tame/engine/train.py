@@ -37,7 +37,7 @@ from tame.distributed import Dist, convert_sync_batchnorm
 from tame.engine.optim import build_optimizer, build_schedule
 from tame.engine.preemption import StopSignals
 from tame.engine.resume import Checkpoints
-from tame.engine.run_lock import check_output_dir, take_run_folder
+from tame.engine.run_lock import take_run_folder
 from tame.engine.run_log import LossWindow, NonFiniteLoss, RunLog
 from tame.engine.validation import Validation, validation_paths
 from tame.errors import TameError
@@ -250,16 +250,6 @@ def check_data_paths(cfg: Config) -> tuple[Path, Path]:
             "with train.label_source=model)"
         )
     return root, list_file
-
-
-def check_training(cfg: Config, processes_per_node: int = 1) -> None:
-    """Everything that can be checked before a run starts (``tame train --check``): data paths, output folder,
-    batch split, GPUs."""
-    check_data_paths(cfg)
-    check_output_dir(cfg.output_dir, expand_path(cfg.output_dir, "output_dir"))
-    validation_paths(cfg)
-    check_world_size(cfg, processes_per_node)
-    distributed.pick_device(cfg.train.device, local_rank=0, local_world_size=processes_per_node)
 
 
 def check_world_size(cfg: Config, world_size: int) -> None:

@@ -81,6 +81,9 @@ def feature_layers(classifier: Classifier, input_size: int = 224) -> list[LayerI
     try:
         with torch.no_grad():
             classifier(torch.zeros(1, 3, input_size, input_size))
+    except RuntimeError as err:  # too small for its kernels and poolings, or out of memory
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise TameError(f"model {classifier.name!r} cannot run on {input_size}x{input_size} images: {first}") from None
     finally:
         for handle in handles:
             handle.remove()
@@ -158,18 +161,33 @@ def _is_trunk(info: LayerInfo) -> bool:
     return info.input_hw is not None and info.input_hw[0] > 2 * info.shape[1]
 
 
-def chosen_layers(classifier: Classifier, layers: list[LayerInfo], names: list[str], model: str) -> list[LayerInfo]:
-    """The :class:`LayerInfo` of each of ``names``; an unknown layer or one without a feature map is a
-    :class:`TameError` with the closest names."""
+def layer_problems(classifier: Classifier, layers: list[LayerInfo], names: list[str], model: str) -> list[str]:
+    """One line per name of ``names`` that is no layer of the model (with the closest names), produces no feature
+    map, or repeats; empty when every name is good."""
     by_name = {info.name: info for info in layers}
     modules = dict(classifier.net.named_modules())
-    for name in names:
-        if name not in modules:
+    problems = []
+    for index, name in enumerate(names):
+        if name not in modules or not name:
             close = close_matches(name, list(by_name) or list(modules), cutoff=0.5)
             hint = f"; closest: {', '.join(close)}" if close else ""
-            raise TameError(f"unknown layer {name!r} in {model}{hint}")
-        if name not in by_name:
-            raise TameError(f"layer {name!r} does not produce a feature map (pick one listed above)")
+            problems.append(f"unknown layer {name!r} in {model}{hint}")
+        elif name not in by_name:
+            problems.append(
+                f"layer {name!r} does not produce a feature map (`tame-inspect {model}` lists those that do)"
+            )
+        elif name in names[:index]:
+            problems.append(f"layer {name!r} is named twice")
+    return problems
+
+
+def chosen_layers(classifier: Classifier, layers: list[LayerInfo], names: list[str], model: str) -> list[LayerInfo]:
+    """The :class:`LayerInfo` of each of ``names``; unknown layers, layers without a feature map and repeats are one
+    :class:`TameError` (see :func:`layer_problems`)."""
+    problems = layer_problems(classifier, layers, names, model)
+    if problems:
+        raise TameError("; ".join(problems))
+    by_name = {info.name: info for info in layers}
     return [by_name[name] for name in names]
 
 

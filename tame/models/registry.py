@@ -8,6 +8,7 @@ and applies its own normalisation; ``classifier.preprocessing`` is the model's r
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -119,17 +120,90 @@ def create_classifier(
 
 
 def _build_from_path(name: str, pretrained: bool, kwargs: dict) -> nn.Module:
+    """Import ``module:function`` and call it once, with keywords only (``pretrained=...``, ``num_classes=...``).
+
+    Only a Python function (or an ``nn.Module`` class) that accepts these keywords is called: a built-in
+    (``os:system``, ``builtins:eval``), a value (``os:sep``) or a function of other arguments (``json:loads``) is
+    refused before any call, so nothing from the name, and no user text, ever reaches an arbitrary callable.
+    """
+    builder = _import_builder(name)
+    call = {"pretrained": pretrained, **kwargs}
+    if inspect.isclass(builder) and "pretrained" not in _parameters(builder):
+        call.pop("pretrained")  # an nn.Module class of its own: random weights unless model.weights is given
+    try:
+        inspect.signature(builder).bind(**call)
+    except (TypeError, ValueError) as err:
+        raise TameError(
+            f"backbone {name!r}: cannot be called as {_call_text(name, call)} ({err}); a builder is "
+            "`def build(pretrained: bool = True, **kwargs) -> nn.Module`"
+        ) from None
+    try:
+        net = builder(**call)
+    except Exception as err:  # the user's code: one line, not its traceback
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise TameError(f"backbone {name!r}: {_call_text(name, call)} raised {type(err).__name__}: {first}") from None
+    if not isinstance(net, nn.Module):
+        raise TameError(
+            f"backbone {name!r}: {_call_text(name, call)} returned {_describe(net)}, not an nn.Module "
+            "(a builder returns the classifier: images -> logits)"
+        )
+    return net
+
+
+def _import_builder(name: str) -> Callable[..., Any]:
+    """The callable that ``module:function`` names; anything that is not a model builder is a TameError."""
     module_name, _, attr = name.partition(":")
+    if not module_name or not attr or ":" in attr:
+        raise TameError(f"backbone {name!r}: write package.module:function (e.g. examples.efficientnet_lite0:build)")
     try:
-        builder = getattr(importlib.import_module(module_name), attr)
-    except ImportError as err:
-        raise TameError(f"backbone {name!r}: cannot import {module_name} ({err})") from None
-    except AttributeError:
-        raise TameError(f"backbone {name!r}: {module_name} has no attribute {attr!r}") from None
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        hint = (
+            f"; run from the folder that holds {module_name.split('.')[0]} with PYTHONPATH=. (or pip install it)"
+            if err.name is not None and (module_name + ".").startswith(err.name + ".")
+            else ""
+        )
+        raise TameError(f"backbone {name!r}: cannot import {module_name} ({err}){hint}") from None
+    except Exception as err:  # the module's own code failed while importing
+        raise TameError(f"backbone {name!r}: importing {module_name} raised {type(err).__name__}: {err}") from None
+    if not hasattr(module, attr):
+        public = [n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n, None))]
+        close = close_matches(attr, public)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise TameError(f"backbone {name!r}: {module_name} has no attribute {attr!r}{hint}")
+    builder = getattr(module, attr)
+    if inspect.isclass(builder):
+        if not issubclass(builder, nn.Module):
+            raise TameError(f"backbone {name!r}: class {builder.__name__} is not an nn.Module (nothing was called)")
+    elif not (inspect.isfunction(builder) or (inspect.ismethod(builder) and inspect.isfunction(builder.__func__))):
+        what = (
+            "a built-in function"
+            if inspect.isbuiltin(builder)
+            else f"a callable {type(builder).__name__}"
+            if callable(builder)
+            else _describe(builder)
+        )
+        raise TameError(
+            f"backbone {name!r}: {name} is {what}, not a Python function that builds a model (nothing was called)"
+        )
+    return builder
+
+
+def _parameters(builder: Callable[..., Any]) -> set[str]:
     try:
-        return builder(pretrained=pretrained, **kwargs)
-    except TypeError:
-        return builder(**kwargs)
+        params = inspect.signature(builder).parameters.values()
+    except (TypeError, ValueError):
+        return set()
+    return {p.name for p in params} | ({"pretrained"} if any(p.kind == p.VAR_KEYWORD for p in params) else set())
+
+
+def _call_text(name: str, call: dict) -> str:
+    return f"{name}({', '.join(f'{k}={v!r}' for k, v in call.items())})"
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return f"a {type(value).__name__} ({text[:40] + '...' if len(text) > 40 else text})"
 
 
 def _build_timm(name: str, pretrained: bool, kwargs: dict) -> nn.Module:
@@ -154,6 +228,8 @@ def _build_timm(name: str, pretrained: bool, kwargs: dict) -> nn.Module:
 
 def load_classifier_weights(net: nn.Module, path: str | Path) -> None:
     """Load a classifier state dict from a local file; mismatches are reported by key and shape."""
+    if not Path(path).is_file():
+        raise TameError(f"weights file {path} not found (model.weights / --weights: the classifier's state dict)")
     state = load_tensor_file(path)
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(state.get(key), dict):

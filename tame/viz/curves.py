@@ -52,8 +52,14 @@ def plot_lr_range(
     suggested_lr: float | None,
     path: str | Path,
     title: str = "LR range test",
+    *,
+    minimum_lr: float | None = None,
+    note: str = "",
 ) -> Path:
-    """Smoothed loss against the LR (log axis), the suggested max LR marked; writes ``path``."""
+    """Smoothed loss against the LR (log axis), the suggested max LR and the minimum marked, ``note`` (why there is
+    no suggestion) written on the plot; writes ``path``."""
+    from tame.engine.lr_suggestion import format_lr
+
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ax.plot(lrs, losses, linewidth=1.2)
@@ -61,8 +67,13 @@ def plot_lr_range(
     ax.set_xlabel("learning rate (weights; biases get 2x)")
     ax.set_ylabel("smoothed loss")
     ax.grid(alpha=0.3, which="both")
+    if minimum_lr is not None:
+        ax.axvline(minimum_lr, color="tab:gray", linestyle=":", label=f"minimum of the loss {format_lr(minimum_lr)}")
     if suggested_lr is not None:
-        ax.axvline(suggested_lr, color="tab:red", linestyle="--", label=f"suggested max LR {suggested_lr:.2e}")
+        ax.axvline(suggested_lr, color="tab:red", linestyle="--", label=f"suggested max LR {format_lr(suggested_lr)}")
+    if note:
+        ax.text(0.02, 0.02, note, transform=ax.transAxes, fontsize=8, wrap=True, va="bottom")
+    if minimum_lr is not None or suggested_lr is not None:
         ax.legend()
     ax.set_title(title)
     fig.tight_layout()
