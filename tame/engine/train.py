@@ -34,7 +34,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tame import distributed
 from tame.config import Config, expand_path, save_config
 from tame.distributed import Dist, convert_sync_batchnorm
-from tame.engine.optim import build_optimizer, build_schedule
+from tame.engine.optim import build_training_optimizer
 from tame.engine.resume import Checkpoints
 from tame.engine.run_log import LossWindow, NonFiniteLoss, RunLog
 from tame.errors import TameError
@@ -92,8 +92,7 @@ def _train(cfg: Config, dist: Dist, setup: TrainingSetup) -> Path:
     model, steps_per_epoch = setup.model, setup.steps_per_epoch
     output_dir = expand_path(cfg.output_dir, "output_dir")
     total_steps = cfg.train.epochs * steps_per_epoch
-    optimizer = build_optimizer(model.attention, cfg.train.max_lr, cfg.train.weight_decay, cfg.train.momentum)
-    scheduler = build_schedule(optimizer, cfg.train.max_lr, total_steps)
+    optimizer, scheduler = build_training_optimizer(model.attention, cfg.train, total_steps)
     checkpoints = Checkpoints(cfg, dist, output_dir, setup, optimizer, scheduler)
     start_step = checkpoints.resume()
     if dist.is_main:
