@@ -223,6 +223,7 @@ def _start_wandb(cfg: Config, output_dir: Path):
         output_dir / "wandb",
     )
     try:
+        wandb.teardown()  # the failed run's service still holds its id ("run ID ... is in use")
         with _environment_without("WANDB_MODE"):
             return wandb.init(mode="offline", **kwargs)
     except Exception as err:
