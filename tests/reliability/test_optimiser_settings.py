@@ -154,3 +154,40 @@ def test_zero_std_saved_in_a_checkpoint_names_the_checkpoint(tmp_path):
     torch.save(state, tmp_path / "am.pt")
     with pytest.raises(TameError, match=r"checkpoint .*am\.pt: saved std: every value must be positive"):
         resolve_config(load_config(None, ["model.name=test_resnet"]), tmp_path / "am.pt")
+
+
+def logged_lr(run: Path) -> dict[int, float]:
+    import json
+
+    return {s["step"]: s["lr"] for s in json.loads((run / "train_record.json").read_text())["steps"]}
+
+
+@pytest.mark.parametrize(
+    ("changed", "resume_from"),
+    [
+        (("train.max_lr=1e-4",), "epoch_1.pt"),
+        (("train.epochs=3",), "epoch_2.pt"),
+        (("train.cycle_momentum=false",), "epoch_1.pt"),
+    ],
+    ids=["lower-max_lr", "more-epochs", "no-momentum-cycling"],
+)
+def test_resuming_with_changed_settings_uses_them(data, tmp_path, changed, resume_from):
+    """The checkpoint's optimizer/scheduler states held the old schedule: a lower max_lr (the NaN hint) had no
+    effect, more epochs raised OneCycleLR's ValueError. Now the resumed run goes on, from its step, exactly as a
+    run started with the new settings."""
+    fresh = tmp_path / "fresh"
+    train(tiny_config(data, fresh, *changed))
+    resumed = tmp_path / "resumed"
+    train(tiny_config(data, resumed))
+    newest = [p.name for p in resumed.glob("*.pt")]
+    for name in newest:
+        if name != resume_from and (name.startswith("step_") or name > resume_from):
+            (resumed / name).unlink()
+    start = torch.load(resumed / resume_from, weights_only=True)["step"]
+    train(tiny_config(data, resumed, *changed))
+    expected, got = logged_lr(fresh), logged_lr(resumed)
+    assert {k: v for k, v in got.items() if k > start} == {k: v for k, v in expected.items() if k > start}
+    groups = torch.load(resumed / f"epoch_{3 if 'epochs' in changed[0] else 2}.pt", weights_only=True)
+    reference = torch.load(fresh / f"epoch_{3 if 'epochs' in changed[0] else 2}.pt", weights_only=True)
+    for ours, theirs in zip(groups["optimizer"]["param_groups"], reference["optimizer"]["param_groups"]):
+        assert {k: ours[k] for k in theirs if k != "params"} == {k: v for k, v in theirs.items() if k != "params"}
