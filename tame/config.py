@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import os
 import re
 import types
@@ -35,6 +36,7 @@ class ModelConfig:
     std: list[float] | None = None
     token_transform: str = "drop"  # ViT tokens -> map: drop (prefix tokens) | class_weighted (x class token)
     class_names: str | None = None  # file: one name per line, or `label name` per line; null: ImageNet's (1000)
+    allow_other_backbone: bool = False  # load an AM checkpoint trained on another model name (a deliberate transfer)
 
 
 @dataclass
@@ -57,7 +59,11 @@ class DataConfig:
 class TrainConfig:
     epochs: int = 4
     max_lr: float = 1e-4  # OneCycleLR max LR of the weights; biases get 2x
-    momentum: float = 0.9
+    momentum: float = 0.9  # SGD momentum when cycle_momentum is false (and in lr-find); 0 <= m < 1
+    nesterov: bool = True  # Nesterov momentum (the reference); needs momentum > 0
+    cycle_momentum: bool = True  # OneCycleLR cycles momentum max_momentum -> base_momentum -> max (the reference)
+    base_momentum: float = 0.85  # the cycle's lowest momentum (at the LR peak)
+    max_momentum: float = 0.95  # the cycle's highest momentum (at the start and the end)
     weight_decay: float = 5e-4
     regulariser: str = "batch"  # batch | diagonal  (docs/METHOD.md, "The loss")
     label_source: str = "model"  # model | list
@@ -122,7 +128,6 @@ _OPTIONAL_CHOICES = {"data.interpolation": ("bilinear", "bicubic")}
 _NON_NEGATIVE = (
     "data.workers",
     "train.weight_decay",
-    "train.momentum",
     "train.checkpoint_every",
     "train.max_steps_per_epoch",
     "train.val_every",
@@ -249,6 +254,7 @@ def validate(config: Config) -> None:
         value = _get(config, key)
         if value is not None and value not in choices:
             raise TameError(f"config key {key}: {value!r} is not one of {', '.join(choices)}")
+    _check_numbers(config)
     for key in _POSITIVE:
         value = _get(config, key)
         if value is not None and not value > 0:
@@ -266,10 +272,52 @@ def validate(config: Config) -> None:
         raise TameError("config key model.layers: name at least one layer (see `tame-inspect MODEL`)")
     if config.data.crop is not None and config.data.resize is not None and config.data.crop > config.data.resize:
         raise TameError(f"config key data.crop: {config.data.crop} is larger than data.resize={config.data.resize}")
-    for key in ("model.mean", "model.std"):
-        value = _get(config, key)
-        if value is not None and len(value) != 3:
-            raise TameError(f"config key {key}: expected 3 values (R, G, B), got {value!r}")
+    check_mean_std(config.model.mean, config.model.std)
+    _check_momentum(config.train)
+
+
+def _check_numbers(config: Config) -> None:
+    """Every number of the config is finite (YAML reads ``.nan``, ``.inf`` and ``nan`` as floats)."""
+    for section in fields(config):
+        node = getattr(config, section.name)
+        for item in fields(node) if dataclasses.is_dataclass(node) else ():
+            value = getattr(node, item.name)
+            for number in value if isinstance(value, list) else [value]:
+                if isinstance(number, float) and not math.isfinite(number):
+                    raise TameError(f"config key {section.name}.{item.name}: must be a finite number, got {value!r}")
+
+
+def check_mean_std(mean, std, mean_what: str = "config key model.mean", std_what: str = "config key model.std") -> None:
+    """Normalisation values: 3 finite numbers (R, G, B), every std > 0 (``None``: not set); the error names the
+    source (``*_what``: the config key, or where else the values came from)."""
+    for what, value in ((mean_what, mean), (std_what, std)):
+        if value is None:
+            continue
+        if len(value) != 3:
+            raise TameError(f"{what}: expected 3 values (R, G, B), got {list(value)!r}")
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value):
+            raise TameError(f"{what}: expected 3 finite numbers (R, G, B), got {list(value)!r}")
+    if std is not None and min(std) <= 0:
+        raise TameError(f"{std_what}: every value must be positive (images are divided by it), got {list(std)!r}")
+
+
+def _check_momentum(train: TrainConfig) -> None:
+    """0 <= momentum < 1 for every momentum key; Nesterov needs momentum > 0 (every one the run uses)."""
+    keys = ["momentum"] + (["base_momentum", "max_momentum"] if train.cycle_momentum else [])
+    for key in keys:
+        value = getattr(train, key)
+        if not 0 <= value < 1:
+            raise TameError(f"config key train.{key}: must be in [0, 1), got {value!r}")
+        if train.nesterov and value == 0:
+            raise TameError(
+                f"config key train.{key}: Nesterov momentum needs a momentum > 0, got {value!r} "
+                "(or set train.nesterov=false for plain SGD)"
+            )
+    if train.cycle_momentum and train.base_momentum > train.max_momentum:
+        raise TameError(
+            f"config key train.base_momentum: {train.base_momentum!r} is larger than "
+            f"train.max_momentum={train.max_momentum!r}"
+        )
 
 
 _ENV = re.compile(r"\$\{(\w+)\}|\$(\w+)")

@@ -17,6 +17,7 @@ import torch
 from tame.checkpoints import checkpoint_files, checkpoint_path, is_temporary, step_checkpoints
 from tame.errors import TameError
 from tame.io import load_tensor_file, save_atomic
+from tame.models.registry import check_finite
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -51,11 +52,14 @@ def save_checkpoint(state: dict, path: Path, *, keep: int) -> None:
 
 
 def load_checkpoint(path: Path) -> dict:
-    """A training checkpoint, checked for the keys a resume needs (TameError if corrupt or incomplete)."""
+    """A training checkpoint, checked for the keys a resume needs and for NaN/Inf in the state it restores
+    (TameError if corrupt, incomplete or non-finite)."""
     state = load_tensor_file(path)
     missing = [k for k in REQUIRED_KEYS if k not in state]
     if missing:
         raise TameError(f"{path}: not a tame training checkpoint (missing {', '.join(missing)})")
+    resumed = {key: state[key] for key in ("attention", "optimizer", "scheduler", "scaler")}
+    check_finite(resumed, str(path), "a run cannot resume from it; use an earlier checkpoint")
     return state
 
 

@@ -112,7 +112,9 @@ def sweep(
 ) -> LrFindResult:
     """Train for up to ``steps`` batches with the LR rising from ``start_lr`` to ``end_lr`` (every rank calls this)."""
     model = setup.model
-    optimizer = build_optimizer(model.attention, start_lr, cfg.train.weight_decay, cfg.train.momentum)
+    optimizer = build_optimizer(
+        model.attention, start_lr, cfg.train.weight_decay, cfg.train.momentum, cfg.train.nesterov
+    )
     factor = (end_lr / start_lr) ** (1.0 / max(steps - 1, 1))
     result = LrFindResult()
     average, best = 0.0, math.inf

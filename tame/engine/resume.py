@@ -8,6 +8,7 @@ that decision, so all ranks restore the same step. File naming, atomic writes an
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,7 +28,7 @@ from tame.engine.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from tame.engine.resumed_settings import adopt_settings, check_resumed_settings, fresh_values
+from tame.engine.resumed_settings import check_resumed_settings
 from tame.errors import TameError
 
 if TYPE_CHECKING:
@@ -148,14 +149,40 @@ class Checkpoints:
 
     def _restore(self, path: Path, state: dict) -> None:
         self.setup.model.load_attention(path)  # checks that the AM fits: model layers, version, shapes
-        fresh = fresh_values(self.optimizer)
+        keys = _GROUP_KEYS + (() if self.cfg.train.cycle_momentum else ("momentum",))
+        groups = [{k: g[k] for k in keys if k in g} for g in self.optimizer.param_groups]  # this config's values
+        schedule = {k: getattr(self.scheduler, k) for k in _SCHEDULE_ATTRIBUTES}
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        adopt_settings(self.optimizer, self.scheduler, fresh, dict(state.get("config") or {}), self.cfg)
+        self._keep_current_schedule(groups, schedule)
         if state["scaler"]:
             self.setup.scaler.load_state_dict(state["scaler"])
         if int(state.get("world_size", 1)) == self.dist.world_size:
             set_rng_state({k: v[self.dist.rank] for k, v in state["rng"].items()}, self.dist.device)
+
+    def _keep_current_schedule(self, groups: list[dict], schedule: dict) -> None:
+        """The checkpoint's optimizer and scheduler states carry the old run's LR schedule and momentum; a resumed
+        run with changed ``train.max_lr``, ``epochs``, momentum or weight decay keeps this config's values and
+        goes on from this step on the schedule they define (unchanged settings: the checkpoint's state as saved)."""
+        changed = [
+            g for g, fresh in zip(self.optimizer.param_groups, groups) if any(g[k] != v for k, v in fresh.items())
+        ]
+        for group, fresh in zip(self.optimizer.param_groups, groups):
+            group.update(fresh)
+        for key, value in schedule.items():
+            if getattr(self.scheduler, key) != value:
+                setattr(self.scheduler, key, value)
+                changed.append(key)
+        if changed:  # this step's LR (and cycled momentum) from the current schedule
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # get_lr outside step(): what we mean here
+                for group, lr in zip(self.optimizer.param_groups, self.scheduler.get_lr()):
+                    group["lr"] = lr
+            self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+
+_GROUP_KEYS = ("initial_lr", "max_lr", "min_lr", "base_momentum", "max_momentum", "weight_decay", "nesterov")
+_SCHEDULE_ATTRIBUTES = ("total_steps", "_schedule_phases", "cycle_momentum")
 
 
 def _changed_settings(saved: dict, current: dict, prefix: str = "") -> list[str]:

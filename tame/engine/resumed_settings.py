@@ -8,7 +8,8 @@ run starts, and the sampler's position is counted in batches, so two kinds of se
   ``data.batch_size`` (the position in the epoch would point at other images). A changed number of steps per
   epoch (data list, batch size, ``train.max_steps_per_epoch``) is refused by :class:`tame.engine.resume.Checkpoints`;
 - adopted from the resumed step on, with a warning that says so: ``train.max_lr`` (the schedule continues at the
-  same step with the new peak: what ``stopped`` advises after a non-finite loss) and ``train.weight_decay``.
+  same step with the new peak: what ``stopped`` advises after a non-finite loss), ``train.weight_decay`` and the
+  momentum settings (``Checkpoints._keep_current_schedule`` puts this config's values back after loading the state).
   The checkpoint's optimiser state would otherwise bring back the old values silently.
 """
 
@@ -22,8 +23,7 @@ from tame.errors import TameError
 
 logger = logging.getLogger(__name__)
 REFUSED = (("train", "epochs"), ("data", "batch_size"))
-ADOPTED = ("max_lr", "weight_decay")  # train.*
-_GROUP_KEYS = ("initial_lr", "max_lr", "min_lr", "weight_decay")  # what the config sets in each parameter group
+ADOPTED = ("max_lr", "weight_decay", "momentum", "cycle_momentum", "base_momentum", "max_momentum", "nesterov")
 
 
 def check_resumed_settings(path: Path, saved: dict, cfg: Config, step: int) -> None:
@@ -54,19 +54,3 @@ _WHY = {
 def changed_adopted(saved: dict, cfg: Config) -> list[str]:
     train = saved.get("train", {})
     return [key for key in ADOPTED if key in train and train[key] != getattr(cfg.train, key)]
-
-
-def fresh_values(optimizer) -> list[dict]:
-    """The config's values in each parameter group of a new optimiser and schedule (read before loading state)."""
-    return [{key: group[key] for key in _GROUP_KEYS} for group in optimizer.param_groups]
-
-
-def adopt_settings(optimizer, scheduler, fresh: list[dict], saved: dict, cfg: Config) -> None:
-    """After the checkpoint's optimiser and schedule state are loaded: put back this run's changed
-    :data:`ADOPTED` values and recompute the resumed step's LR from them (nothing changes when nothing changed)."""
-    if not changed_adopted(saved, cfg):
-        return
-    for group, values in zip(optimizer.param_groups, fresh, strict=True):
-        group.update(values)
-    scheduler.last_epoch -= 1
-    scheduler.step()  # the same step again: its LR (and momentum) from the new peak

@@ -13,6 +13,7 @@ import socket
 import time
 import uuid
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -27,6 +28,7 @@ logger = logging.getLogger(__name__)
 LOSS_KEYS = ("loss", "ce", "area", "var")
 RECORD_FILE = "train_record.json"
 CURVE_FILE = "loss_curve.png"
+logger = logging.getLogger(__name__)
 
 
 class NonFiniteLoss(Exception):
@@ -246,19 +248,57 @@ class RunLog:
 
 
 def _start_wandb(cfg: Config, output_dir: Path):
-    """A wandb run that a resumed training continues (its id is kept in the output folder)."""
+    """A wandb run that a resumed training continues (its id is kept in the output folder).
+
+    A wandb that cannot start (``online`` without a login or a network, a bad ``WANDB_MODE``) falls back to
+    ``offline`` with a warning, then to no wandb at all: logging never stops a run.
+    """
     import wandb
 
     id_file = output_dir / "wandb_run_id.txt"
     run_id = id_file.read_text().strip() if id_file.is_file() else uuid.uuid4().hex[:12]
     write_text_atomic(id_file, run_id)
-    return wandb.init(
+    name = cfg.log.run_name or output_dir.name
+    kwargs = dict(
         project=cfg.log.project,
-        name=cfg.log.run_name or output_dir.name,
+        name=name,
         id=run_id,
         resume="allow",
-        mode=cfg.log.wandb,
         dir=str(output_dir),
         config=asdict(cfg),
         tags=[cfg.model.name, cfg.model.version],
     )
+    try:
+        return wandb.init(mode=cfg.log.wandb, **kwargs)
+    except Exception as err:  # wandb's UsageError, CommError, pydantic's ValidationError for WANDB_MODE, ...
+        reason = _first_line(err)
+    env_mode = os.environ.get("WANDB_MODE")
+    logger.warning(
+        "wandb could not start in %s mode (%s); logging offline instead%s (upload later: wandb sync %s)",
+        env_mode or cfg.log.wandb,
+        reason,
+        f", ignoring WANDB_MODE={env_mode}" if env_mode else "",
+        output_dir / "wandb",
+    )
+    try:
+        wandb.teardown()  # the failed run's service still holds its id ("run ID ... is in use")
+        with _environment_without("WANDB_MODE"):
+            return wandb.init(mode="offline", **kwargs)
+    except Exception as err:
+        logger.warning("wandb could not start offline either (%s); training without wandb", _first_line(err))
+        return None
+
+
+def _first_line(err: Exception) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return f"{type(err).__name__}: {' '.join(lines[:3])[:240]}" if lines else type(err).__name__
+
+
+@contextmanager
+def _environment_without(name: str) -> Iterator[None]:
+    saved = os.environ.pop(name, None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ[name] = saved

@@ -34,7 +34,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tame import distributed
 from tame.config import Config, expand_path, save_config
 from tame.distributed import Dist, convert_sync_batchnorm
-from tame.engine.optim import build_optimizer, build_schedule
+from tame.engine.optim import build_training_optimizer
 from tame.engine.preemption import StopSignals
 from tame.engine.resume import Checkpoints
 from tame.engine.run_lock import take_run_folder
@@ -98,8 +98,7 @@ def _train(cfg: Config, dist: Dist, setup: TrainingSetup, stop: StopSignals) -> 
     model, steps_per_epoch = setup.model, setup.steps_per_epoch
     output_dir = expand_path(cfg.output_dir, "output_dir")
     total_steps = cfg.train.epochs * steps_per_epoch
-    optimizer = build_optimizer(model.attention, cfg.train.max_lr, cfg.train.weight_decay, cfg.train.momentum)
-    scheduler = build_schedule(optimizer, cfg.train.max_lr, total_steps)
+    optimizer, scheduler = build_training_optimizer(model.attention, cfg.train, total_steps)
     checkpoints = Checkpoints(cfg, dist, output_dir, setup, optimizer, scheduler)
     start_step = checkpoints.resume()
     validation = Validation.build(cfg, dist, model, output_dir, steps_per_epoch)  # data.val_list (checked) or none

@@ -24,6 +24,7 @@ from typing import Any
 
 from torch import nn
 
+from tame.config import check_mean_std
 from tame.errors import TameError
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,11 @@ DEFAULTS: dict[str, Any] = {
     "crop_pct": 0.875,  # resize 256 for crop 224
     "interpolation": "bilinear",
 }
+_MEAN_STD = ("mean", "std")
+_FROM_MODEL = (
+    "its pretrained_cfg mean (set model.mean to override it)",
+    "its pretrained_cfg std (set model.std to override it)",
+)
 # what a missing key is called in the config and in a module's pretrained_cfg
 _WHERE = {
     "mean": ("model.mean", "mean"),
@@ -101,6 +107,9 @@ def resolve_preprocessing(
     """
     given = {key: value for key, value in (given or {}).items() if value is not None}
     model = model_values(net)
+    check_mean_std(given.get("mean"), given.get("std"), "mean", "std")
+    own = {key: model[key] for key in _MEAN_STD if key in model and key not in given}  # the given ones replace these
+    check_mean_std(own.get("mean"), own.get("std"), *_FROM_MODEL)
     values = {**DEFAULTS, **model, **given}
     if "resize" not in values:
         values["resize"] = math.floor(values["crop"] / values["crop_pct"])
@@ -168,8 +177,11 @@ def resolve_config(config, checkpoint: str | Path | None = None):
 
     given = {key: value for key, value in config_values(config.model, config.data).items() if value is not None}
     if checkpoint is not None and len(given) < len(KEYS):
+        saved = {}
         with contextlib.suppress(TameError):  # unreadable: loading its weights says so in full, later
-            given = {**checkpoint_preprocessing(checkpoint), **given}
+            saved = {key: value for key, value in checkpoint_preprocessing(checkpoint).items() if key not in given}
+        check_mean_std(saved.get("mean"), saved.get("std"), *(f"checkpoint {checkpoint}: saved {k}" for k in _MEAN_STD))
+        given = {**saved, **given}
     if len(given) == len(KEYS):
         preprocessing = Preprocessing.from_dict(given)
     else:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Callable, Mapping, Sequence
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -237,7 +238,29 @@ def load_classifier_weights(net: nn.Module, path: str | Path) -> None:
             break
     state = {k.removeprefix("module."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
     check_state_dict(net.state_dict(), state, f"weights file {path}")
+    check_finite(state, f"weights file {path}", "the classifier's weights are unusable")
     net.load_state_dict(state)
+
+
+def check_finite(values: Mapping[str, Any], what: str, consequence: str) -> None:
+    """Raise a TameError naming the first tensor or number in ``values`` (nested dicts and lists; dotted names)
+    that holds NaN or Inf: ``{what}: tensor NAME holds N NaN/Inf values of M; {consequence}``."""
+    for name, value in _leaves(values, ""):
+        if isinstance(value, torch.Tensor) and (value.is_floating_point() or value.is_complex()):
+            bad = int((~torch.isfinite(value)).sum())
+            if bad:
+                raise TameError(f"{what}: tensor {name} holds {bad} NaN/Inf value(s) of {value.numel()}; {consequence}")
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise TameError(f"{what}: {name} is {value}; {consequence}")
+
+
+def _leaves(node: Any, prefix: str) -> Iterator[tuple[str, Any]]:
+    items = node.items() if isinstance(node, Mapping) else enumerate(node) if isinstance(node, (list, tuple)) else None
+    if items is None:
+        yield prefix.rstrip("."), node
+        return
+    for key, value in items:
+        yield from _leaves(value, f"{prefix}{key}.")
 
 
 def check_state_dict(expected: dict, given: dict, what: str) -> None:

@@ -11,6 +11,7 @@ only takes a ``label_gather`` (the global batch's labels for the ``batch`` regul
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,9 +25,10 @@ from tame.errors import TameError
 from tame.io import load_tensor_file, save_atomic
 from tame.models.attention import AttentionMechanism, build_attention
 from tame.models.loss import tame_loss
-from tame.models.registry import Classifier, check_state_dict, create_classifier
+from tame.models.registry import Classifier, check_finite, check_state_dict, create_classifier
 from tame.models.taps import FeatureTaps
 
+logger = logging.getLogger(__name__)
 ATTENTION_FORMAT = "tame-attention/1"
 LabelGather = Callable[[torch.Tensor], tuple[torch.Tensor, int]]  # local labels -> (global labels, own offset)
 
@@ -129,6 +131,7 @@ class TameModel(nn.Module):
         self.label_source = label_source
         self.backbone_mode = backbone_mode
         self.label_gather = label_gather
+        self.allow_other_backbone = False  # load_attention's default (``model.allow_other_backbone``)
         self.taps = FeatureTaps(classifier.net, self.layers, classifier.num_prefix_tokens, token_transform)
 
         device = next(iter(classifier.parameters()), torch.zeros(())).device
@@ -173,9 +176,11 @@ class TameModel(nn.Module):
                 backbone_mode=train_cfg.backbone_mode,
             )
         options["token_transform"] = getattr(model_cfg, "token_transform", "drop")
-        return cls(
+        model = cls(
             classifier, model_cfg.layers, model_cfg.version, input_size=input_size, label_gather=label_gather, **options
         )
+        model.allow_other_backbone = getattr(model_cfg, "allow_other_backbone", False)
+        return model
 
     # -- modes -------------------------------------------------------------------------------------------------
     def train(self, mode: bool = True) -> TameModel:
@@ -272,16 +277,27 @@ class TameModel(nn.Module):
         state = {k: v.detach().cpu() for k, v in self.attention.state_dict().items()}
         save_atomic({"format": ATTENTION_FORMAT, "attention": state, "meta": self.attention_meta()}, path)
 
-    def load_attention(self, path: str | Path) -> None:
-        """Load AM weights: our own files, training checkpoints, or original TAME checkpoints (``attn.`` keys)."""
+    def load_attention(self, path: str | Path, *, allow_other_backbone: bool | None = None) -> None:
+        """Load AM weights: our own files, training checkpoints, or original TAME checkpoints (``attn.`` keys).
+
+        The file's meta must match this model's layers, version, token transform and backbone name; a deliberate
+        transfer to another backbone with the same channels: ``allow_other_backbone=True`` (default: the
+        ``model.allow_other_backbone`` config key this model was built from). Files without meta are not checked.
+        """
         state, meta = read_attention_file(path)
-        if meta:
-            for key in ("layers", "version"):
-                if key in meta and meta[key] != getattr(self, key):
-                    raise TameError(
-                        f"checkpoint {path} was trained with {key}={meta[key]!r}, "
-                        f"this model uses {getattr(self, key)!r}"
-                    )
+        current = {"layers": self.layers, "version": self.version, "token_transform": self.taps.token_transform}
+        for key, value in current.items():
+            if key in meta and meta[key] != value:
+                raise TameError(f"checkpoint {path} was trained with {key}={meta[key]!r}, this model uses {value!r}")
+        if "model" in meta and meta["model"] != self.classifier.name:
+            allow = self.allow_other_backbone if allow_other_backbone is None else allow_other_backbone
+            if not allow:
+                raise TameError(
+                    f"checkpoint {path} was trained on model {meta['model']!r}, this model is "
+                    f"{self.classifier.name!r} (set model.name={meta['model']}, or model.allow_other_backbone=true "
+                    "to load it anyway)"
+                )
+            logger.warning("loading %s, trained on %s, into %s", path, meta["model"], self.classifier.name)
         check_state_dict(self.attention.state_dict(), state, f"checkpoint {path}")
         self.attention.load_state_dict(state)
 
@@ -306,12 +322,16 @@ def read_attention_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict
     """(AM state dict, meta) from any supported checkpoint file, loaded without executing code."""
     data = load_tensor_file(path)
     if isinstance(data.get("attention"), dict):  # our format and training checkpoints
-        return data["attention"], dict(data.get("meta") or {})
-    if isinstance(data.get("state_dict"), dict):  # the original TAME snapshots
-        state = {k.removeprefix("attn."): v for k, v in data["state_dict"].items() if k.startswith("attn.")}
+        state, meta = data["attention"], dict(data.get("meta") or {})
+    elif isinstance(data.get("state_dict"), dict):  # the original TAME snapshots
+        state, meta = {k.removeprefix("attn."): v for k, v in data["state_dict"].items() if k.startswith("attn.")}, {}
         if not state:
             raise TameError(f"checkpoint {path}: its state_dict has no 'attn.' keys (not a TAME checkpoint)")
-        return state, {}
-    if data and all(isinstance(v, torch.Tensor) for v in data.values()):  # a bare AM state dict
-        return data, {}
-    raise TameError(f"checkpoint {path}: not a TAME attention checkpoint (keys: {', '.join(list(data)[:5])})")
+    elif data and all(isinstance(v, torch.Tensor) for v in data.values()):  # a bare AM state dict
+        state, meta = data, {}
+    else:
+        raise TameError(f"checkpoint {path}: not a TAME attention checkpoint (keys: {', '.join(list(data)[:5])})")
+    check_finite(
+        state, f"checkpoint {path}", "the attention weights are unusable (a diverged run?); use an earlier one"
+    )
+    return state, meta
