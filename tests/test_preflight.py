@@ -22,7 +22,8 @@ def data(tmp_path_factory) -> Path:
 def check(data: Path, out: Path, capsys, *extra: str) -> tuple[int, str, list[str]]:
     """Run ``tame train --check`` with the tiny config; (exit status, stdout, the error lines of stderr)."""
     lists = [f"data.val_root={data}", f"data.val_list={data / 'val.txt'}", f"data.eval_list={data / 'val.txt'}"]
-    status = main(["train", "--check", *tiny_overrides(data, out), *lists, *extra])
+    run = out / "run"  # an output folder of its own: the test's other files would make tmp_path "someone else's"
+    status = main(["train", "--check", *tiny_overrides(data, run), *lists, *extra])
     captured = capsys.readouterr()
     assert "Traceback" not in captured.err
     return status, captured.out, [line for line in captured.err.splitlines() if line.startswith("tame: error: ")]
@@ -93,14 +94,16 @@ def test_labels_out_of_the_models_range(data, tmp_path, capsys):
     assert check(data, tmp_path, capsys, f"data.train_list={bad}")[0] == 0
 
 
-def test_evaluation_list_problems_are_warnings(data, tmp_path, capsys):
+def test_validation_list_problems_are_errors_evaluation_list_problems_notes(data, tmp_path, capsys):
     bad = tmp_path / "val.txt"
     bad.write_text("images/nope.png 1\n")
-    status = main(
-        ["train", "--check", *tiny_overrides(data, tmp_path), f"data.val_root={data}", f"data.val_list={bad}"]
-    )
+    run = [*tiny_overrides(data, tmp_path / "run"), f"data.val_root={data}"]
+    status = main(["train", "--check", *run, f"data.val_list={bad}"])
     err = capsys.readouterr().err
-    assert status == 0 and "tame: warning: config key data.val_list" in err and "`tame eval` reads it" in err
+    assert status == 2 and "tame: error: " in err and "validation after every epoch reads it" in err
+    status = main(["train", "--check", *run, f"data.eval_list={bad}"])
+    captured = capsys.readouterr()
+    assert status == 0 and "not checked" in captured.out and "`tame eval` reads it" in captured.out
 
 
 def test_missing_root_and_too_small_a_list(data, tmp_path, capsys):

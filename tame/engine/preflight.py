@@ -158,7 +158,8 @@ def check_training_list(cfg: Config, num_classes: int | None, processes: int, re
 
 
 def check_evaluation_lists(cfg: Config, num_classes: int | None, report: Preflight) -> None:
-    """``data.val_list`` and ``data.eval_list`` (read by ``tame eval``, not by training): problems are warnings."""
+    """``data.val_list`` (validated after every epoch: a problem is an error) and ``data.eval_list`` (read by
+    ``tame eval``, not by training: a problem is a note in the summary)."""
     checked: dict[Path, str] = {}
     for key, value in (("data.val_list", cfg.data.val_list), ("data.eval_list", cfg.data.eval_list)):
         if not value:
@@ -174,7 +175,10 @@ def check_evaluation_lists(cfg: Config, num_classes: int | None, report: Preflig
                 raise TameError(f"config key data.val_root: image folder {root} not found")
             entries = read_checked_list(list_file, root, key, num_classes, cfg)
         except TameError as err:
-            report.warnings.append(f"{err} (`tame eval` reads it; the training does not)")
+            if key == "data.val_list":
+                report.problems.append(f"{err} (validation after every epoch reads it; data.val_list=null: none)")
+            else:
+                report.summary.append(f"{name:<10} not checked: {err} (`tame eval` reads it; the training does not)")
             continue
         checked[list_file] = name
         report.summary.append(f"{name:<10} {list_file}: {len(entries):,} images, {_labels(entries)}")
