@@ -112,14 +112,6 @@ def predict_list(
 
 
 def _classifier(model_cfg: ModelConfig, data_cfg: DataConfig):
-    from tame.models import create_classifier
+    from tame.models.registry import classifier_from_config
 
-    return create_classifier(
-        model_cfg.name,
-        pretrained=model_cfg.pretrained,
-        weights=model_cfg.weights,
-        num_classes=model_cfg.num_classes,
-        mean=model_cfg.mean,
-        std=model_cfg.std,
-        preprocessing={"resize": data_cfg.resize, "crop": data_cfg.crop, "interpolation": data_cfg.interpolation},
-    )
+    return classifier_from_config(model_cfg, data_cfg)

@@ -30,7 +30,7 @@ from tame.errors import TameError
 from tame.models import TameModel
 from tame.models.inspect import feature_layers, layer_problems
 from tame.models.preprocessing import resolve_config
-from tame.models.registry import create_classifier
+from tame.models.registry import classifier_from_config
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -86,15 +86,7 @@ def check_model(cfg: Config, report: Preflight) -> TameModel | None:
     try:
         cfg = resolve_config(cfg)  # imports a module:function name; the model's own preprocessing
         model_cfg, data_cfg = cfg.model, cfg.data
-        classifier = create_classifier(
-            model_cfg.name,
-            pretrained=model_cfg.pretrained,
-            weights=model_cfg.weights,
-            num_classes=model_cfg.num_classes,
-            mean=model_cfg.mean,
-            std=model_cfg.std,
-            preprocessing={"resize": data_cfg.resize, "crop": data_cfg.crop, "interpolation": data_cfg.interpolation},
-        )
+        classifier = classifier_from_config(model_cfg, data_cfg)
         layers = feature_layers(classifier, data_cfg.crop)
     except TameError as err:
         report.problems.append(str(err))

@@ -80,6 +80,23 @@ class Classifier(nn.Module):
         return self.net(self.normalise(images))
 
 
+def classifier_from_config(model_cfg, data_cfg=None, crop: int | None = None) -> Classifier:
+    """:func:`create_classifier` for ``Config.model`` (and ``Config.data``'s sizes and interpolation; ``crop``
+    overrides the data's)."""
+    sizes: dict = {"crop": crop}
+    if data_cfg is not None:
+        sizes.update(resize=data_cfg.resize, interpolation=data_cfg.interpolation, crop=crop or data_cfg.crop)
+    return create_classifier(
+        model_cfg.name,
+        pretrained=model_cfg.pretrained,
+        weights=model_cfg.weights,
+        num_classes=model_cfg.num_classes,
+        mean=model_cfg.mean,
+        std=model_cfg.std,
+        preprocessing=sizes,
+    )
+
+
 def create_classifier(
     name: str,
     *,

@@ -25,7 +25,7 @@ from tame.errors import TameError
 from tame.io import load_tensor_file, save_atomic
 from tame.models.attention import AttentionMechanism, build_attention
 from tame.models.loss import tame_loss
-from tame.models.registry import Classifier, check_finite, check_state_dict, create_classifier
+from tame.models.registry import Classifier, check_finite, check_state_dict, classifier_from_config
 from tame.models.taps import FeatureTaps
 
 logger = logging.getLogger(__name__)
@@ -154,18 +154,7 @@ class TameModel(nn.Module):
     ) -> TameModel:
         """Build from ``Config.model`` (``Config.train`` for the training options, ``Config.data`` for the sizes
         saved with the AM; ``input_size`` defaults to the crop: ``data_cfg.crop``, else the model's own)."""
-        sizes = {"crop": input_size}
-        if data_cfg is not None:
-            sizes.update(resize=data_cfg.resize, interpolation=data_cfg.interpolation, crop=input_size or data_cfg.crop)
-        classifier = create_classifier(
-            model_cfg.name,
-            pretrained=model_cfg.pretrained,
-            weights=model_cfg.weights,
-            num_classes=model_cfg.num_classes,
-            mean=model_cfg.mean,
-            std=model_cfg.std,
-            preprocessing=sizes,
-        )
+        classifier = classifier_from_config(model_cfg, data_cfg, crop=input_size)
         if input_size is None:
             input_size = classifier.preprocessing.crop
         options = {}
