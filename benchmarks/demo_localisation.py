@@ -71,6 +71,8 @@ def prepare(out: Path, args: argparse.Namespace) -> None:
         batch_size=32,
         blank_fraction=args.blank,
         seed=args.classifier_seed,
+        occlusion_fraction=args.occlusion,
+        hidden_fraction=args.hidden,
     )
     started = time.perf_counter()
     result = train_classifier(recipe, replace(cfg.data, validate="none"), args.classes, out / args.weights)
@@ -80,6 +82,8 @@ def prepare(out: Path, args: argparse.Namespace) -> None:
             "stage": "prepare",
             "weights": args.weights,
             "blank": args.blank,
+            "occlusion": args.occlusion,
+            "hidden": args.hidden,
             "data_s": data_seconds,
             "classifier_s": time.perf_counter() - started,
             "threads": torch.get_num_threads(),
@@ -96,8 +100,9 @@ def record(out: Path, row: dict) -> None:
 
 def eval_batches(cfg, list_file: Path, boxes_file: Path):
     """(images, labels, box regions, shape masks) over a list, in list order."""
-    from tame.data import build_loader
     from tame.engine.evaluate import read_boxes
+
+    from tame.data import build_loader
 
     boxes = read_boxes(boxes_file, cfg.data.resize, cfg.data.crop)
     meta = json.loads(boxes_file.read_text())["images"]
@@ -253,6 +258,8 @@ def main() -> None:
     parser.add_argument("--classifier", default="resnet10t")
     parser.add_argument("--classifier-epochs", type=int, default=12)
     parser.add_argument("--blank", type=float, default=0.0, help="ClassifierRecipe.blank_fraction")
+    parser.add_argument("--occlusion", type=float, default=0.0, help="ClassifierRecipe.occlusion_fraction")
+    parser.add_argument("--hidden", type=float, default=0.0, help="ClassifierRecipe.hidden_fraction")
     parser.add_argument("--classifier-seed", type=int, default=0)
     parser.add_argument("--weights", default="classifier.pth", help="classifier file under OUT")
     parser.add_argument("--report", action="store_true", help="also measure on the report split")

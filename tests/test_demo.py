@@ -18,8 +18,17 @@ def test_quick_demo_runs_end_to_end_and_reuses_stages(tmp_path, caplog, monkeypa
     report = run_demo(CONFIG, tmp_path, QUICK)
     assert report == tmp_path / "report.html"
     page = report.read_text()
-    for method in ("tame", "gradcam", "gradcam++", "random"):
+    for method in (
+        "tame",
+        "gradcam (layer3)",
+        "gradcam (layer4)",
+        "gradcam++ (layer3)",
+        "gradcam++ (layer4)",
+        "random",
+    ):
         assert f"<td>{method}</td>" in page
+    assert "on its better layer" in page and "worst class" in page
+    assert (tmp_path / "tune" / "val.txt").is_file()  # the held-out tuning split
     for figure in ("tame/loss_curve.png", "lr_find/lr_find.png", "compare/compare.png", "gallery/00.png"):
         assert (tmp_path / figure).stat().st_size > 1000, figure
         assert figure in page
@@ -27,7 +36,7 @@ def test_quick_demo_runs_end_to_end_and_reuses_stages(tmp_path, caplog, monkeypa
     caplog.clear()
     run_demo(CONFIG, tmp_path, QUICK)
     printed = caplog.text
-    for stage in ("data", "classifier", "lr-find", "tame", "compare"):
+    for stage in ("data", "classifier", "lr-find", "tame", "compare", "check"):
         assert f"[{stage}] reusing" in printed
 
 

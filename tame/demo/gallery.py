@@ -12,6 +12,7 @@ from tame.checkpoints import epoch_file
 from tame.config import Config
 from tame.data.boxes import read_boxes
 from tame.data.loaders import build_loader
+from tame.evaluation.spec import split_method
 from tame.models import TameModel
 from tame.viz.overlay import save_comparison
 
@@ -37,9 +38,10 @@ def write_gallery(cfg: Config, out: Path, count: int, methods: Sequence[str]) ->
     paths = [entry.path for entry in loader.entries[:count]]
     maps = {}
     for method in methods:
-        with create_explainer(method, model) as explainer:
+        name, layer = split_method(method)
+        with create_explainer(name, model, layer=layer) as explainer:
             explanation = explainer.explain(images)
-        maps[LABELS.get(method, method)] = explanation.maps
+        maps[LABELS.get(name, name) + (f" ({layer})" if layer else "")] = explanation.maps
     classes = explanation.classes
     names = (Path(cfg.data.val_root) / "classes.txt").read_text().split("\n")
     figures = []

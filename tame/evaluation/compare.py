@@ -15,7 +15,7 @@ from tame.checkpoints import newest_epoch_checkpoint
 from tame.config import expand_path
 from tame.evaluation.loop import EvaluationResult
 from tame.evaluation.run import open_evaluation
-from tame.evaluation.spec import CompareSpec
+from tame.evaluation.spec import CompareSpec, method_label, split_method
 from tame.evaluation.tables import chart_panels, compare_report, csv_text, markdown, summary_columns
 from tame.io import write_text_atomic
 
@@ -49,8 +49,9 @@ def compare(spec: CompareSpec) -> Comparison:
             data.model.eval()
         rows = []
         for method in spec.methods:
-            with create_explainer(method, data.model, **spec.method_options(method)) as explainer:
-                rows.append((method, data.evaluate(explainer, method)))
+            name, label = split_method(method)[0], method_label(method)
+            with create_explainer(name, data.model, **spec.method_options(method)) as explainer:
+                rows.append((label, data.evaluate(explainer, label)))
         if spec.out:
             out = Path(spec.out)
         elif checkpoint is not None:
