@@ -100,9 +100,8 @@ def record(out: Path, row: dict) -> None:
 
 def eval_batches(cfg, list_file: Path, boxes_file: Path):
     """(images, labels, box regions, shape masks) over a list, in list order."""
-    from tame.engine.evaluate import read_boxes
-
     from tame.data import build_loader
+    from tame.data.boxes import read_boxes
 
     boxes = read_boxes(boxes_file, cfg.data.resize, cfg.data.crop)
     meta = json.loads(boxes_file.read_text())["images"]
@@ -157,9 +156,10 @@ def tame_run(out: Path, args: argparse.Namespace) -> None:
     )
     import shutil
 
-    shutil.rmtree(run_dir, ignore_errors=True)
     started = time.perf_counter()
-    train(cfg)
+    if not (args.reuse and (run_dir / f"epoch_{cfg.train.epochs}.pt").is_file()):
+        shutil.rmtree(run_dir, ignore_errors=True)
+        train(cfg)
     seconds = time.perf_counter() - started
     model = TameModel.from_config(cfg.model, input_size=cfg.data.crop).eval()
     model.load_attention(run_dir / f"epoch_{cfg.train.epochs}.pt")
@@ -262,6 +262,7 @@ def main() -> None:
     parser.add_argument("--hidden", type=float, default=0.0, help="ClassifierRecipe.hidden_fraction")
     parser.add_argument("--classifier-seed", type=int, default=0)
     parser.add_argument("--weights", default="classifier.pth", help="classifier file under OUT")
+    parser.add_argument("--reuse", action="store_true", help="tame: measure an already trained run of this name")
     parser.add_argument("--report", action="store_true", help="also measure on the report split")
     parser.add_argument("overrides", nargs="*", help="config overrides for the TAME run")
     args = parser.parse_intermixed_args()

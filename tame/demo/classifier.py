@@ -122,6 +122,7 @@ def occlude(images: torch.Tensor, labels: torch.Tensor, shapes: torch.Tensor, re
     n_occ, n_hid = round(recipe.occlusion_fraction * b), round(recipe.hidden_fraction * b)
     side = max(1, size // 8)  # TAME's mask resolution at the first tapped layer (layer2: stride 8)
     blob = F.interpolate(F.adaptive_max_pool2d(shapes[:, None].float(), side), size=size, mode="bilinear")
+    blob = torch.maximum(blob, shapes[:, None].float())  # the bilinear edge never dims the object itself
     images = images.clone()
     if n_occ:
         grid = 4 if torch.rand(()) < 0.5 else 8
