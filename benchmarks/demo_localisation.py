@@ -71,6 +71,8 @@ def prepare(out: Path, args: argparse.Namespace) -> None:
         batch_size=32,
         blank_fraction=args.blank,
         seed=args.classifier_seed,
+        occlusion_fraction=args.occlusion,
+        hidden_fraction=args.hidden,
     )
     started = time.perf_counter()
     result = train_classifier(recipe, replace(cfg.data, validate="none"), args.classes, out / args.weights)
@@ -80,6 +82,8 @@ def prepare(out: Path, args: argparse.Namespace) -> None:
             "stage": "prepare",
             "weights": args.weights,
             "blank": args.blank,
+            "occlusion": args.occlusion,
+            "hidden": args.hidden,
             "data_s": data_seconds,
             "classifier_s": time.perf_counter() - started,
             "threads": torch.get_num_threads(),
@@ -152,9 +156,10 @@ def tame_run(out: Path, args: argparse.Namespace) -> None:
     )
     import shutil
 
-    shutil.rmtree(run_dir, ignore_errors=True)
     started = time.perf_counter()
-    train(cfg)
+    if not (args.reuse and (run_dir / f"epoch_{cfg.train.epochs}.pt").is_file()):
+        shutil.rmtree(run_dir, ignore_errors=True)
+        train(cfg)
     seconds = time.perf_counter() - started
     model = TameModel.from_config(cfg.model, input_size=cfg.data.crop).eval()
     model.load_attention(run_dir / f"epoch_{cfg.train.epochs}.pt")
@@ -253,8 +258,11 @@ def main() -> None:
     parser.add_argument("--classifier", default="resnet10t")
     parser.add_argument("--classifier-epochs", type=int, default=12)
     parser.add_argument("--blank", type=float, default=0.0, help="ClassifierRecipe.blank_fraction")
+    parser.add_argument("--occlusion", type=float, default=0.0, help="ClassifierRecipe.occlusion_fraction")
+    parser.add_argument("--hidden", type=float, default=0.0, help="ClassifierRecipe.hidden_fraction")
     parser.add_argument("--classifier-seed", type=int, default=0)
     parser.add_argument("--weights", default="classifier.pth", help="classifier file under OUT")
+    parser.add_argument("--reuse", action="store_true", help="tame: measure an already trained run of this name")
     parser.add_argument("--report", action="store_true", help="also measure on the report split")
     parser.add_argument("overrides", nargs="*", help="config overrides for the TAME run")
     args = parser.parse_intermixed_args()

@@ -18,8 +18,17 @@ def test_quick_demo_runs_end_to_end_and_reuses_stages(tmp_path, caplog, monkeypa
     report = run_demo(CONFIG, tmp_path, QUICK)
     assert report == tmp_path / "report.html"
     page = report.read_text()
-    for method in ("tame", "gradcam", "gradcam++", "random"):
+    for method in (
+        "tame",
+        "gradcam (layer3)",
+        "gradcam (layer4)",
+        "gradcam++ (layer3)",
+        "gradcam++ (layer4)",
+        "random",
+    ):
         assert f"<td>{method}</td>" in page
+    assert "on its better layer" in page and "worst class" in page
+    assert (tmp_path / "tune" / "val.txt").is_file()  # the held-out tuning split
     for figure in ("tame/loss_curve.png", "lr_find/lr_find.png", "compare/compare.png", "gallery/00.png"):
         assert (tmp_path / figure).stat().st_size > 1000, figure
         assert figure in page
@@ -28,7 +37,7 @@ def test_quick_demo_runs_end_to_end_and_reuses_stages(tmp_path, caplog, monkeypa
     caplog.clear()
     run_demo(CONFIG, tmp_path, QUICK)
     printed = caplog.text
-    for stage in ("data", "classifier", "lr-find", "tame", "compare"):
+    for stage in ("data", "classifier", "lr-find", "tame", "compare", "check"):
         assert f"[{stage}] reusing" in printed
 
 
@@ -40,3 +49,38 @@ def test_the_demo_calls_functions_not_command_lines():
         imported += [node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
         assert not [name for name in imported if name == "tame.cli" or name.startswith("tame.commands")], path
         assert "tame.cli" not in path.read_text(), path
+
+
+def test_occlusion_keeps_the_object_or_hides_it():
+    """ClassifierRecipe.occlusion_fraction blacks out only background; hidden_fraction blacks out the object."""
+    import torch
+
+    from tame.demo.classifier import ClassifierRecipe, occlude
+
+    torch.manual_seed(0)
+    images = torch.rand(8, 3, 64, 64) + 0.1  # no pixel is black
+    shapes = torch.zeros(8, 64, 64, dtype=torch.bool)
+    shapes[:, 20:40, 24:44] = True
+    labels = torch.arange(8)
+    recipe = ClassifierRecipe(occlusion_fraction=0.25, hidden_fraction=0.25)
+    kept, kept_labels, hidden = occlude(images, labels, shapes, recipe)
+    assert kept.shape[0] == 6 and hidden.shape[0] == 2 and kept_labels.tolist() == [0, 1, 4, 5, 6, 7]
+    assert torch.equal(kept[:2][:, :, shapes[0]], images[:2][:, :, shapes[0]])  # the object stays
+    assert torch.equal(kept[2:], images[4:])  # the rest is untouched
+    assert (hidden[:, :, shapes[0]] == 0).all() and (hidden[:, :, ~shapes[0]] > 0).any()
+
+
+def test_object_masks_follow_the_loaders_flips():
+    import numpy as np
+    import torch
+
+    from tame.data.sharding import EpochPlan
+    from tame.demo.classifier import ObjectMasks
+
+    masks = torch.zeros(2, 4, 4, dtype=torch.bool)
+    masks[:, :, 0] = True  # the left column
+    augment = np.array([[0.5, 0.5, 0.9], [0.5, 0.5, 0.1]], dtype=np.float32)  # flip if < 0.5
+    plan = EpochPlan(np.array([0, 1]), np.zeros(2, dtype=bool), augment, batch_size=2)
+    batch = ObjectMasks(masks).batch(plan, 0)
+    assert batch[0, :, 0].all() and not batch[0, :, 3].any()
+    assert batch[1, :, 3].all() and not batch[1, :, 0].any()

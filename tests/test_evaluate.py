@@ -452,3 +452,29 @@ def test_compare_api_without_tame_matches_evaluate_spec(run_dir, tmp_path):
     assert together.num_samples == alone.num_samples == 6
     assert (together.ad, together.ic, together.pointing_game) == (alone.ad, alone.ic, alone.pointing_game)
     assert "| gradcam++ |" in comparison.markdown()
+
+
+def test_compare_takes_one_cam_method_on_two_layers(run_dir, tmp_path):
+    from tame.evaluation import CompareSpec, EvalSpec, compare, evaluate_spec
+
+    root, synthetic = run_dir
+    options = dict(config=root / "config.yaml", boxes=synthetic.boxes, max_samples=6, road=False, progress=False)
+    spec = CompareSpec(methods=["GradCAM@layer3", "gradcam@layer4", "gradcam@layer3"], out=tmp_path / "cmp", **options)
+    assert spec.methods == ("gradcam@layer3", "gradcam@layer4")
+    comparison = compare(spec)
+    assert [m for m, _ in comparison.rows] == ["gradcam (layer3)", "gradcam (layer4)"]
+    for layer in ("layer3", "layer4"):
+        alone = evaluate_spec(EvalSpec(method="gradcam", layer=layer, out=tmp_path / layer, **options)).rows[0][1]
+        together = comparison.result(f"gradcam ({layer})")
+        assert (together.ad, together.ic, together.pointing_game) == (alone.ad, alone.ic, alone.pointing_game)
+    assert comparison.result("gradcam (layer3)").ad != comparison.result("gradcam (layer4)").ad
+    assert "| gradcam (layer4) |" in comparison.markdown()
+
+
+@pytest.mark.parametrize("entry", ["random@layer3", "tame@layer3"])
+def test_compare_refuses_a_layer_for_a_method_without_one(entry):
+    from tame.errors import TameError
+    from tame.evaluation import CompareSpec
+
+    with pytest.raises(TameError, match="takes no target layer"):
+        CompareSpec(methods=[entry], checkpoint="x.pt")

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from tqdm import tqdm
 
 from tame.config import DataConfig
 from tame.data.loaders import build_loader
+from tame.errors import TameError
 from tame.io import save_atomic
 from tame.models import create_classifier
 
@@ -28,6 +32,13 @@ class ClassifierRecipe:
     # multiplies the image, so a classifier that calls a black image some class lets TAME explain that class with
     # an empty mask (docs/DEMO_FINDINGS.md). 0: plain training.
     blank_fraction: float = 0.0
+    # Shares of each batch (in place, of the real images) shown with their *background* blacked out by a random
+    # coarse grid (the object kept; label kept) and with their *object* blacked out (a coarse blob over it; uniform
+    # target): "object on black" becomes in-distribution and "background with an object-shaped hole" carries no
+    # class evidence, so TAME cannot explain a class by the background (docs/DEMO_FINDINGS.md). Needs the object
+    # masks of the synthetic set (boxes.json beside the training list). 0: off.
+    occlusion_fraction: float = 0.0
+    hidden_fraction: float = 0.0
 
 
 def train_classifier(recipe: ClassifierRecipe, data: DataConfig, num_classes: int, out: Path) -> dict:
@@ -62,13 +73,15 @@ def train_classifier(recipe: ClassifierRecipe, data: DataConfig, num_classes: in
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=recipe.max_lr, total_steps=recipe.epochs * len(train_loader)
     )
+    masks = ObjectMasks.for_recipe(recipe, data, train_loader)
     loss = torch.zeros(())
     with tqdm(total=recipe.epochs * len(train_loader), desc="classifier", unit="batch") as bar:
         for epoch in range(recipe.epochs):
             train_loader.set_epoch(epoch)
             net.train()
-            for images, labels in train_loader:
-                loss = classifier_loss(net, classifier.normalise, images, labels, recipe)
+            for k, (images, labels) in enumerate(train_loader):
+                shapes = masks.batch(train_loader.plan(), k) if masks else None
+                loss = classifier_loss(net, classifier.normalise, images, labels, recipe, shapes)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -81,16 +94,71 @@ def train_classifier(recipe: ClassifierRecipe, data: DataConfig, num_classes: in
     return {"val_accuracy": accuracy, "train_loss": loss.item()}
 
 
-def classifier_loss(net, normalise, images: torch.Tensor, labels: torch.Tensor, recipe: ClassifierRecipe):
-    """Cross-entropy on the batch; with ``recipe.blank_fraction``, blank images with a uniform target join it."""
+def classifier_loss(
+    net, normalise, images: torch.Tensor, labels: torch.Tensor, recipe: ClassifierRecipe, shapes=None
+) -> torch.Tensor:
+    """Cross-entropy on the batch; with ``recipe.blank_fraction``, blank images with a uniform target join it; with
+    ``occlusion_fraction`` / ``hidden_fraction`` (``shapes``: the batch's object masks), images are occluded first."""
     blanks = round(recipe.blank_fraction * images.shape[0])
-    if blanks == 0:
+    uniform_images = images.new_zeros(blanks, *images.shape[1:])
+    if shapes is not None:
+        images, labels, hidden = occlude(images, labels, shapes, recipe)
+        uniform_images = torch.cat([hidden, uniform_images])
+    if len(uniform_images) == 0:
         return F.cross_entropy(net(normalise(images)), labels, label_smoothing=recipe.label_smoothing)
-    logits = net(normalise(torch.cat([images, images.new_zeros(blanks, *images.shape[1:])])))
-    real = F.cross_entropy(logits[: images.shape[0]], labels, label_smoothing=recipe.label_smoothing)
-    uniform = torch.full_like(logits[images.shape[0] :], 1.0 / logits.shape[1])
-    blank = F.cross_entropy(logits[images.shape[0] :], uniform)
-    return (images.shape[0] * real + blanks * blank) / (images.shape[0] + blanks)
+    n, extra = images.shape[0], uniform_images.shape[0]
+    logits = net(normalise(torch.cat([images, uniform_images])))
+    real = F.cross_entropy(logits[:n], labels, label_smoothing=recipe.label_smoothing)
+    uniform = torch.full_like(logits[n:], 1.0 / logits.shape[1])
+    blank = F.cross_entropy(logits[n:], uniform)
+    return (n * real + extra * blank) / (n + extra)
+
+
+def occlude(images: torch.Tensor, labels: torch.Tensor, shapes: torch.Tensor, recipe: ClassifierRecipe):
+    """(kept images, their labels, object-hidden images): the first ``occlusion_fraction`` of the batch keep their
+    object (its coarse mask) and a random 4 x 4 or 8 x 8 grid of the background (each cell kept with a probability
+    drawn uniformly per image); the next ``hidden_fraction`` lose their object (a coarse blob over it)."""
+    b, size = images.shape[0], images.shape[-1]
+    n_occ, n_hid = round(recipe.occlusion_fraction * b), round(recipe.hidden_fraction * b)
+    side = max(1, size // 8)  # TAME's mask resolution at the first tapped layer (layer2: stride 8)
+    blob = F.interpolate(F.adaptive_max_pool2d(shapes[:, None].float(), side), size=size, mode="bilinear")
+    blob = torch.maximum(blob, shapes[:, None].float())  # the bilinear edge never dims the object itself
+    images = images.clone()
+    if n_occ:
+        grid = 4 if torch.rand(()) < 0.5 else 8
+        keep = (torch.rand(n_occ, 1, grid, grid) < torch.rand(n_occ, 1, 1, 1)).float()
+        keep = torch.maximum(F.interpolate(keep, size=size, mode="nearest"), blob[:n_occ])
+        images[:n_occ] = images[:n_occ] * keep
+    hidden = images[n_occ : n_occ + n_hid] * (1 - blob[n_occ : n_occ + n_hid])
+    rest = torch.cat([images[:n_occ], images[n_occ + n_hid :]])
+    return rest, torch.cat([labels[:n_occ], labels[n_occ + n_hid :]]), hidden
+
+
+class ObjectMasks:
+    """The training list's object masks [N, size, size] (bool), looked up per batch with the loader's flips."""
+
+    def __init__(self, masks: torch.Tensor) -> None:
+        self.masks = masks
+
+    @classmethod
+    def for_recipe(cls, recipe: ClassifierRecipe, data: DataConfig, loader) -> ObjectMasks | None:
+        if recipe.occlusion_fraction == 0 and recipe.hidden_fraction == 0:
+            return None
+        boxes = Path(data.train_list).parent / "boxes.json"
+        if not boxes.is_file():
+            raise TameError(f"classifier occlusion training needs the object masks: {boxes} not found")
+        meta = json.loads(boxes.read_text())["images"]
+        root = Path(data.root)
+        masks = [np.asarray(Image.open(root / meta[entry.path]["mask"])) > 127 for entry in loader.entries]
+        if data.resize != data.crop or masks[0].shape != (data.crop, data.crop):
+            raise TameError("classifier occlusion training needs data.resize == data.crop == the image size")
+        return cls(torch.from_numpy(np.stack(masks)))
+
+    def batch(self, plan, k: int) -> torch.Tensor:
+        rows = plan.batch(k)
+        masks = self.masks[torch.from_numpy(plan.indices[rows])]
+        flips = torch.from_numpy(plan.augment[rows, 2] < 0.5)
+        return torch.where(flips[:, None, None], masks.flip(-1), masks)
 
 
 @torch.no_grad()

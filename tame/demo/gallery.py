@@ -13,6 +13,7 @@ from tame.config import Config
 from tame.data.boxes import read_boxes
 from tame.data.class_names import class_names
 from tame.data.loaders import build_loader
+from tame.evaluation.spec import split_method
 from tame.models import TameModel
 from tame.viz.overlay import method_label, save_comparison
 
@@ -36,9 +37,10 @@ def write_gallery(cfg: Config, out: Path, count: int, methods: Sequence[str]) ->
     paths = [entry.path for entry in loader.entries[:count]]
     maps = {}
     for method in methods:
-        with create_explainer(method, model) as explainer:
+        name, layer = split_method(method)
+        with create_explainer(name, model, layer=layer) as explainer:
             explanation = explainer.explain(images)
-        maps[method_label(method)] = explanation.maps
+        maps[method_label(name) + (f" ({layer})" if layer else "")] = explanation.maps
     classes = explanation.classes
     names = class_names(cfg.model.class_names or Path(cfg.data.val_root) / "classes.txt", model.num_classes)
     figures = []

@@ -5,9 +5,12 @@ Stages, each reused on a rerun when its inputs have not changed (``stage.json`` 
   2. classifier  a small timm CNN trained from scratch on it: the stand-in for a pretrained ImageNet model
   3. lr-find     the LR range test of ``tame lr-find``
   4. tame        TAME trained on the frozen classifier by ``tame train``'s training (as the ImageNet runs)
-  5. compare     TAME, Grad-CAM, Grad-CAM++ and a random-map control on the validation set: AD/IC, pointing
-                 game, ms/image (:func:`tame.evaluation.compare`, as ``tame compare``)
-  6. report      report.html + report.md: results, loss and LR curves, maps beside the ground-truth boxes
+  5. compare     TAME, Grad-CAM and Grad-CAM++ (each on layer3 and layer4) and a random-map control on the
+                 validation set: AD/IC, pointing game, ms/image (:func:`tame.evaluation.compare`, as ``tame compare``)
+  6. check       on the held-out tuning split (``tune/``, synthetic seed 1): which layer is each CAM's better one
+                 (by AD(15%)), and TAME's pointing game per class there and on the report split
+  7. report      report.html + report.md: results, loss and LR curves, maps beside the ground-truth boxes
+The report split (``data/val.txt``) is never used to choose anything.
 Every stage calls the package's functions directly (no command lines).
 """
 
@@ -30,7 +33,13 @@ from tame.errors import TameError
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("tame", "gradcam", "gradcam++", "random")
+CAMS = ("gradcam", "gradcam++")
+CAM_LAYERS = ("layer3", "layer4")  # at 64 px layer4 is 2 x 2, layer3 4 x 4 (docs/DEMO_FINDINGS.md)
+METHODS = ("tame", *[f"{cam}@{layer}" for cam in CAMS for layer in CAM_LAYERS], "random")
+# The classifier's training recipe beyond DemoSize (docs/DEMO_FINDINGS.md): blank images with a uniform target, so
+# that a black image (an empty TAME mask) is no class. Occlusion training (ClassifierRecipe.occlusion_fraction /
+# hidden_fraction) was tried and is off: it cost 8-18 points of accuracy and did not stop the inversions.
+CLASSIFIER_RECIPE = {"blank_fraction": 0.25}
 LR_RANGE = (1e-5, 1.0)  # start and end LR of the demo's range test
 COMPARE_FORMAT = 3  # of the compare stage's recorded outputs (1: compare.csv's rows as strings; 2: no per_class)
 
@@ -40,6 +49,7 @@ class DemoSize:
     classes: int = 6
     train_per_class: int = 200
     val_per_class: int = 40
+    tune_per_class: int = 20  # the held-out tuning split (synthetic seed 1)
     image_size: int = 64
     classifier: str = "resnet10t"
     classifier_epochs: int = 12
@@ -53,6 +63,7 @@ QUICK = DemoSize(
     classes=3,
     train_per_class=8,
     val_per_class=4,
+    tune_per_class=2,
     image_size=64,
     classifier="test_resnet",
     classifier_epochs=1,
@@ -115,6 +126,7 @@ def run_demo(config_path: Path, out: Path, size: DemoSize = DemoSize(), force: b
     stages["lr-find"] = _lr_find_stage(demo, stages["classifier"], force)
     stages["tame"] = _train_stage(demo, stages["classifier"], stages["lr-find"], force)
     stages["compare"] = _compare_stage(demo, stages["tame"], force)
+    stages["check"] = _check_stage(demo, stages["tame"], force)
     return write_demo_report(cfg, out, size, stages, METHODS)
 
 
@@ -133,12 +145,22 @@ def _data_stage(demo: DemoRun, force: bool) -> dict:
             seed=0,
             progress=True,
         )
+        # the held-out tuning split: other images (seed 1) on which the demo makes its choices
+        make_synthetic(
+            demo.out / "tune",
+            classes=size.classes,
+            train_per_class=1,
+            val_per_class=size.tune_per_class,
+            size=size.image_size,
+            seed=1,
+        )
         return {"classes": list(synthetic.classes)}
 
     inputs = {
         "classes": size.classes,
         "train": size.train_per_class,
         "val": size.val_per_class,
+        "tune": size.tune_per_class,
         "size": size.image_size,
     }
     return run_stage("data", folder, inputs, force, make)
@@ -148,7 +170,9 @@ def _classifier_stage(demo: DemoRun, data: dict, force: bool) -> dict:
     from tame.demo.classifier import ClassifierRecipe, train_classifier
 
     size, folder = demo.size, demo.out / "classifier"
-    recipe = ClassifierRecipe(name=size.classifier, epochs=size.classifier_epochs, batch_size=size.batch_size)
+    recipe = ClassifierRecipe(
+        name=size.classifier, epochs=size.classifier_epochs, batch_size=size.batch_size, **CLASSIFIER_RECIPE
+    )
     return run_stage(
         "classifier",
         folder,
@@ -216,3 +240,35 @@ def _compare_stage(demo: DemoRun, train: dict, force: bool) -> dict:
 
     inputs = {"train": train, "methods": list(METHODS), "format": COMPARE_FORMAT}
     return run_stage("compare", folder, inputs, force, make)
+
+
+def _check_stage(demo: DemoRun, train: dict, force: bool) -> dict:
+    from tame.demo.localisation import per_class_pointing_game
+    from tame.evaluation import CompareSpec, compare
+
+    folder, tune = demo.out / "check", demo.out / "tune"
+
+    def make() -> dict:
+        spec = CompareSpec(
+            config=demo.config_path,
+            overrides=demo.overrides,
+            methods=[method for method in METHODS if "@" in method],
+            road=False,
+            list_file=tune / "val.txt",
+            root=tune,
+            boxes=tune / "boxes.json",
+            out=folder,
+        )
+        ad15 = {label: result.columns()["AD(15%)"] for label, result in compare(spec).rows}
+        better = {cam: min(CAM_LAYERS, key=lambda layer: ad15[f"{cam} ({layer})"]) for cam in CAMS}
+        checkpoint = Path(train["checkpoint"])
+        return {
+            "tune_ad15": ad15,
+            "better_layer": better,
+            "pg_per_class": {
+                "report": per_class_pointing_game(demo.cfg, checkpoint, demo.out / "data"),
+                "tune": per_class_pointing_game(demo.cfg, checkpoint, tune),
+            },
+        }
+
+    return run_stage("check", folder, {"train": train, "methods": list(METHODS)}, force, make)

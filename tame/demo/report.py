@@ -37,6 +37,8 @@ def write_demo_report(
     results = stages["compare"]["results"]
     header, table = results_table(results)
     summary = _summary(size, stages["classifier"], results)
+    if "check" in stages:
+        summary += check_lines(results, stages["check"], stages["data"]["classes"])
     gallery = write_gallery(cfg, out, size.gallery, methods)
     figures = [(caption, name) for caption, name in FIGURES if (out / name).is_file()]
     report = Report(
@@ -50,7 +52,8 @@ def write_demo_report(
         per_class_tables(stages["compare"].get("per_class", {})),
     )
     html_path, _ = write_report(report, out)
-    logger.info("%s", summary[-1])
+    for line in summary[2:]:
+        logger.info("%s", line)
     return html_path
 
 
@@ -84,7 +87,8 @@ def _summary(size: DemoSize, classifier: dict, results: Mapping[str, Mapping[str
         f"A {size.classifier} classifier trained from scratch on {size.classes} synthetic shape classes "
         f"({size.train_per_class} training images per class, {size.image_size} px) reaches "
         f"{100 * classifier['val_accuracy']:.1f} % validation accuracy; TAME was trained on it for "
-        f"{size.tame_epochs} epochs and compared with Grad-CAM, Grad-CAM++ and random maps on "
+        f"{size.tame_epochs} epochs and compared with Grad-CAM and Grad-CAM++ (each on layer3 and layer4) and random "
+        f"maps on "
         f"{size.classes * size.val_per_class} validation images.",
         "AD: average drop in the class probability when only the map's top pixels are kept (lower is better); "
         "IC: share of images whose probability increases (higher is better); PG: pointing game hit rate, EBPG: "
@@ -99,6 +103,28 @@ def _summary(size: DemoSize, classifier: dict, results: Mapping[str, Mapping[str
             f"({tame['PG']:.1f} vs {control['PG']:.1f})."
         )
     return summary
+
+
+def check_lines(results: Mapping[str, Mapping[str, float]], check: dict, classes: Sequence[str]) -> list[str]:
+    """What the held-out check says: TAME's AD(15%) against each CAM's better layer (chosen on the tuning split,
+    by AD(15%)), and TAME's pointing game per class with its worst class (report and tuning split)."""
+    lines = []
+    tame = results["tame"]["AD(15%)"]
+    for cam, layer in check["better_layer"].items():
+        other = results[f"{cam} ({layer})"]["AD(15%)"]
+        verdict = "beats" if tame < other else "does NOT beat"
+        lines.append(
+            f"AD(15%): TAME {verdict} {cam} on its better layer ({layer}, chosen on the held-out tuning split): "
+            f"{tame:.1f} vs {other:.1f} (lower is better)."
+        )
+    for split, values in check["pg_per_class"].items():
+        worst = min(range(len(values)), key=values.__getitem__)
+        per_class = ", ".join(f"{name} {value:.0f}" for name, value in zip(classes, values))
+        lines.append(
+            f"TAME's pointing game per class on the {split} split (%): {per_class}; "
+            f"worst class: {classes[worst]} {values[worst]:.1f} %."
+        )
+    return lines
 
 
 def _facts(cfg: Config, stages: Mapping[str, dict]) -> dict[str, str]:

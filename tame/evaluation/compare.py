@@ -16,7 +16,7 @@ from tame.config import expand_path
 from tame.evaluation.loop import EvaluationResult
 from tame.evaluation.run import open_evaluation
 from tame.evaluation.samples import ClassRow, ImageRow, class_names
-from tame.evaluation.spec import CompareSpec
+from tame.evaluation.spec import CompareSpec, row_label, split_method
 from tame.evaluation.tables import (
     chart_panels,
     class_csv,
@@ -66,13 +66,14 @@ def compare(spec: CompareSpec) -> Comparison:
             data.model.eval()
         rows, images, classes = [], [], []
         for method in spec.methods:
-            name = f"tame with checkpoint {checkpoint}" if method == "tame" else method
-            with create_explainer(method, data.model, **spec.method_options(method)) as explainer:
-                result, method_images = data.evaluate(explainer, method, name)
-            rows.append((method, result))
+            name, label = split_method(method)[0], row_label(method)
+            what = f"tame with checkpoint {checkpoint}" if name == "tame" else label
+            with create_explainer(name, data.model, **spec.method_options(method)) as explainer:
+                result, method_images = data.evaluate(explainer, label, what)
+            rows.append((label, result))
             if method_images is not None:
-                images.append((method, method_images))
-                classes += [(method, data.class_rows(method_images))] if spec.per_class else []
+                images.append((label, method_images))
+                classes += [(label, data.class_rows(method_images))] if spec.per_class else []
         if spec.out:
             out = Path(spec.out)
         elif checkpoint is not None:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from tame.baselines import list_methods, resolve_method
+from tame.baselines.base import METHODS
 from tame.config import Config, load_config
 from tame.errors import TameError
 from tame.metrics import ad_ic
@@ -78,11 +79,36 @@ class EvalOptions:
         return None if self.config is None or isinstance(self.config, Config) else str(self.config)
 
     def method_options(self, method: str) -> dict:
-        """The keyword arguments ``method`` takes from these options (RISE's mask count, the CAM target layer)."""
+        """The keyword arguments ``method`` takes from these options (RISE's mask count, the CAM target layer; a
+        ``name@layer`` entry of :class:`CompareSpec` brings its own layer)."""
+        method, layer = split_method(method)
         options = {"num_masks": self.num_masks} if method == "rise" else {}
-        if self.layer and method not in ("tame", "rise"):
-            options["layer"] = self.layer
+        if (layer or self.layer) and method not in ("tame", "rise"):
+            options["layer"] = layer or self.layer
         return options
+
+
+def split_method(entry: str) -> tuple[str, str | None]:
+    """``"gradcam@layer3"`` -> ``("gradcam", "layer3")``; ``"gradcam"`` -> ``("gradcam", None)``."""
+    name, _, layer = entry.partition("@")
+    return name, layer or None
+
+
+def row_label(entry: str) -> str:
+    """The name a comparison's row carries: ``"gradcam@layer3"`` -> ``"gradcam (layer3)"``."""
+    name, layer = split_method(entry)
+    return f"{name} ({layer})" if layer else name
+
+
+def _resolve_entry(entry: str) -> str:
+    """A method name, or ``name@layer`` for a CAM method on a given target layer, with the name resolved."""
+    name, layer = split_method(entry)
+    key = resolve_method(name)
+    if layer is None:
+        return key
+    if not METHODS.get(key).needs_layer:
+        raise TameError(f"method {key!r} takes no target layer (got {entry!r})")
+    return f"{key}@{layer}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -101,7 +127,10 @@ class EvalSpec(EvalOptions):
 
 @dataclass(frozen=True, kw_only=True)
 class CompareSpec(EvalOptions):
-    """Several methods on one list under one protocol; ``checkpoint``: TAME's weights (a folder: its newest epoch)."""
+    """Several methods on one list under one protocol; ``checkpoint``: TAME's weights (a folder: its newest epoch).
+
+    A CAM method may be given as ``name@layer`` (e.g. ``gradcam@layer3``) and more than once with different layers;
+    its rows are then labelled ``name (layer)``."""
 
     methods: Sequence[str] = field(default_factory=list_methods)
     checkpoint: PathLike | None = None
@@ -110,7 +139,7 @@ class CompareSpec(EvalOptions):
     def __post_init__(self) -> None:
         if isinstance(self.methods, str) or not self.methods:
             raise TameError(f"methods must be a non-empty list of method names, got {self.methods!r}")
-        methods = tuple(dict.fromkeys(resolve_method(name) for name in self.methods))  # in order, once each
+        methods = tuple(dict.fromkeys(_resolve_entry(name) for name in self.methods))  # in order, once each
         object.__setattr__(self, "methods", methods)
         if "tame" in methods and not self.checkpoint:
             raise TameError("--checkpoint is required to compare tame (a file, or a training folder)")
