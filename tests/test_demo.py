@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import logging
+import re
 from pathlib import Path
 
 import tame.demo
@@ -33,7 +34,10 @@ def test_quick_demo_runs_end_to_end_and_reuses_stages(tmp_path, caplog, monkeypa
         assert (tmp_path / figure).stat().st_size > 1000, figure
         assert figure in page
     assert (tmp_path / "report.md").read_text().startswith("# TAME demo")
-    assert "| class | TAME PG | Grad-CAM PG | TAME AD(15%) | Grad-CAM AD(15%) |" in (tmp_path / "report.md").read_text()
+    assert re.search(  # Grad-CAM on the layer the check stage chose on the tuning split
+        r"\| class \| TAME PG \| Grad-CAM \((layer\d)\) PG \| TAME AD\(15%\) \| Grad-CAM \(\1\) AD\(15%\) \|",
+        (tmp_path / "report.md").read_text(),
+    )
     caplog.clear()
     run_demo(CONFIG, tmp_path, QUICK)
     printed = caplog.text

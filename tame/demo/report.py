@@ -49,7 +49,7 @@ def write_demo_report(
         figures,
         [(caption, os.path.relpath(path, out)) for caption, path in gallery],
         _facts(cfg, stages),
-        per_class_tables(stages["compare"].get("per_class", {})),
+        per_class_tables(stages["compare"].get("per_class", {}), stages.get("check", {}).get("better_layer")),
     )
     html_path, _ = write_report(report, out)
     for line in summary[2:]:
@@ -68,9 +68,18 @@ def results_table(results: Mapping[str, Mapping[str, float]]) -> tuple[list[str]
 PER_CLASS = (("tame", "TAME"), ("gradcam", "Grad-CAM"))  # the methods of the per-class table
 
 
-def per_class_tables(per_class: Mapping[str, Sequence[Mapping]]) -> list[tuple[str, list[str], list[list[str]]]]:
-    """The per-class table: TAME's and Grad-CAM's pointing game and AD(15%) per class of the validation labels."""
-    methods = [(method, name) for method, name in PER_CLASS if per_class.get(method)]
+def per_class_tables(
+    per_class: Mapping[str, Sequence[Mapping]], better_layer: Mapping[str, str] | None = None
+) -> list[tuple[str, list[str], list[list[str]]]]:
+    """The per-class table: TAME's and Grad-CAM's pointing game and AD(15%) per class of the validation labels
+    (Grad-CAM on its better layer, as the check stage chose it on the tuning split)."""
+    methods = []
+    for method, name in PER_CLASS:
+        layer = (better_layer or {}).get(method)
+        key = method if method in per_class else f"{method} ({layer})" if layer else None
+        key = key or next((k for k in per_class if k.startswith(f"{method} (")), None)
+        if per_class.get(key):
+            methods.append((key, name if key == method else f"{name} {key.removeprefix(method).strip()}"))
     if not methods:
         return []
     header = ["class", *[f"{name} PG" for _, name in methods], *[f"{name} AD(15%)" for _, name in methods]]
