@@ -67,6 +67,7 @@ def main() -> None:
         if not list_file.is_file():
             make_synthetic(data, classes=8, train_per_class=per_class, val_per_class=1, size=args.size, progress=True)
     cfg = {"batch_size": args.batch_size, "workers": args.workers, "validate": "none"}
+    cfg |= {"resize": 256, "crop": 224, "interpolation": "bilinear"}  # the ImageNet eval transform, as measured before
     runs = [("torch", "torch", torch.device("cpu"))]
     if dali_available(cpu_only=True):
         runs.insert(0, ("dali-cpu", "dali", torch.device("cpu")))

@@ -172,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
                     workers=args.workers,
                     resize=resize,
                     crop=crop,
+                    interpolation="bilinear",
                     validate="none",
                 ),
                 train=TrainConfig(
