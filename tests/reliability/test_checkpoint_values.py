@@ -6,13 +6,14 @@ included) and in classifier weights; an AM trained on another backbone (same cha
 from __future__ import annotations
 
 import re
+import shutil
 from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from train_helpers import make_training_data, one_thread, tiny_config, tiny_overrides  # noqa: F401
+from train_helpers import one_thread, tiny_config, tiny_overrides  # noqa: F401
 
 from tame.engine.train import train
 from tame.errors import TameError
@@ -23,22 +24,17 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    return make_training_data(tmp_path_factory.mktemp("synthetic"))
+def data(training_data) -> Path:
+    return training_data
 
 
 @pytest.fixture(scope="module")
-def run(data, tmp_path_factory) -> Path:
-    """An uninterrupted 2-epoch run (checkpoints step_4, epoch_1, step_8, step_10, epoch_2) and its config file."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        out = tmp_path_factory.mktemp("run")
-        train(tiny_config(data, out))
-    finally:
-        torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(False)
-    (out / "cfg.yaml").write_text(yaml.safe_dump(asdict(tiny_config(data, out / "unused"))))
+def run(reference_run, training_data, tmp_path_factory) -> Path:
+    """A copy of the session's uninterrupted 2-epoch run (checkpoints step_4, epoch_1, step_8, step_10, epoch_2;
+    tests/reliability/conftest.py) and its config file."""
+    out = tmp_path_factory.mktemp("run")
+    shutil.copytree(reference_run, out, dirs_exist_ok=True)
+    (out / "cfg.yaml").write_text(yaml.safe_dump(asdict(tiny_config(training_data, out / "unused"))))
     return out
 
 
