@@ -8,20 +8,12 @@ import re
 import numpy as np
 import pytest
 import torch
+from train_helpers import TINY_MODEL_CONFIG as CONFIG
 
 from tame.baselines import create_explainer
 from tame.cli import main
 from tame.models import TameModel, create_classifier
 from tame.viz.overlay import save_comparison
-
-CONFIG = """model:
-  name: test_resnet
-  pretrained: false
-  layers: [layer2, layer3, layer4]
-data:
-  resize: 72
-  crop: 64
-"""
 
 
 def explain(run_dir, *args: str) -> int:

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from train_helpers import TINY_MODEL_CONFIG as CONFIG
 
 from tame.cli import main
 from tame.errors import TameError
@@ -16,15 +17,6 @@ from tame.models import TameModel, create_classifier
 
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
-
-CONFIG = """model:
-  name: test_resnet
-  pretrained: false
-  layers: [layer2, layer3, layer4]
-data:
-  resize: 72
-  crop: 64
-"""
 
 
 def trained(name: str, layers: list[str], size: int) -> TameModel:

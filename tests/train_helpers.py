@@ -9,6 +9,16 @@ import torch
 
 from tame.config import Config, load_config
 
+# the tiny model of the explain/export tests: timm's test_resnet at 64 px, random weights
+TINY_MODEL_CONFIG = """model:
+  name: test_resnet
+  pretrained: false
+  layers: [layer2, layer3, layer4]
+data:
+  resize: 72
+  crop: 64
+"""
+
 
 def make_training_data(folder: Path) -> Path:
     """48 training images (3 classes) at 32 px: 6 steps of batch 8 per epoch."""

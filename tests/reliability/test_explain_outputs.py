@@ -12,15 +12,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-
-CONFIG = """model:
-  name: test_resnet
-  pretrained: false
-  layers: [layer2, layer3, layer4]
-data:
-  resize: 72
-  crop: 64
-"""
+from train_helpers import TINY_MODEL_CONFIG as CONFIG
 
 
 @pytest.fixture(scope="module")
