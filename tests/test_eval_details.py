@@ -213,3 +213,14 @@ def test_the_demo_report_has_a_per_class_table():
     assert header == ["class", "TAME PG", "Grad-CAM PG", "TAME AD(15%)", "Grad-CAM AD(15%)"]
     assert rows == [["circle", "50.00", "50.00", "12.35", "12.35"], ["star", "25.00", "25.00", "12.35", "12.35"]]
     assert per_class_tables({}) == []  # a compare stage recorded before per-class results: no table
+
+
+def test_per_class_rows_are_named_from_the_class_names_file(run_dir, tmp_path):  # noqa: F811
+    """``model.class_names`` is a file: the per-class rows carry the names it holds (not the path's characters)."""
+    root, synthetic = run_dir
+    out = tmp_path / "out"
+    names = tmp_path / "names.txt"  # the classifier has 10 classes; the list uses labels 0-2
+    names.write_text("".join(f"shape {k}\n" for k in range(10)))
+    assert main(eval_args(root, "--out", str(out), "--per-class", f"model.class_names={names}")) == 0
+    rows = read_rows(out / "tame_val_per_class.csv")
+    assert [row["name"] for row in rows if row["epoch"] == "2"] == ["shape 0", "shape 1", "shape 2"]

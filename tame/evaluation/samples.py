@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from tame import distributed
+from tame.data.class_names import class_names as load_names
 from tame.distributed import Dist
 from tame.errors import TameError
 from tame.metrics.ad_ic import confidence_drop, confidence_increase, level_name
@@ -140,6 +141,6 @@ def _class_row(
 
 
 def class_names(cfg) -> list[str]:
-    """The class names of ``cfg.model.class_names`` (index -> name) where the config has them, else none (the
-    tables then name a class by its index)."""
-    return list(getattr(cfg.model, "class_names", None) or [])
+    """The class names (index -> name) from the file ``cfg.model.class_names``, ImageNet's for 1000 classes without
+    one, else none (the tables then name a class by its index)."""
+    return load_names(cfg.model.class_names, cfg.model.num_classes)
