@@ -39,6 +39,17 @@ class ClassifierRecipe:
     # masks of the synthetic set (boxes.json beside the training list). 0: off.
     occlusion_fraction: float = 0.0
     hidden_fraction: float = 0.0
+    # Share of each batch (in place) dimmed by a factor t ~ U(0, 1) per image, with the target
+    # w * target + (1 - w) * uniform, w = min(1, t / dim_knee) ("mixup with a black image" below the knee): the
+    # classifier's confidence then falls smoothly as a TAME mask darkens the image, instead of jumping between
+    # classes at some brightness, and brightness above the knee does not matter (docs/DEMO_FINDINGS.md). 0: off.
+    dim_fraction: float = 0.0
+    dim_knee: float = 1.0
+
+    def __post_init__(self) -> None:
+        shares = (self.blank_fraction, self.occlusion_fraction, self.hidden_fraction, self.dim_fraction)
+        if not all(0.0 <= share <= 1.0 for share in shares) or not 0.0 < self.dim_knee <= 1.0:
+            raise TameError(f"classifier recipe: fractions must be in [0, 1] and dim_knee in (0, 1]: {self}")
 
 
 def train_classifier(recipe: ClassifierRecipe, data: DataConfig, num_classes: int, out: Path) -> dict:
@@ -97,21 +108,33 @@ def train_classifier(recipe: ClassifierRecipe, data: DataConfig, num_classes: in
 def classifier_loss(
     net, normalise, images: torch.Tensor, labels: torch.Tensor, recipe: ClassifierRecipe, shapes=None
 ) -> torch.Tensor:
-    """Cross-entropy on the batch; with ``recipe.blank_fraction``, blank images with a uniform target join it; with
-    ``occlusion_fraction`` / ``hidden_fraction`` (``shapes``: the batch's object masks), images are occluded first."""
+    """Cross-entropy with soft targets (label smoothing) over the batch: with ``recipe.dim_fraction`` its first
+    images are dimmed (:func:`dim`), with ``blank_fraction`` blank images with a uniform target join it, with
+    ``occlusion_fraction`` / ``hidden_fraction`` (``shapes``: the batch's object masks) images are occluded first
+    (the hidden ones get a uniform target)."""
     blanks = round(recipe.blank_fraction * images.shape[0])
     uniform_images = images.new_zeros(blanks, *images.shape[1:])
     if shapes is not None:
         images, labels, hidden = occlude(images, labels, shapes, recipe)
         uniform_images = torch.cat([hidden, uniform_images])
-    if len(uniform_images) == 0:
-        return F.cross_entropy(net(normalise(images)), labels, label_smoothing=recipe.label_smoothing)
-    n, extra = images.shape[0], uniform_images.shape[0]
+    images, light = dim(images, recipe.dim_fraction)
+    light = (light / recipe.dim_knee).clamp(max=1.0)
     logits = net(normalise(torch.cat([images, uniform_images])))
-    real = F.cross_entropy(logits[:n], labels, label_smoothing=recipe.label_smoothing)
-    uniform = torch.full_like(logits[n:], 1.0 / logits.shape[1])
-    blank = F.cross_entropy(logits[n:], uniform)
-    return (n * real + extra * blank) / (n + extra)
+    k = logits.shape[1]
+    smoothed = F.one_hot(labels, k).float() * (1 - recipe.label_smoothing) + recipe.label_smoothing / k
+    targets = light[:, None] * smoothed + (1 - light[:, None]) / k
+    targets = torch.cat([targets, targets.new_full((len(uniform_images), k), 1.0 / k)])
+    return F.cross_entropy(logits, targets)
+
+
+def dim(images: torch.Tensor, fraction: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images with the first ``round(fraction * B)`` multiplied by t ~ U(0, 1) each, t per image [B] (1: kept))."""
+    light = images.new_ones(images.shape[0])
+    count = round(fraction * images.shape[0])
+    if count == 0:
+        return images, light
+    light[:count] = torch.rand(count)
+    return images * light[:, None, None, None], light
 
 
 def occlude(images: torch.Tensor, labels: torch.Tensor, shapes: torch.Tensor, recipe: ClassifierRecipe):
