@@ -38,6 +38,7 @@ def test_quick_demo_runs_end_to_end_and_reuses_stages(tmp_path, caplog, monkeypa
         r"\| class \| TAME PG \| Grad-CAM \((layer\d)\) PG \| TAME AD\(15%\) \| Grad-CAM \(\1\) AD\(15%\) \|",
         (tmp_path / "report.md").read_text(),
     )
+    assert "\n| circle | " in (tmp_path / "report.md").read_text()  # per-class rows named, not numbered
     caplog.clear()
     run_demo(CONFIG, tmp_path, QUICK)
     printed = caplog.text
@@ -88,3 +89,85 @@ def test_object_masks_follow_the_loaders_flips():
     batch = ObjectMasks(masks).batch(plan, 0)
     assert batch[0, :, 0].all() and not batch[0, :, 3].any()
     assert batch[1, :, 3].all() and not batch[1, :, 0].any()
+
+
+class _Recorder(__import__("torch").nn.Module):
+    """A linear classifier that remembers the images it was given."""
+
+    def __init__(self, classes: int = 3) -> None:
+        import torch
+
+        super().__init__()
+        torch.manual_seed(0)
+        self.linear = torch.nn.Linear(3 * 4 * 4, classes)
+        self.seen = None
+
+    def forward(self, images):
+        self.seen = images
+        return self.linear(images.flatten(1))
+
+
+def test_classifier_loss_is_label_smoothed_cross_entropy_plus_uniform_blanks():
+    import torch
+    import torch.nn.functional as F
+
+    from tame.demo.classifier import ClassifierRecipe, classifier_loss
+
+    images, labels = torch.rand(8, 3, 4, 4) + 0.1, torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    net = _Recorder()
+    plain = classifier_loss(net, lambda x: x, images, labels, ClassifierRecipe())
+    assert torch.allclose(plain, F.cross_entropy(net.linear(images.flatten(1)), labels, label_smoothing=0.1))
+    blanks = classifier_loss(net, lambda x: x, images, labels, ClassifierRecipe(blank_fraction=0.25))
+    assert net.seen.shape[0] == 10 and (net.seen[8:] == 0).all()  # two blank images joined the batch
+    blank_logits = net.linear(torch.zeros(2, 48))
+    uniform = -F.log_softmax(blank_logits, dim=1).mean(dim=1).mean()
+    assert torch.allclose(blanks, (8 * plain + 2 * uniform) / 10)
+
+
+def test_dimmed_images_get_targets_mixed_with_uniform_by_their_brightness():
+    """dim_fraction: the first images are multiplied by t ~ U(0, 1); the target is w * smoothed + (1 - w) / K with
+    w = min(1, t / dim_knee)."""
+    import torch
+    import torch.nn.functional as F
+
+    from tame.demo.classifier import ClassifierRecipe, classifier_loss
+
+    images, labels = torch.rand(8, 3, 4, 4) + 0.1, torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    net = _Recorder()
+    for knee in (1.0, 0.25):
+        torch.manual_seed(3)
+        t = torch.rand(4)
+        torch.manual_seed(3)
+        loss = classifier_loss(net, lambda x: x, images, labels, ClassifierRecipe(dim_fraction=0.5, dim_knee=knee))
+        assert torch.allclose(net.seen[:4], images[:4] * t[:, None, None, None])
+        assert torch.equal(net.seen[4:], images[4:])
+        w = torch.cat([(t / knee).clamp(max=1), torch.ones(4)])[:, None]
+        smoothed = F.one_hot(labels, 3).float() * 0.9 + 0.1 / 3
+        targets = w * smoothed + (1 - w) / 3
+        expected = -(targets * F.log_softmax(net.linear(net.seen.flatten(1)), dim=1)).sum(1).mean()
+        assert torch.allclose(loss, expected)
+
+
+def test_the_demo_seed_reaches_tame_and_bad_seeds_or_threads_are_refused(tmp_path):
+    import pytest
+
+    from tame.demo.pipeline import demo_config
+    from tame.errors import TameError
+
+    cfg, overrides = demo_config(CONFIG, tmp_path, QUICK, seed=3)
+    assert cfg.train.seed == 3 and "train.seed=3" in overrides
+    for seed, threads in ((-1, None), (0, 0)):
+        with pytest.raises(TameError, match="--seed must be >= 0 and --threads >= 1"):
+            run_demo(CONFIG, tmp_path, QUICK, seed=seed, threads=threads)
+    assert not any(tmp_path.iterdir())  # refused before anything was written
+
+
+def test_a_classifier_recipe_out_of_range_is_refused():
+    import pytest
+
+    from tame.demo.classifier import ClassifierRecipe
+    from tame.errors import TameError
+
+    for bad in ({"dim_fraction": 1.5}, {"dim_knee": 0.0}, {"blank_fraction": -0.1}):
+        with pytest.raises(TameError, match="classifier recipe"):
+            ClassifierRecipe(**bad)

@@ -23,11 +23,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="demo", help="output folder (default demo/); finished stages are reused")
     parser.add_argument("--quick", action="store_true", help="a reduced-size run that checks the machinery (tests)")
     parser.add_argument("--force", action="store_true", help="redo every stage")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the classifier's and TAME's training (default 0)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: every core)")
 
 
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     size = QUICK if args.quick else DemoSize()
-    report = run_demo(Path(args.config), Path(args.out), size, force=args.force)
+    report = run_demo(Path(args.config), Path(args.out), size, force=args.force, seed=args.seed, threads=args.threads)
     print(f"tame demo: finished in {time.perf_counter() - started:.0f} s; open {report}")
     return 0

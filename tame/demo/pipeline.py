@@ -36,10 +36,13 @@ logger = logging.getLogger(__name__)
 CAMS = ("gradcam", "gradcam++")
 CAM_LAYERS = ("layer3", "layer4")  # at 64 px layer4 is 2 x 2, layer3 4 x 4 (docs/DEMO_FINDINGS.md)
 METHODS = ("tame", *[f"{cam}@{layer}" for cam in CAMS for layer in CAM_LAYERS], "random")
-# The classifier's training recipe beyond DemoSize (docs/DEMO_FINDINGS.md): blank images with a uniform target, so
-# that a black image (an empty TAME mask) is no class. Occlusion training (ClassifierRecipe.occlusion_fraction /
-# hidden_fraction) was tried and is off: it cost 8-18 points of accuracy and did not stop the inversions.
-CLASSIFIER_RECIPE = {"blank_fraction": 0.25}
+# The classifier's training recipe beyond DemoSize (docs/DEMO_FINDINGS.md): blank images with a uniform target (a
+# black image, an empty TAME mask, is no class) and a quarter of each batch dimmed with its target mixed towards
+# uniform below 25 % brightness, so that the classifier's confidence falls smoothly as a mask darkens the image.
+# Without the dimming its confidence jumped between classes at 20-30 % brightness, TAME's masks saturated (all on or
+# all off) within the first epoch, and the all-off class's map pointed away from the object. Occlusion training
+# (ClassifierRecipe.occlusion_fraction / hidden_fraction) was tried and is off: it cost 8-18 points of accuracy.
+CLASSIFIER_RECIPE = {"blank_fraction": 0.25, "dim_fraction": 0.25, "dim_knee": 0.25}
 LR_RANGE = (1e-5, 1.0)  # start and end LR of the demo's range test
 COMPARE_FORMAT = 3  # of the compare stage's recorded outputs (1: compare.csv's rows as strings; 2: no per_class)
 
@@ -52,8 +55,8 @@ class DemoSize:
     tune_per_class: int = 20  # the held-out tuning split (synthetic seed 1)
     image_size: int = 64
     classifier: str = "resnet10t"
-    classifier_epochs: int = 12
-    tame_epochs: int = 6
+    classifier_epochs: int = 20
+    tame_epochs: int = 8
     lr_find_steps: int = 40
     gallery: int = 6
     batch_size: int = 32
@@ -76,27 +79,31 @@ QUICK = DemoSize(
 
 @dataclass(frozen=True)
 class DemoRun:
-    """Where the demo writes and what it is made from: the config file, its overrides (paths into ``out``)."""
+    """Where the demo writes and what it is made from: the config file, its overrides (paths into ``out``), the
+    seed of the classifier's and TAME's training."""
 
     config_path: Path
     out: Path
     size: DemoSize
     overrides: tuple[str, ...]
     cfg: Config
+    seed: int = 0
 
     def inputs(self, **extra) -> dict:
         """A stage's inputs: the config's text and overrides, and ``extra``."""
         return {"config": self.config_path.read_text(), "overrides": list(self.overrides), **extra}
 
 
-def demo_config(config_path: Path, out: Path, size: DemoSize) -> tuple[Config, list[str]]:
-    """The demo config with its paths pointed into ``out`` (returned as overrides, so training sees the same)."""
+def demo_config(config_path: Path, out: Path, size: DemoSize, seed: int = 0) -> tuple[Config, list[str]]:
+    """The demo config with its paths pointed into ``out`` and TAME's seed (returned as overrides, so training
+    sees the same)."""
     data = out / "data"
     overrides = [
         f"model.name={size.classifier}",
         f"model.num_classes={size.classes}",
         "model.pretrained=false",
         f"model.weights={out / 'classifier' / 'classifier.pth'}",
+        f"model.class_names={data / 'classes.txt'}",
         f"data.root={data}",
         f"data.train_list={data / 'train.txt'}",
         f"data.val_root={data}",
@@ -106,20 +113,34 @@ def demo_config(config_path: Path, out: Path, size: DemoSize) -> tuple[Config, l
         f"data.crop={size.image_size}",
         f"data.batch_size={size.batch_size}",
         f"train.epochs={size.tame_epochs}",
+        f"train.seed={seed}",
         f"output_dir={out / 'tame'}",
     ]
     return load_config(config_path, overrides), overrides
 
 
-def run_demo(config_path: Path, out: Path, size: DemoSize = DemoSize(), force: bool = False) -> Path:
-    """Run every stage (reusing finished ones) and return the path of report.html."""
+def run_demo(
+    config_path: Path,
+    out: Path,
+    size: DemoSize = DemoSize(),
+    force: bool = False,
+    seed: int = 0,
+    threads: int | None = None,
+) -> Path:
+    """Run every stage (reusing finished ones) and return the path of report.html.
+
+    ``seed``: of the classifier's and TAME's training (the data are always the same); ``threads``: torch's CPU
+    threads (default: every core). Results differ in float rounding between thread counts.
+    """
     from tame.demo.report import write_demo_report
 
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    if seed < 0 or (threads is not None and threads < 1):
+        raise TameError(f"tame demo: --seed must be >= 0 and --threads >= 1, got {seed} and {threads}")
+    torch.set_num_threads(threads or max(1, os.cpu_count() or 1))
     if not config_path.is_file():
         raise TameError(f"demo config not found: {config_path} (run from the repository root, or pass --config)")
-    cfg, overrides = demo_config(config_path, out, size)
-    demo = DemoRun(config_path, out, size, tuple(overrides), cfg)
+    cfg, overrides = demo_config(config_path, out, size, seed)
+    demo = DemoRun(config_path, out, size, tuple(overrides), cfg, seed)
     stages = {"data": _data_stage(demo, force)}
     force = force or not Stage(out / "data", {}, False).record.is_file()
     stages["classifier"] = _classifier_stage(demo, stages["data"], force)
@@ -127,7 +148,7 @@ def run_demo(config_path: Path, out: Path, size: DemoSize = DemoSize(), force: b
     stages["tame"] = _train_stage(demo, stages["classifier"], stages["lr-find"], force)
     stages["compare"] = _compare_stage(demo, stages["tame"], force)
     stages["check"] = _check_stage(demo, stages["tame"], force)
-    return write_demo_report(cfg, out, size, stages, METHODS)
+    return write_demo_report(cfg, out, size, stages, METHODS, threads=torch.get_num_threads())
 
 
 def _data_stage(demo: DemoRun, force: bool) -> dict:
@@ -171,7 +192,11 @@ def _classifier_stage(demo: DemoRun, data: dict, force: bool) -> dict:
 
     size, folder = demo.size, demo.out / "classifier"
     recipe = ClassifierRecipe(
-        name=size.classifier, epochs=size.classifier_epochs, batch_size=size.batch_size, **CLASSIFIER_RECIPE
+        name=size.classifier,
+        epochs=size.classifier_epochs,
+        batch_size=size.batch_size,
+        seed=demo.seed,
+        **CLASSIFIER_RECIPE,
     )
     return run_stage(
         "classifier",

@@ -25,7 +25,7 @@ FIGURES = (
 
 
 def write_demo_report(
-    cfg: Config, out: Path, size: DemoSize, stages: Mapping[str, dict], methods: Sequence[str]
+    cfg: Config, out: Path, size: DemoSize, stages: Mapping[str, dict], methods: Sequence[str], threads: int = 0
 ) -> Path:
     """Write ``out/report.html`` and ``report.md`` from the stages' outputs; returns the HTML's path.
 
@@ -48,7 +48,7 @@ def write_demo_report(
         table,
         figures,
         [(caption, os.path.relpath(path, out)) for caption, path in gallery],
-        _facts(cfg, stages),
+        _facts(cfg, stages, threads),
         per_class_tables(stages["compare"].get("per_class", {}), stages.get("check", {}).get("better_layer")),
     )
     html_path, _ = write_report(report, out)
@@ -136,8 +136,9 @@ def check_lines(results: Mapping[str, Mapping[str, float]], check: dict, classes
     return lines
 
 
-def _facts(cfg: Config, stages: Mapping[str, dict]) -> dict[str, str]:
+def _facts(cfg: Config, stages: Mapping[str, dict], threads: int = 0) -> dict[str, str]:
     return {
+        "seed, threads": f"{cfg.train.seed} (classifier and TAME), {threads or 'not recorded'}",
         "stage seconds": ", ".join(f"{name} {outputs.get('seconds', 0):.0f}" for name, outputs in stages.items()),
         "suggested max LR": _suggestion(stages["lr-find"]),
         "config": f"{cfg.model.name}, layers {' '.join(cfg.model.layers)}, {cfg.train.epochs} epochs, "

@@ -1,0 +1,122 @@
+"""``make demo`` over several seeds and thread counts: does the demo tell the same story on every run?
+
+    python -m benchmarks.demo_runs --out /tmp/demo_runs                       # seeds 0 1 2 x threads 1 2
+    python -m benchmarks.demo_runs --out /tmp/demo_runs --seeds 0 --threads 2 # one run
+
+Each run is ``tame demo --seed S --threads T --out OUT/sS_tT`` in its own process (``OMP_NUM_THREADS=T``), timed
+end to end; finished runs are reused (the demo's own stage records). Prints, and writes to ``OUT/runs.md`` and
+``OUT/runs.json``, one row per run: classifier accuracy, TAME's pointing game per class on the report split (and
+its worst class on the held-out tuning split), AD(15%) of TAME and of each CAM on its better layer, wall time; then
+the range of every number over the runs and whether every class reached ``--bar`` % in every run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def run_one(out: Path, seed: int, threads: int, config: str) -> float:
+    """Run the demo once (reusing its finished stages); returns the wall seconds."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MPLBACKEND": "Agg"}
+    command = [sys.executable, "-m", "tame.cli", "demo", "--config", config, "--out", str(out)]
+    command += ["--seed", str(seed), "--threads", str(threads)]
+    started = time.perf_counter()
+    with open(out.parent / f"{out.name}.log", "w") as log:
+        subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT, check=True)
+    return time.perf_counter() - started
+
+
+def outputs(out: Path, stage: str) -> dict:
+    return json.loads((out / stage / "stage.json").read_text())["outputs"]
+
+
+def summarise(out: Path, seed: int, threads: int, seconds: float) -> dict:
+    """One run's numbers from its stage records."""
+    results = outputs(out, "compare")["results"]
+    check = outputs(out, "check")
+    tame_ad = results["tame"]["AD(15%)"]
+    cams = {cam: results[f"{cam} ({layer})"]["AD(15%)"] for cam, layer in check["better_layer"].items()}
+    return {
+        "seed": seed,
+        "threads": threads,
+        "seconds": round(seconds, 1),
+        "accuracy": round(100 * outputs(out, "classifier")["val_accuracy"], 1),
+        "pg": results["tame"]["PG"],
+        "pg_per_class": check["pg_per_class"]["report"],
+        "tune_pg_per_class": check["pg_per_class"]["tune"],
+        "ad15": {"tame": tame_ad, **cams},
+        "better_layer": check["better_layer"],
+        "classes": outputs(out, "data")["classes"],
+    }
+
+
+def table(rows: list[dict], bar: float) -> list[str]:
+    classes = rows[0]["classes"]
+    cams = list(rows[0]["better_layer"])
+    lines = [
+        f"| seed | threads | accuracy | TAME PG | PG per class ({', '.join(classes)}) | worst (tune) "
+        f"| AD(15%) TAME | {' | '.join(f'{c} (better layer)' for c in cams)} | wall s |",
+        "|" + "---|" * (8 + len(cams)),
+    ]
+    for row in rows:
+        report, tune = row["pg_per_class"], row["tune_pg_per_class"]
+        worst = min(range(len(report)), key=report.__getitem__)
+        worst_tune = min(range(len(tune)), key=tune.__getitem__)
+        lines.append(
+            f"| {row['seed']} | {row['threads']} | {row['accuracy']:.1f} | {row['pg']:.1f} | "
+            f"{', '.join(f'{v:.0f}' for v in report)} (worst {classes[worst]}) | "
+            f"{classes[worst_tune]} {tune[worst_tune]:.0f} | {row['ad15']['tame']:.1f} | "
+            + " | ".join(f"{row['ad15'][c]:.1f} ({row['better_layer'][c]})" for c in cams)
+            + f" | {row['seconds']:.0f} |"
+        )
+
+    def span(values) -> str:
+        return f"{min(values):.1f}-{max(values):.1f}"
+
+    every = all(min(row["pg_per_class"]) >= bar and min(row["tune_pg_per_class"]) >= bar for row in rows)
+    beats = {c: sum(row["ad15"]["tame"] < row["ad15"][c] for row in rows) for c in cams}
+    lines += [
+        "",
+        f"Ranges over {len(rows)} runs: accuracy {span([r['accuracy'] for r in rows])} %, TAME PG "
+        f"{span([r['pg'] for r in rows])} %, worst class (report) {span([min(r['pg_per_class']) for r in rows])} %, "
+        f"worst class (tune) {span([min(r['tune_pg_per_class']) for r in rows])} %, AD(15%) TAME "
+        f"{span([r['ad15']['tame'] for r in rows])}, "
+        + ", ".join(f"{c} {span([r['ad15'][c] for r in rows])}" for c in cams)
+        + f", wall {span([r['seconds'] for r in rows])} s.",
+        f"Every class >= {bar:.0f} % (report and tuning split) in every run: {'yes' if every else 'NO'}. "
+        + "; ".join(f"TAME's AD(15%) beats {c} in {n} of {len(rows)} runs" for c, n in beats.items())
+        + ".",
+    ]
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--config", default="configs/demo.yaml")
+    parser.add_argument("--bar", type=float, default=80.0, help="the per-class pointing-game bar (%%)")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for seed in args.seeds:
+        for threads in args.threads:
+            out = args.out / f"s{seed}_t{threads}"
+            seconds = run_one(out, seed, threads, args.config)
+            rows.append(summarise(out, seed, threads, seconds))
+            print(json.dumps(rows[-1]), flush=True)
+    lines = table(rows, args.bar)
+    print("\n".join(lines))
+    (args.out / "runs.md").write_text("\n".join(lines) + "\n")
+    (args.out / "runs.json").write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
