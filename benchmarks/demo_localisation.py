@@ -4,6 +4,8 @@
     python -m benchmarks.demo_localisation leak --out /tmp/dl               # classifier on images masked by (1 - mask)
     python -m benchmarks.demo_localisation tame --out /tmp/dl --name base --threads 1 train.seed=1 ...
     python -m benchmarks.demo_localisation cams --out /tmp/dl               # Grad-CAM(++) on layer3 / layer4
+    python -m benchmarks.demo_localisation brightness --out /tmp/dl         # classifier on images dimmed to t
+    python -m benchmarks.demo_localisation masks --out /tmp/dl --name base  # a run's sigmoid masks per class
 
 The recipe is chosen on ``OUT/tune`` (``tame datalist synth --seed 1``: images the demo never reports on); the
 demo's report uses ``OUT/data/val.txt`` (seed 0). Every result is appended to ``OUT/results.jsonl``.
@@ -73,6 +75,8 @@ def prepare(out: Path, args: argparse.Namespace) -> None:
         seed=args.classifier_seed,
         occlusion_fraction=args.occlusion,
         hidden_fraction=args.hidden,
+        dim_fraction=args.dim,
+        dim_knee=args.knee,
     )
     started = time.perf_counter()
     result = train_classifier(recipe, replace(cfg.data, validate="none"), args.classes, out / args.weights)
@@ -84,6 +88,8 @@ def prepare(out: Path, args: argparse.Namespace) -> None:
             "blank": args.blank,
             "occlusion": args.occlusion,
             "hidden": args.hidden,
+            "dim": args.dim,
+            "knee": args.knee,
             "data_s": data_seconds,
             "classifier_s": time.perf_counter() - started,
             "threads": torch.get_num_threads(),
@@ -244,9 +250,59 @@ def leak(out: Path, args: argparse.Namespace) -> None:
     )
 
 
+@torch.no_grad()
+def brightness(out: Path, args: argparse.Namespace) -> None:
+    """The classifier's label probability per class when the whole image is dimmed to t (a uniform TAME mask)."""
+    from tame.models import TameModel
+
+    cfg = load_config(CONFIG, base_overrides(out, args))
+    model = TameModel.from_config(cfg.model, input_size=cfg.data.crop).eval()
+    k, levels = cfg.model.num_classes, (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
+    sums, counts = torch.zeros(k, len(levels)), torch.zeros(k)
+    for images, labels, _, _ in eval_batches(cfg, out / "tune" / "val.txt", out / "tune" / "boxes.json"):
+        for j, t in enumerate(levels):
+            probs = model.predict(images * t).softmax(dim=1)
+            sums[:, j] += torch.zeros(k).index_add_(0, labels, probs[torch.arange(len(labels)), labels])
+        counts += torch.bincount(labels, minlength=k).float()
+    names = json.loads((out / "tune" / "boxes.json").read_text())["classes"]
+    table = {names[c]: [round(v, 3) for v in (sums[c] / counts[c]).tolist()] for c in range(k)}
+    record(out, {"stage": "brightness", "weights": args.weights, "levels": levels, "label_probability": table})
+
+
+@torch.no_grad()
+def masks(out: Path, args: argparse.Namespace) -> None:
+    """What a trained run's masks are (sigmoid, before min-max normalisation), per class on the tuning split: mean
+    inside / outside the object, the area, and the classifier's probability of the explained class on
+    ``mask * image`` and ``(1 - mask) * image``. A mask near 1 everywhere or near 0 everywhere is saturated: its
+    map comes from what is left of the logits' variation, not from what TAME learned."""
+    from tame.models import TameModel
+
+    cfg = load_config(CONFIG, base_overrides(out, args))
+    model = TameModel.from_config(cfg.model, input_size=cfg.data.crop).eval()
+    model.load_attention(out / "runs" / args.name / f"epoch_{args.epoch}.pt")
+    k = cfg.model.num_classes
+    rows: list[list[torch.Tensor]] = [[] for _ in range(k)]
+    for images, labels, _, shapes in eval_batches(cfg, out / "tune" / "val.txt", out / "tune" / "boxes.json"):
+        logits, features = model.features(images)
+        classes = logits.argmax(dim=1)
+        small = torch.sigmoid(model.attention(features, classes, per_image=True))
+        mask = F.interpolate(small, size=images.shape[-2:], mode="bilinear", align_corners=False)
+        keep = model.predict(mask * images).softmax(dim=1)[torch.arange(len(images)), classes]
+        drop = model.predict((1 - mask) * images).softmax(dim=1)[torch.arange(len(images)), classes]
+        inside = (mask[:, 0] * shapes).flatten(1).sum(1) / shapes.flatten(1).sum(1)
+        outside = (mask[:, 0] * ~shapes).flatten(1).sum(1) / (~shapes).flatten(1).sum(1)
+        for i, label in enumerate(labels.tolist()):
+            rows[label].append(torch.stack([inside[i], outside[i], mask[i].mean(), keep[i], drop[i]]))
+    names = json.loads((out / "tune" / "boxes.json").read_text())["classes"]
+    columns = ("inside", "outside", "area", "p(mask*image)", "p((1-mask)*image)")
+    means = [torch.stack(rows[c]).mean(0).tolist() for c in range(k)]
+    table = {names[c]: dict(zip(columns, [round(v, 3) for v in means[c]])) for c in range(k)}
+    record(out, {"stage": "masks", "name": args.name, "epoch": args.epoch, "per_class": table})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("action", choices=("prepare", "leak", "tame", "cams"))
+    parser.add_argument("action", choices=("prepare", "leak", "brightness", "tame", "masks", "cams"))
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--name", default="run")
@@ -260,15 +316,26 @@ def main() -> None:
     parser.add_argument("--blank", type=float, default=0.0, help="ClassifierRecipe.blank_fraction")
     parser.add_argument("--occlusion", type=float, default=0.0, help="ClassifierRecipe.occlusion_fraction")
     parser.add_argument("--hidden", type=float, default=0.0, help="ClassifierRecipe.hidden_fraction")
+    parser.add_argument("--dim", type=float, default=0.0, help="ClassifierRecipe.dim_fraction")
+    parser.add_argument("--knee", type=float, default=1.0, help="ClassifierRecipe.dim_knee")
     parser.add_argument("--classifier-seed", type=int, default=0)
     parser.add_argument("--weights", default="classifier.pth", help="classifier file under OUT")
+    parser.add_argument("--epoch", type=int, default=6, help="masks: the run's checkpoint epoch_N.pt to read")
     parser.add_argument("--reuse", action="store_true", help="tame: measure an already trained run of this name")
     parser.add_argument("--report", action="store_true", help="also measure on the report split")
     parser.add_argument("overrides", nargs="*", help="config overrides for the TAME run")
     args = parser.parse_intermixed_args()
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
-    {"prepare": prepare, "leak": leak, "tame": tame_run, "cams": cams}[args.action](args.out, args)
+    actions = {
+        "prepare": prepare,
+        "leak": leak,
+        "brightness": brightness,
+        "tame": tame_run,
+        "masks": masks,
+        "cams": cams,
+    }
+    actions[args.action](args.out, args)
 
 
 if __name__ == "__main__":
