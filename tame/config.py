@@ -207,6 +207,8 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             return None
         inner = [a for a in args if a is not type(None)]
         return _coerce(value, inner[0], key)
+    if value is None:  # `key:` in YAML or `key=` on the command line
+        raise TameError(f"config key {key}: needs a value, got an empty one")
     if origin is list:
         if isinstance(value, str):
             value = value.split()

@@ -50,6 +50,8 @@ def test_overrides_are_typed():
         ("train.checkpoint_every=-1", "train.checkpoint_every"),
         ("log.wandb=maybe", "log.wandb"),
         ("log.log_every=-5", "log.log_every"),
+        ("output_dir=", "output_dir: needs a value, got an empty one"),
+        ("train.epochs=", "train.epochs: needs a value"),
     ],
 )
 def test_bad_values_name_the_key(override, key):
