@@ -146,6 +146,12 @@ def test_compare_carries_per_class_rows(run_dir, tmp_path, capsys):  # noqa: F81
     assert [(row["method"], row["label"]) for row in classes] == [(m, c) for m in ("tame", "random") for c in "012"]
     images = read_rows(per_image)
     assert [row["method"] for row in images] == ["tame"] * 12 + ["random"] * 12
+    recorded = json.loads((out / "compare.json").read_text())["per_class"]  # the same rows in the JSON and markdown
+    for row in classes:
+        record = recorded[row["method"]][int(row["label"])]
+        assert record["images"] == int(row["images"]) and f"{record['AD(15%)']:.4f}" == row["AD(15%)"]
+    page = (out / "compare.md").read_text()
+    assert "**random**, per class" in page and "\n| 2 | 4 | " in page
 
     from tame.evaluation import CompareSpec, compare
 
@@ -224,3 +230,5 @@ def test_per_class_rows_are_named_from_the_class_names_file(run_dir, tmp_path): 
     assert main(eval_args(root, "--out", str(out), "--per-class", f"model.class_names={names}")) == 0
     rows = read_rows(out / "tame_val_per_class.csv")
     assert [row["name"] for row in rows if row["epoch"] == "2"] == ["shape 0", "shape 1", "shape 2"]
+    recorded = json.loads((out / "tame_val.json").read_text())["per_class"]
+    assert [record["name"] for record in recorded["2"]] == ["shape 0", "shape 1", "shape 2"]

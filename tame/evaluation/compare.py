@@ -49,7 +49,7 @@ class Comparison:
         return dict(self.rows)[method]
 
     def markdown(self) -> str:
-        return markdown(self.rows, self.title)
+        return markdown(self.rows, self.title, self.classes)
 
     def per_class(self, method: str) -> list[ClassRow]:
         """``method``'s rows per class (with ``per_class``)."""
@@ -97,6 +97,7 @@ def _write(comparison: Comparison, spec: CompareSpec, list_file: Path, names: li
         write_text_atomic(out / PER_CLASS, class_csv(comparison.classes, "method"))
     write_text_atomic(out / "compare.md", comparison.markdown())
     write_text_atomic(out / "compare.csv", csv_text(rows, first="method"))
-    write_text_atomic(out / "compare.json", compare_report(spec.config_name(), comparison.checkpoint, list_file, rows))
+    report = compare_report(spec.config_name(), comparison.checkpoint, list_file, rows, comparison.classes)
+    write_text_atomic(out / "compare.json", report)
     table = {method: summary_columns(result) for method, result in rows}
     comparison_chart(table, chart_panels(spec.road), out / "compare.png", comparison.title)

@@ -209,7 +209,8 @@ def evaluate_spec(spec: EvalSpec) -> EvaluationRun:
 def _write_run(run: EvaluationRun, spec: EvalSpec, data: EvaluationData) -> None:
     write_text_atomic(run.csv_path, csv_text(run.rows))
     write_text_atomic(
-        run.json_path, eval_report(run.method, spec.config_name(), data.list_file, run.rows, run.checkpoints)
+        run.json_path,
+        eval_report(run.method, spec.config_name(), data.list_file, run.rows, run.checkpoints, run.classes),
     )
     if spec.per_image:
         write_text_atomic(spec.per_image, image_csv(run.images, spec.levels, "epoch", class_names(data.cfg)))

@@ -43,10 +43,18 @@ def summary_table(rows: Rows, first: str = "epoch") -> str:
     return "\n".join(lines)
 
 
+ClassGroups = Sequence[tuple[str, Sequence[ClassRow]]]  # (epoch or method, its rows per class)
+
+
 def eval_report(
-    method: str, config: str | None, list_file: Path, rows: Rows, checkpoints: Sequence[Path | None]
+    method: str,
+    config: str | None,
+    list_file: Path,
+    rows: Rows,
+    checkpoints: Sequence[Path | None],
+    classes: ClassGroups = (),
 ) -> str:
-    """The JSON of ``tame eval``: every number of every evaluated checkpoint."""
+    """The JSON of ``tame eval``: every number of every evaluated checkpoint (and per class, with ``classes``)."""
     report = {
         "method": method,
         "config": config,
@@ -56,18 +64,29 @@ def eval_report(
             for (label, result), path in zip(rows, checkpoints)
         ],
     }
+    if classes:
+        report["per_class"] = _class_records(classes)
     return json.dumps(report, indent=1)
 
 
-def compare_report(config: str | None, checkpoint: Path | None, list_file: Path, rows: Rows) -> str:
-    """The JSON of ``tame compare``: every number of every method."""
+def compare_report(
+    config: str | None, checkpoint: Path | None, list_file: Path, rows: Rows, classes: ClassGroups = ()
+) -> str:
+    """The JSON of ``tame compare``: every number of every method (and per class, with ``classes``)."""
     report = {
         "config": config,
         "checkpoint": str(checkpoint) if checkpoint else None,
         "list": str(list_file),
         "results": {method: asdict(result) for method, result in rows},
     }
+    if classes:
+        report["per_class"] = _class_records(classes)
     return json.dumps(report, indent=1)
+
+
+def _class_records(classes: ClassGroups) -> dict[str, list[dict]]:
+    """epoch or method -> one record per class of the list's labels: label, name and every column."""
+    return {group: [{"label": r.label, "name": r.name, **r.columns()} for r in rows] for group, rows in classes}
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -90,8 +109,9 @@ def summary_columns(result: EvaluationResult) -> dict[str, float]:
     return row
 
 
-def markdown(rows: Rows, title: str) -> str:
-    """The comparison as markdown: one summary table and, with ROAD, the accuracy at each removal level."""
+def markdown(rows: Rows, title: str, classes: ClassGroups = ()) -> str:
+    """The comparison as markdown: one summary table, with ROAD the accuracy at each removal level, and with
+    ``classes`` one per-class table per method."""
     columns = list(summary_columns(rows[0][1]))
     lines = [
         f"# {title}",
@@ -118,6 +138,14 @@ def markdown(rows: Rows, title: str) -> str:
             f"| {method} | " + " | ".join(f"{result.road[order][q]['accuracy']:.2f}" for q in levels) + " |"
             for method, result in rows
         ]
+    for method, class_rows in classes:
+        columns = list(class_rows[0].columns()) if class_rows else []
+        lines += ["", f"**{method}**, {CLASS_NOTE}", "", "| class | " + " | ".join(columns) + " |"]
+        lines.append("|---" * (len(columns) + 1) + "|")
+        for row in class_rows:
+            values = row.columns()
+            cells = [f"{values[c]:.0f}" if c == "images" else f"{values[c]:.2f}" for c in columns]
+            lines.append(f"| {row.name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -162,7 +190,7 @@ def _name(names: Sequence[str], index: int) -> str:
     return names[index] if 0 <= index < len(names) else ""
 
 
-def class_csv(groups: Sequence[tuple[str, Sequence[ClassRow]]], first: str) -> str:
+def class_csv(groups: ClassGroups, first: str) -> str:
     """One line per (epoch or method, class of the list's labels): images, accuracy, AD/IC, PG/EBPG; 4 decimals."""
     columns = list(groups[0][1][0].columns()) if groups and groups[0][1] else []
     buffer = io.StringIO()
