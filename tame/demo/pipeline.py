@@ -135,7 +135,7 @@ def run_demo(
     from tame.demo.report import write_demo_report
 
     if seed < 0 or (threads is not None and threads < 1):
-        raise TameError(f"tame demo: --seed must be >= 0 and --threads >= 1, got {seed} and {threads}")
+        raise TameError(f"--seed must be >= 0 and --threads >= 1 (got --seed {seed}, --threads {threads})")
     torch.set_num_threads(threads or max(1, os.cpu_count() or 1))
     if not config_path.is_file():
         raise TameError(f"demo config not found: {config_path} (run from the repository root, or pass --config)")
