@@ -148,7 +148,7 @@ def run_demo(
     stages["tame"] = _train_stage(demo, stages["classifier"], stages["lr-find"], force)
     stages["compare"] = _compare_stage(demo, stages["tame"], force)
     stages["check"] = _check_stage(demo, stages["tame"], force)
-    return write_demo_report(cfg, out, size, stages, METHODS, threads=torch.get_num_threads())
+    return write_demo_report(cfg, out, size, stages, METHODS, torch.get_num_threads())
 
 
 def _data_stage(demo: DemoRun, force: bool) -> dict:
@@ -245,6 +245,7 @@ def _train_stage(demo: DemoRun, classifier: dict, lr_find: dict, force: bool) ->
 
 def _compare_stage(demo: DemoRun, train: dict, force: bool) -> dict:
     from tame.evaluation import CompareSpec, compare
+    from tame.evaluation.tables import class_records
 
     folder = demo.out / "compare"
 
@@ -260,7 +261,7 @@ def _compare_stage(demo: DemoRun, train: dict, force: bool) -> dict:
             per_class=True,
         )
         comparison = compare(spec)
-        per_class = {m: [{"name": r.name, **r.columns()} for r in rows] for m, rows in comparison.classes}
+        per_class = class_records(comparison.classes)
         return {"results": {method: result.columns() for method, result in comparison.rows}, "per_class": per_class}
 
     inputs = {"train": train, "methods": list(METHODS), "format": COMPARE_FORMAT}

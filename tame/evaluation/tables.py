@@ -65,7 +65,7 @@ def eval_report(
         ],
     }
     if classes:
-        report["per_class"] = _class_records(classes)
+        report["per_class"] = class_records(classes)
     return json.dumps(report, indent=1)
 
 
@@ -80,11 +80,11 @@ def compare_report(
         "results": {method: asdict(result) for method, result in rows},
     }
     if classes:
-        report["per_class"] = _class_records(classes)
+        report["per_class"] = class_records(classes)
     return json.dumps(report, indent=1)
 
 
-def _class_records(classes: ClassGroups) -> dict[str, list[dict]]:
+def class_records(classes: ClassGroups) -> dict[str, list[dict]]:
     """epoch or method -> one record per class of the list's labels: label, name and every column."""
     return {group: [{"label": r.label, "name": r.name, **r.columns()} for r in rows] for group, rows in classes}
 
@@ -142,10 +142,7 @@ def markdown(rows: Rows, title: str, classes: ClassGroups = ()) -> str:
         columns = list(class_rows[0].columns()) if class_rows else []
         lines += ["", f"**{method}**, {CLASS_NOTE}", "", "| class | " + " | ".join(columns) + " |"]
         lines.append("|---" * (len(columns) + 1) + "|")
-        for row in class_rows:
-            values = row.columns()
-            cells = [f"{values[c]:.0f}" if c == "images" else f"{values[c]:.2f}" for c in columns]
-            lines.append(f"| {row.name} | " + " | ".join(cells) + " |")
+        lines += [f"| {row.name} | " + " | ".join(_class_cells(row, columns)) + " |" for row in class_rows]
     return "\n".join(lines) + "\n"
 
 
@@ -209,7 +206,11 @@ def class_table(rows: Sequence[ClassRow], title: str) -> str:
     width = max([len(c) for c in columns] + [len(row.name) for row in rows] + [5]) + 2
     lines = [title, CLASS_NOTE, "class".rjust(width) + "".join(c.rjust(width) for c in columns)]
     for row in rows:
-        values = row.columns()
-        cells = [f"{values[c]:.0f}" if c == "images" else f"{values[c]:.2f}" for c in columns]
-        lines.append(row.name.rjust(width) + "".join(cell.rjust(width) for cell in cells))
+        lines.append(row.name.rjust(width) + "".join(cell.rjust(width) for cell in _class_cells(row, columns)))
     return "\n".join(lines)
+
+
+def _class_cells(row: ClassRow, columns: Sequence[str]) -> list[str]:
+    """A class row's values as table cells: the image count whole, the rest with 2 decimals."""
+    values = row.columns()
+    return [f"{values[c]:.0f}" if c == "images" else f"{values[c]:.2f}" for c in columns]
