@@ -95,18 +95,8 @@ def check_model(cfg: Config, report: Preflight) -> TameModel | None:
     report.problems.extend(f"config key model.layers: {problem}" for problem in bad)
     if bad:
         return None
-    train_cfg = cfg.train
     try:
-        model = TameModel(
-            classifier,
-            model_cfg.layers,
-            model_cfg.version,
-            input_size=data_cfg.crop,
-            regulariser=train_cfg.regulariser,
-            label_source=train_cfg.label_source,
-            backbone_mode=train_cfg.backbone_mode,
-            token_transform=model_cfg.token_transform,
-        )
+        model = TameModel.from_config(model_cfg, data_cfg.crop, cfg.train, classifier=classifier)
     except TameError as err:
         report.problems.append(str(err))
         return None

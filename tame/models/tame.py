@@ -151,10 +151,12 @@ class TameModel(nn.Module):
         train_cfg=None,
         data_cfg=None,
         label_gather: LabelGather | None = None,
+        classifier: Classifier | None = None,
     ) -> TameModel:
         """Build from ``Config.model`` (``Config.train`` for the training options, ``Config.data`` for the sizes
-        saved with the AM; ``input_size`` defaults to the crop: ``data_cfg.crop``, else the model's own)."""
-        classifier = classifier_from_config(model_cfg, data_cfg, crop=input_size)
+        saved with the AM; ``input_size`` defaults to the crop: ``data_cfg.crop``, else the model's own).
+        ``classifier``: one already built from the same config (``tame train --check`` builds it first)."""
+        classifier = classifier or classifier_from_config(model_cfg, data_cfg, crop=input_size)
         if input_size is None:
             input_size = classifier.preprocessing.crop
         options = {}
