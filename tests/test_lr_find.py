@@ -78,7 +78,7 @@ def test_the_demo_trains_tame_with_the_suggestion_when_there_is_one(tmp_path, mo
     demo = pipeline.DemoRun(config, tmp_path, pipeline.QUICK, tuple(overrides), cfg)
     outputs = pipeline._train_stage(demo, {"val_accuracy": 1.0}, lr_find, force=True)
     assert trained == [used] and outputs["max_lr"] == used
-    facts = report._facts(cfg, {"lr-find": lr_find, "tame": outputs})
+    facts = report._facts(cfg, {"lr-find": lr_find, "tame": outputs}, threads=2)
     assert f"max LR {format_lr(used)}," in facts["config"]
     expected = "3e-2 (a tenth of the minimum at 3e-1), used for TAME" if lr_find["suggested_max_lr"] else "none ("
     assert facts["suggested max LR"].startswith(expected)

@@ -42,7 +42,7 @@ def write_gallery(cfg: Config, out: Path, count: int, methods: Sequence[str]) ->
             explanation = explainer.explain(images)
         maps[method_label(name) + (f" ({layer})" if layer else "")] = explanation.maps
     classes = explanation.classes
-    names = class_names(cfg.model.class_names or Path(cfg.data.val_root) / "classes.txt", model.num_classes)
+    names = class_names(cfg.model.class_names, model.num_classes)  # the demo's config names data/classes.txt
     figures = []
     for i, path in enumerate(paths):
         name = names[int(classes[i])]

@@ -25,7 +25,7 @@ FIGURES = (
 
 
 def write_demo_report(
-    cfg: Config, out: Path, size: DemoSize, stages: Mapping[str, dict], methods: Sequence[str], threads: int = 0
+    cfg: Config, out: Path, size: DemoSize, stages: Mapping[str, dict], methods: Sequence[str], threads: int
 ) -> Path:
     """Write ``out/report.html`` and ``report.md`` from the stages' outputs; returns the HTML's path.
 
@@ -136,9 +136,9 @@ def check_lines(results: Mapping[str, Mapping[str, float]], check: dict, classes
     return lines
 
 
-def _facts(cfg: Config, stages: Mapping[str, dict], threads: int = 0) -> dict[str, str]:
+def _facts(cfg: Config, stages: Mapping[str, dict], threads: int) -> dict[str, str]:
     return {
-        "seed, threads": f"{cfg.train.seed} (classifier and TAME), {threads or 'not recorded'}",
+        "seed, threads": f"{cfg.train.seed} (classifier and TAME), {threads}",
         "stage seconds": ", ".join(f"{name} {outputs.get('seconds', 0):.0f}" for name, outputs in stages.items()),
         "suggested max LR": _suggestion(stages["lr-find"]),
         "config": f"{cfg.model.name}, layers {' '.join(cfg.model.layers)}, {cfg.train.epochs} epochs, "
