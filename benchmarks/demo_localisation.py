@@ -48,6 +48,19 @@ def base_overrides(out: Path, args: argparse.Namespace) -> list[str]:
     ]
 
 
+def demo_model(out: Path, args: argparse.Namespace):
+    """(the config of the tool's runs, the demo classifier of ``args.weights`` as a TameModel in eval mode)."""
+    from tame.models import TameModel
+
+    cfg = load_config(CONFIG, base_overrides(out, args))
+    return cfg, TameModel.from_config(cfg.model, input_size=cfg.data.crop).eval()
+
+
+def tune_classes(out: Path) -> list[str]:
+    """The class names of the tuning split."""
+    return json.loads((out / "tune" / "boxes.json").read_text())["classes"]
+
+
 def prepare(out: Path, args: argparse.Namespace) -> None:
     from tame.data.synthetic import make_synthetic
     from tame.demo.classifier import ClassifierRecipe, train_classifier
@@ -186,10 +199,8 @@ def tame_run(out: Path, args: argparse.Namespace) -> None:
 
 def cams(out: Path, args: argparse.Namespace) -> None:
     from tame.baselines import create_explainer
-    from tame.models import TameModel
 
-    cfg = load_config(CONFIG, base_overrides(out, args))
-    model = TameModel.from_config(cfg.model, input_size=cfg.data.crop).eval()
+    cfg, model = demo_model(out, args)
     for method in ("gradcam", "gradcam++"):
         for layer in ("layer3", "layer4"):
             with create_explainer(method, model, layer=layer) as explainer:
@@ -202,10 +213,8 @@ def cams(out: Path, args: argparse.Namespace) -> None:
 @torch.no_grad()
 def leak(out: Path, args: argparse.Namespace) -> None:
     """Does the classifier still recognise the class when the object is blacked out (only its hole remains)?"""
-    from tame.models import TameModel
 
-    cfg = load_config(CONFIG, base_overrides(out, args))
-    model = TameModel.from_config(cfg.model, input_size=cfg.data.crop).eval()
+    cfg, model = demo_model(out, args)
     side = model.feature_shapes[0][1]  # the AM's mask resolution (the first tapped layer)
 
     def coarse(mask: torch.Tensor) -> torch.Tensor:  # like a TAME mask: low-res, bilinearly upsampled
@@ -233,7 +242,7 @@ def leak(out: Path, args: argparse.Namespace) -> None:
                 sums[name][label][1] += float(probs[i].argmax().item() == label)
                 sums[name][label][2] += 1
                 predicted[name][label, probs[i].argmax()] += 1
-    names = json.loads((out / "tune" / "boxes.json").read_text())["classes"]
+    names = tune_classes(out)
     table = {
         name: {names[c]: [round(p / n, 3), round(100 * a / n, 1)] for c, (p, a, n) in enumerate(rows)}
         for name, rows in sums.items()
@@ -253,10 +262,8 @@ def leak(out: Path, args: argparse.Namespace) -> None:
 @torch.no_grad()
 def brightness(out: Path, args: argparse.Namespace) -> None:
     """The classifier's label probability per class when the whole image is dimmed to t (a uniform TAME mask)."""
-    from tame.models import TameModel
 
-    cfg = load_config(CONFIG, base_overrides(out, args))
-    model = TameModel.from_config(cfg.model, input_size=cfg.data.crop).eval()
+    cfg, model = demo_model(out, args)
     k, levels = cfg.model.num_classes, (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
     sums, counts = torch.zeros(k, len(levels)), torch.zeros(k)
     for images, labels, _, _ in eval_batches(cfg, out / "tune" / "val.txt", out / "tune" / "boxes.json"):
@@ -264,7 +271,7 @@ def brightness(out: Path, args: argparse.Namespace) -> None:
             probs = model.predict(images * t).softmax(dim=1)
             sums[:, j] += torch.zeros(k).index_add_(0, labels, probs[torch.arange(len(labels)), labels])
         counts += torch.bincount(labels, minlength=k).float()
-    names = json.loads((out / "tune" / "boxes.json").read_text())["classes"]
+    names = tune_classes(out)
     table = {names[c]: [round(v, 3) for v in (sums[c] / counts[c]).tolist()] for c in range(k)}
     record(out, {"stage": "brightness", "weights": args.weights, "levels": levels, "label_probability": table})
 
@@ -275,10 +282,8 @@ def masks(out: Path, args: argparse.Namespace) -> None:
     inside / outside the object, the area, and the classifier's probability of the explained class on
     ``mask * image`` and ``(1 - mask) * image``. A mask near 1 everywhere or near 0 everywhere is saturated: its
     map comes from what is left of the logits' variation, not from what TAME learned."""
-    from tame.models import TameModel
 
-    cfg = load_config(CONFIG, base_overrides(out, args))
-    model = TameModel.from_config(cfg.model, input_size=cfg.data.crop).eval()
+    cfg, model = demo_model(out, args)
     model.load_attention(out / "runs" / args.name / f"epoch_{args.epoch}.pt")
     k = cfg.model.num_classes
     rows: list[list[torch.Tensor]] = [[] for _ in range(k)]
@@ -293,7 +298,7 @@ def masks(out: Path, args: argparse.Namespace) -> None:
         outside = (mask[:, 0] * ~shapes).flatten(1).sum(1) / (~shapes).flatten(1).sum(1)
         for i, label in enumerate(labels.tolist()):
             rows[label].append(torch.stack([inside[i], outside[i], mask[i].mean(), keep[i], drop[i]]))
-    names = json.loads((out / "tune" / "boxes.json").read_text())["classes"]
+    names = tune_classes(out)
     columns = ("inside", "outside", "area", "p(mask*image)", "p((1-mask)*image)")
     means = [torch.stack(rows[c]).mean(0).tolist() for c in range(k)]
     table = {names[c]: dict(zip(columns, [round(v, 3) for v in means[c]])) for c in range(k)}
