@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 import pickle
+import stat
 import warnings
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -73,15 +74,47 @@ def _refusal_reason(err: pickle.UnpicklingError) -> str:
     return (details or lines or ["unpickling refused"])[0][:160]
 
 
+def writable_target(path: str | Path) -> Path:
+    """The regular file a write to ``path`` replaces: ``path`` itself, or where its symlink points.
+
+    A symlink is written *through* (its target file gets the new content, the link stays), as ``open(path, "w")``
+    would; renaming over the link would silently cut it. A path that is (or points to) something other than a
+    regular file (a device like ``/dev/full``, a FIFO, a folder, a socket) is refused: renaming a file over it
+    would replace a device node or a pipe another program reads.
+    """
+    path = Path(path)
+    if str(path) == "":
+        raise TameError("an empty path names no file to write (give a file name)")
+    target = path
+    if path.is_symlink():
+        try:
+            target = path.resolve(strict=False)
+        except (OSError, RuntimeError) as err:  # a symlink loop
+            raise TameError(f"cannot write {path}: it is a symlink that loops or cannot be followed ({err})") from None
+        if target.is_symlink():  # still a link after resolving: it loops
+            raise TameError(f"cannot write {path}: it is a symlink loop; remove it or give another file")
+    try:
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        return target
+    except OSError as err:  # ELOOP, ENOTDIR, EACCES on the folder: the write fails the same way, say where
+        raise TameError(f"cannot write {path}: {err.strerror}") from None
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "a device, FIFO or socket"
+        raise TameError(f"cannot write {path}: it is {kind}, not a regular file; give the name of a file to write")
+    return target
+
+
 @contextmanager
 def atomic_path(path: str | Path, *, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path in ``path``'s folder; when the block succeeds it is renamed over ``path``, when it
     fails it is removed, so a reader never sees half a file.
 
     The temporary name ends in ``path``'s suffix (or ``suffix``), so ``fig.savefig``, ``np.save`` and
-    ``Image.save`` pick the format from it.
+    ``Image.save`` pick the format from it. Targets that are not regular files are refused and symlinks written
+    through (:func:`writable_target`).
     """
-    path = Path(path)
+    path = writable_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}{path.suffix if suffix is None else suffix}")
     try:
@@ -112,3 +145,29 @@ def save_atomic(obj: Any, path: str | Path) -> None:
         torch.save(obj, handle)
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def check_output_paths(sources: Sequence[str | os.PathLike | None], outputs: Sequence[str | os.PathLike]) -> None:
+    """Refuse outputs that would overwrite a source (the list a command reads, the checkpoint it exports) or each
+    other (two outputs of the same name would silently keep only the last), before anything is written.
+
+    Paths are compared after following symlinks and ``..``, and by inode where both exist (a hard link).
+    """
+    seen: dict[Path, str] = {}
+    for output in outputs:
+        resolved = Path(output).expanduser().resolve()
+        for source in sources:
+            if source is not None and _same_path(Path(source).expanduser(), resolved):
+                raise TameError(f"refusing to write {output}: it is the input {source} (choose another file name)")
+        if resolved in seen:
+            raise TameError(f"two outputs name the same file: {seen[resolved]} and {output}")
+        seen[resolved] = str(output)
+
+
+def _same_path(source: Path, output: Path) -> bool:
+    if source.resolve() == output:
+        return True
+    try:
+        return os.path.samefile(source, output)
+    except OSError:  # one of them does not exist (yet)
+        return False

@@ -88,7 +88,7 @@ def test_cli_make_tree_and_subsets(tmp_path, capsys):
 
 
 def test_outputs_may_not_overwrite_a_source_or_each_other(tmp_path):
-    from tame.data.make import check_output_paths
+    from tame.io import check_output_paths
     from tame.errors import TameError
 
     source = tmp_path / "val.txt"
