@@ -270,6 +270,13 @@ def validate(config: Config) -> None:
             f"config key train.select_by: {config.train.select_by!r} is not a validation metric (lower is better: "
             f"{', '.join(lower)}; higher is better: {', '.join(higher)})"
         )
+    if not 0 <= config.train.seed < 2**63:
+        raise TameError(f"config key train.seed: must be in 0..2**63-1, got {config.train.seed}")
+    if config.model.num_classes is not None and config.model.num_classes < 1:
+        raise TameError(
+            f"config key model.num_classes: must be at least 1, got {config.model.num_classes} (0 removes the "
+            "classifier's head; leave the key out to keep the classifier's own classes)"
+        )
     if not config.model.layers:
         raise TameError("config key model.layers: name at least one layer (see `tame-inspect MODEL`)")
     if config.data.crop is not None and config.data.resize is not None and config.data.crop > config.data.resize:

@@ -23,6 +23,7 @@ from tame.data.check import validate_list
 from tame.data.lists import ListEntry, Problem, first_problem_error, parse_list
 from tame.data.loaders import resolve_backend
 from tame.data.sharding import num_batches
+from tame.engine.resume import resume_file
 from tame.engine.run_lock import check_output_dir
 from tame.engine.train import check_data_paths, check_world_size
 from tame.engine.validation import validation_paths
@@ -69,6 +70,8 @@ def check_training(cfg: Config, processes_per_node: int = 1) -> Preflight:
     if output_dir is not None:
         report.attempt(check_output_dir, cfg.output_dir, output_dir)  # refused folders, a run of someone else's
     report.attempt(validation_paths, cfg)  # validation during training reads data.val_list
+    if cfg.train.resume not in ("auto", "none"):
+        report.attempt(resume_file, cfg.train.resume)
     report.summary.append(
         f"run        {processes_per_node} process(es) per node on {device or '?'}, data backend {backend or '?'}, "
         f"output {output_dir or '?'}"

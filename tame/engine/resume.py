@@ -120,9 +120,7 @@ class Checkpoints:
                 return None
             path, state = found
         else:
-            path = expand_path(mode, "train.resume")
-            if not path.is_file():
-                raise TameError(f"config key train.resume: checkpoint {path} not found (auto, none or a path)")
+            path = resume_file(mode)
             state = load_checkpoint(path)
         logger.info("resuming from %s (step %s)", path, state["step"])
         return path, state
@@ -183,6 +181,14 @@ class Checkpoints:
 
 _GROUP_KEYS = ("initial_lr", "max_lr", "min_lr", "base_momentum", "max_momentum", "weight_decay", "nesterov")
 _SCHEDULE_ATTRIBUTES = ("total_steps", "_schedule_phases", "cycle_momentum")
+
+
+def resume_file(mode: str) -> Path:
+    """The checkpoint ``train.resume=PATH`` names (not ``auto`` / ``none``); a missing file is one line."""
+    path = expand_path(mode, "train.resume")
+    if not path.is_file():
+        raise TameError(f"config key train.resume: checkpoint {path} not found (auto, none or a path)")
+    return path
 
 
 def _changed_settings(saved: dict, current: dict, prefix: str = "") -> list[str]:
