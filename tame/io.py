@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import pickle
 import stat
+import tempfile
 import warnings
 import zipfile
 from collections.abc import Iterator, Sequence
@@ -103,6 +104,23 @@ def writable_target(path: str | Path) -> Path:
         kind = "a folder" if stat.S_ISDIR(mode) else "a device, FIFO or socket"
         raise TameError(f"cannot write {path}: it is {kind}, not a regular file; give the name of a file to write")
     return target
+
+
+def check_writable_folder(folder: str | Path, what: str) -> None:
+    """Fail now, not after the work, when ``folder`` (existing, or to be made with its parents) cannot take files:
+    the nearest existing folder at or above it must be a folder in which one can be made. Tried for real (a folder
+    made and removed at once): ``/proc``, a read-only mount or a file in the path fail only there. ``what`` names
+    the setting in the message (``--per-image x.csv``, ``config key output_dir``)."""
+    folder = Path(folder)
+    above = folder
+    while not os.path.lexists(above) and above != above.parent:
+        above = above.parent
+    if not above.is_dir():
+        raise TameError(f"{what}: {folder} cannot be made: {above} is a file, not a folder")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".tame-check-", dir=above))
+    except OSError as err:
+        raise TameError(f"{what}: {folder} cannot be made in {above} ({err.strerror}); choose a writable folder") from None
 
 
 @contextmanager

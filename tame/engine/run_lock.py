@@ -25,7 +25,6 @@ import logging
 import os
 import re
 import socket
-import tempfile
 import time
 from pathlib import Path
 
@@ -33,7 +32,7 @@ from tame import distributed
 from tame.checkpoints import parse_name
 from tame.distributed import Dist
 from tame.errors import TameError
-from tame.io import write_text_atomic
+from tame.io import check_writable_folder, write_text_atomic
 
 logger = logging.getLogger(__name__)
 MARKER = ".tame-run"
@@ -56,28 +55,12 @@ def check_output_dir(value: str, folder: Path) -> None:
     if folder.exists() and not folder.is_dir():
         raise TameError(f"config key output_dir: {folder} is a file, not a folder")
     if not folder.exists():
-        _check_creatable(folder)
+        check_writable_folder(folder, "config key output_dir")
     if folder.is_dir() and not is_run_folder(folder):
         raise TameError(
             f"config key output_dir: {folder} is not empty and holds no tame run (no {MARKER} file, no "
             "checkpoints); a run would write over its files: choose a new or empty folder"
         )
-
-
-def _check_creatable(folder: Path) -> None:
-    """The nearest existing folder above ``folder`` must be a folder in which one can be made: tried for real (a
-    folder made and removed at once), as ``/proc``, a read-only mount or a file in the path fail only there."""
-    above = folder.parent
-    while not os.path.lexists(above) and above != above.parent:
-        above = above.parent
-    if not above.is_dir():
-        raise TameError(f"config key output_dir: {folder} cannot be made: {above} is a file, not a folder")
-    try:
-        os.rmdir(tempfile.mkdtemp(prefix=".tame-check-", dir=above))
-    except OSError as err:
-        raise TameError(
-            f"config key output_dir: {folder} cannot be made in {above} ({err.strerror}); choose a writable folder"
-        ) from None
 
 
 def is_run_folder(folder: Path) -> bool:
