@@ -120,7 +120,8 @@ def check_writable_folder(folder: str | Path, what: str) -> None:
     try:
         os.rmdir(tempfile.mkdtemp(prefix=".tame-check-", dir=above))
     except OSError as err:
-        raise TameError(f"{what}: {folder} cannot be made in {above} ({err.strerror}); choose a writable folder") from None
+        why = err.strerror or err
+        raise TameError(f"{what}: {folder} cannot be made in {above} ({why}); choose a writable folder") from None
 
 
 @contextmanager

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import math
 import os
-from pathlib import Path
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from tame.baselines import list_methods, resolve_method
 from tame.baselines.base import METHODS
@@ -71,7 +71,8 @@ class EvalOptions:
         if isinstance(self.config, Config) and self.overrides:
             raise TameError("overrides apply to a config file; change the Config object instead")
         if not 0 <= self.pointing_tolerance < math.inf:
-            raise TameError(f"--pointing-tolerance must be a distance in pixels (0 or more), got {self.pointing_tolerance}")
+            tolerance = self.pointing_tolerance
+            raise TameError(f"--pointing-tolerance must be a distance in pixels (0 or more), got {tolerance}")
         self._check_outputs()
 
     def _check_outputs(self) -> None:
