@@ -17,6 +17,7 @@ Kinds (``at`` counts from 1, in this process):
 - ``before-replace``: the ``at``-th checkpoint write dies with the temporary file complete, before ``os.replace``;
 - ``after-replace``: dies right after the ``at``-th checkpoint replaced its file (before old ones are pruned);
 - ``signal``: sends itself ``signal`` (a name: ``SIGTERM``, ``SIGUSR1``) at the start of step ``at`` and goes on;
+  with ``then`` (a name) and ``after`` (seconds), that second signal follows from a timer thread;
 - ``pause``: at the start of step ``at`` creates the file ``ready`` and waits (at most 120 s) until ``go`` exists.
 ``rank``: only the process of that ``RANK`` dies; ``once``: only if the marker file does not exist (it is created).
 """
@@ -30,6 +31,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -68,8 +70,12 @@ def die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def send_signal(name: str) -> None:
-    os.kill(os.getpid(), getattr(signal, name))
+def send_signal(signal_name: str, then: str | None = None, after: float = 0.0) -> None:
+    os.kill(os.getpid(), getattr(signal, signal_name))
+    if then is not None:  # a second signal ``after`` seconds later, from a thread: the run goes on meanwhile
+        timer = threading.Timer(after, os.kill, (os.getpid(), getattr(signal, then)))
+        timer.daemon = True
+        timer.start()
 
 
 def pause(ready: str, go: str) -> None:
@@ -96,7 +102,8 @@ def install_fault(kind: str, at: int, rank: int | None = None, once: str | None 
         from tame.models import TameModel
 
         training_step = TameModel.training_step
-        act = {"step": die, "signal": lambda: send_signal(options["signal"]), "pause": lambda: pause(**options)}[kind]
+        signals = (options.get("signal"), options.get("then"), options.get("after", 0.0))
+        act = {"step": die, "signal": lambda: send_signal(*signals), "pause": lambda: pause(**options)}[kind]
 
         def step(self, *args, **kwargs):
             if due():
