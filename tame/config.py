@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from tame.errors import TameError
-from tame.safe_yaml import load_yaml
+from tame.safe_yaml import load_yaml, load_yaml_file
 
 
 @dataclass
@@ -142,9 +142,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     raw: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
-        if not path.is_file():
-            raise TameError(f"config file not found: {path}")
-        raw = load_yaml(path.read_bytes(), str(path)) or {}  # bytes: YAML detects the encoding, refuses bad bytes
+        raw = load_yaml_file(path, "config file")
         if not isinstance(raw, dict):
             raise TameError(f"{path}: the top level must be a mapping of sections (model:, data:, train:, log:)")
     for item in overrides:
@@ -272,11 +270,8 @@ def validate(config: Config) -> None:
         )
     if not 0 <= config.train.seed < 2**63:
         raise TameError(f"config key train.seed: must be in 0..2**63-1, got {config.train.seed}")
-    if config.model.num_classes is not None and config.model.num_classes < 1:
-        raise TameError(
-            f"config key model.num_classes: must be at least 1, got {config.model.num_classes} (0 removes the "
-            "classifier's head; leave the key out to keep the classifier's own classes)"
-        )
+    if (classes := config.model.num_classes) is not None and classes < 1:
+        raise TameError(f"config key model.num_classes: must be at least 1, got {classes} (0 removes the head)")
     if not config.model.layers:
         raise TameError("config key model.layers: name at least one layer (see `tame-inspect MODEL`)")
     if config.data.crop is not None and config.data.resize is not None and config.data.crop > config.data.resize:
@@ -337,9 +332,10 @@ def expand_path(value: str, key: str) -> Path:
 
     def substitute(match: re.Match) -> str:
         name = match.group(1) or match.group(2)
-        if name not in os.environ:
+        if not os.environ.get(name):  # set but empty would make "${DATA}/train.txt" a path under /
+            state = "set but empty" if name in os.environ else "not set"
             raise TameError(
-                f"config key {key}: {value!r} uses ${{{name}}}, which is not set "
+                f"config key {key}: {value!r} uses ${{{name}}}, which is {state} "
                 f"(export {name}=/path/to/data, or set {key}=... on the command line)"
             )
         return os.environ[name]

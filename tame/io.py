@@ -37,6 +37,7 @@ def load_tensor_file(path: str | Path, map_location: str | torch.device = "cpu")
             raise TameError(f"{path}: not a readable safetensors file ({err})") from None
     if zipfile.is_zipfile(path):
         _check_zip_records(path)
+    _refuse_compressed(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # torch's notes on odd pickles: the error below says it all
@@ -53,6 +54,18 @@ def load_tensor_file(path: str | Path, map_location: str | torch.device = "cpu")
     if not isinstance(data, dict):
         raise TameError(f"{path}: expected a dict of tensors, got {type(data).__name__}")
     return data
+
+
+COMPRESSED = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz", b"\x28\xb5\x2f\xfd": "zstd"}
+
+
+def _refuse_compressed(path: Path) -> None:
+    """A compressed tensor file is named as such (torch's unpickler would call it a code-execution risk)."""
+    with open(path, "rb") as handle:
+        head = handle.read(6)
+    for magic, kind in COMPRESSED.items():
+        if head.startswith(magic):
+            raise TameError(f"{path}: a {kind}-compressed file, not a tensor file; decompress it first")
 
 
 def _check_zip_records(path: Path) -> None:
