@@ -97,6 +97,7 @@ def test_a_compressed_checkpoint_is_named_as_such(tmp_path, kind):
 
 def test_a_gzipped_checkpoint_through_explain_is_one_line(cli_here, tmp_path):
     (tmp_path / "am.pt.gz").write_bytes(gzip.compress(b"\x80\x02not really a pickle"))
-    (tmp_path / "config.yaml").write_text("model: {name: test_resnet, pretrained: false}\ndata: {resize: 36, crop: 32}\n")
+    config = "model: {name: test_resnet, pretrained: false}\ndata: {resize: 36, crop: 32}\n"
+    (tmp_path / "config.yaml").write_text(config)
     result = cli_here("explain", tmp_path, "--config", tmp_path / "config.yaml", "--checkpoint", tmp_path / "am.pt.gz")
     result.assert_one_error_line(r"a gzip-compressed file, not a tensor file")
