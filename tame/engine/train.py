@@ -60,6 +60,7 @@ class TrainingSetup:
     autocast: AbstractContextManager
     scaler: torch.amp.GradScaler
     memory_format: torch.memory_format
+    batch_size: int  # data.batch_size, the global batch (named when a step runs out of memory)
 
     def losses(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         """images [B, 3, H, W] in [0, 1], labels long [B] -> {loss, ce, area, var} (under the run's precision)."""
@@ -67,12 +68,44 @@ class TrainingSetup:
         with self.autocast:
             return self.step(images, labels)
 
+    def run_step(self, optimizer: torch.optim.Optimizer, images: torch.Tensor, labels: torch.Tensor, step: int) -> dict:
+        """:meth:`losses` and :meth:`update` of one step; the allocator's out-of-memory error (a CUDA OOM, the CPU
+        allocator under ``ulimit -v`` or a SLURM memory limit) becomes :class:`OutOfMemory`, naming the batch."""
+        try:
+            losses = self.losses(images, labels)
+            self.update(optimizer, losses["loss"])
+        except (RuntimeError, MemoryError) as err:
+            if not is_out_of_memory(err):
+                raise
+            raise OutOfMemory(step, len(images), self.batch_size) from None
+        return losses
+
     def update(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
         """Backpropagate ``loss`` and step ``optimizer`` (skipped by the fp16 scaler when the gradients overflowed)."""
         optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(optimizer)
         self.scaler.update()
+
+
+class OutOfMemory(Exception):
+    """The training step ran out of memory; the message says which batch size to lower."""
+
+    def __init__(self, step: int, per_process: int, batch_size: int) -> None:
+        lower = max(batch_size // 2, 1)
+        super().__init__(
+            f"out of memory at step {step} with a batch of {per_process} images per process (data.batch_size="
+            f"{batch_size}): lower it (e.g. data.batch_size={lower}) or give the job more memory, then run again to "
+            "resume"
+        )
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` is an allocator's failure: CUDA's OOM, the CPU allocator's, or Python's MemoryError."""
+    if isinstance(err, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(err)
+    return isinstance(err, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text.lower())
 
 
 def train(cfg: Config, loader: Any = None) -> Path:
@@ -120,8 +153,7 @@ def _train(cfg: Config, dist: Dist, setup: TrainingSetup, stop: StopSignals) -> 
                 desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
             )
             for step, (images, labels) in enumerate(batches, start=epoch * steps_per_epoch + skip + 1):
-                losses = setup.losses(images, labels)  # {loss, ce, area, var}
-                setup.update(optimizer, losses["loss"])
+                losses = setup.run_step(optimizer, images, labels, step)  # {loss, ce, area, var}
                 window.add(step, losses, lr=optimizer.param_groups[0]["lr"])  # the weights' LR of this step
                 scheduler.step()
                 mid_epoch = step % steps_per_epoch != 0
@@ -142,6 +174,10 @@ def _train(cfg: Config, dist: Dist, setup: TrainingSetup, stop: StopSignals) -> 
             stop.stop(step, total_steps, checkpoints.last_written)  # a signal at an epoch's last step
     except NonFiniteLoss as err:
         raise checkpoints.stopped(err) from None
+    except OutOfMemory as err:
+        raise TameError(
+            f"{err}; the last good checkpoint is {checkpoints.last_written or 'none (none written yet)'}"
+        ) from None
     finally:
         log.close()
     logger.info("training done (%d epochs); checkpoints in %s", cfg.train.epochs, output_dir)
@@ -193,7 +229,8 @@ def build_training(
     autocast = nullcontext() if amp_dtype is None else torch.autocast(dist.device.type, dtype=amp_dtype)
     scaler = torch.amp.GradScaler(dist.device.type, enabled=amp_dtype == torch.float16)
     torch.manual_seed(cfg.train.seed + dist.rank)  # per-rank randomness (dropout in backbone_mode=train) from here
-    return TrainingSetup(model, step, loader, steps_per_epoch, autocast, scaler, memory_format)
+    batch_size = cfg.data.batch_size
+    return TrainingSetup(model, step, loader, steps_per_epoch, autocast, scaler, memory_format, batch_size)
 
 
 def isolated_rng(batches: Iterable) -> Iterator:

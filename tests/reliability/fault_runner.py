@@ -18,7 +18,10 @@ Kinds (``at`` counts from 1, in this process):
 - ``after-replace``: dies right after the ``at``-th checkpoint replaced its file (before old ones are pruned);
 - ``signal``: sends itself ``signal`` (a name: ``SIGTERM``, ``SIGUSR1``) at the start of step ``at`` and goes on;
   with ``then`` (a name) and ``after`` (seconds), that second signal follows from a timer thread;
-- ``pause``: at the start of step ``at`` creates the file ``ready`` and waits (at most 120 s) until ``go`` exists.
+- ``pause``: at the start of step ``at`` creates the file ``ready`` and waits (at most 120 s) until ``go`` exists;
+- ``memory-limit``: at the start of step ``at`` limits the address space (``RLIMIT_AS``, as ``ulimit -v``) to what
+  the process has plus ``headroom_mb`` (default 16);
+- ``error``: raises an allocator's error at the start of step ``at`` (``error``: cpu, cuda, python, other).
 ``rank``: only the process of that ``RANK`` dies; ``once``: only if the marker file does not exist (it is created).
 """
 
@@ -78,6 +81,35 @@ def send_signal(signal_name: str, then: str | None = None, after: float = 0.0) -
         timer.start()
 
 
+def limit_memory(headroom_mb: int) -> None:
+    """``ulimit -v`` from here on: the address space this process has now plus ``headroom_mb`` (soft limit)."""
+    import ctypes
+    import resource
+
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD fixed: big blocks are mapped per use, not kept after a step
+    libc.malloc_trim(0)
+    with open("/proc/self/status") as status:
+        size_kb = next(int(line.split()[1]) for line in status if line.startswith("VmSize:"))
+    hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+    resource.setrlimit(resource.RLIMIT_AS, ((size_kb * 1024) + headroom_mb * 2**20, hard))
+
+
+def raise_error(error: str) -> None:
+    """The allocators' errors, as they read (CUDA's OOM, the CPU allocator's, Python's)."""
+    import torch
+
+    raise {
+        "cpu": RuntimeError(
+            "DefaultCPUAllocator: can't allocate memory: you tried to allocate 822083584 bytes. "
+            "Error code 12 (Cannot allocate memory)"
+        ),
+        "cuda": torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+        "python": MemoryError(),
+        "other": RuntimeError("mat1 and mat2 shapes cannot be multiplied"),
+    }[error]
+
+
 def pause(ready: str, go: str) -> None:
     open(ready, "w").close()
     deadline = time.monotonic() + 120
@@ -98,12 +130,18 @@ def install_fault(kind: str, at: int, rank: int | None = None, once: str | None 
         calls[0] += 1
         return calls[0] == at
 
-    if kind in ("step", "signal", "pause"):
+    if kind in ("step", "signal", "pause", "memory-limit", "error"):
         from tame.models import TameModel
 
         training_step = TameModel.training_step
         signals = (options.get("signal"), options.get("then"), options.get("after", 0.0))
-        act = {"step": die, "signal": lambda: send_signal(*signals), "pause": lambda: pause(**options)}[kind]
+        act = {
+            "step": die,
+            "signal": lambda: send_signal(*signals),
+            "pause": lambda: pause(**options),
+            "memory-limit": lambda: limit_memory(options.get("headroom_mb", 16)),
+            "error": lambda: raise_error(options["error"]),
+        }[kind]
 
         def step(self, *args, **kwargs):
             if due():
