@@ -36,7 +36,7 @@ from tame.distributed import pick_device
 from tame.errors import TameError
 from tame.explain import ExplainSpec, explain_images
 from tame.models import TameModel
-from tame.models.preprocessing import resolve_config
+from tame.models.registry import resolve_config
 from tame.options import add_device_option
 
 log = logging.getLogger(__name__)

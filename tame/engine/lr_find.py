@@ -30,7 +30,7 @@ from tame.engine.optim import build_optimizer, set_lr
 from tame.engine.train import TrainingSetup, build_training, check_data_paths, check_world_size
 from tame.errors import TameError
 from tame.io import write_text_atomic
-from tame.models.preprocessing import resolve_config
+from tame.models.registry import resolve_config
 
 logger = logging.getLogger(__name__)
 RESULT_FILE = "lr_find.json"
