@@ -122,7 +122,7 @@ _CHOICES = {
     "log.wandb": ("online", "offline", "disabled"),
 }
 _POSITIVE = ("data.batch_size", "data.resize", "data.crop", "train.epochs", "train.max_lr", "train.keep_checkpoints")
-# None (or "auto" in YAML) means: the model's own value (tame.models.preprocessing.resolve_config)
+# None (or "auto" in YAML) means: the model's own value (tame.models.registry.resolve_config)
 _AUTO = ("model.mean", "model.std", "data.resize", "data.crop", "data.interpolation")
 _OPTIONAL_CHOICES = {"data.interpolation": ("bilinear", "bicubic")}
 _NON_NEGATIVE = (
