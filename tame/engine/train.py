@@ -124,8 +124,9 @@ def _train(cfg: Config, dist: Dist, setup: TrainingSetup, stop: StopSignals) -> 
                 setup.update(optimizer, losses["loss"])
                 window.add(step, losses, lr=optimizer.param_groups[0]["lr"])  # the weights' LR of this step
                 scheduler.step()
+                agreed = stop.agreed()  # a collective: every rank calls it at every step, whatever else holds
                 mid_epoch = step % steps_per_epoch != 0
-                stopping = stop.agreed() and mid_epoch  # a stop signal on any rank: save this step, then stop
+                stopping = agreed and mid_epoch  # a stop signal on any rank: save this step, then stop
                 save_now = mid_epoch and (stopping or (every > 0 and step % every == 0))
                 if save_now or (cfg.log.log_every and step % cfg.log.log_every == 0):
                     log.scalars(step, window.flush(dist))  # raises NonFiniteLoss: nothing is saved past a NaN
