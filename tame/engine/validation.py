@@ -94,9 +94,7 @@ class Validation:
             list_file,
             root,
             train=False,
-            device=dist.device,
-            rank=dist.rank,
-            world_size=dist.world_size,
+            dist=dist,
             num_classes=model.num_classes,
             max_samples=cfg.train.val_samples or None,
         )
