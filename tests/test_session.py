@@ -87,10 +87,10 @@ def test_the_session_ends_the_process_group_when_the_run_fails(data, tmp_path, m
     monkeypatch.setenv("LOCAL_RANK", "0")
     torch_dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'init'}", rank=0, world_size=1)
     try:
-        with pytest.raises(RuntimeError, match="^the run failed$"):
-            with run_session(tiny_config(data, tmp_path), device="cpu") as session:
-                assert torch_dist.is_initialized() and session.dist.world_size == 1
-                raise RuntimeError("the run failed")
+        failing = pytest.raises(RuntimeError, match="^the run failed$")
+        with failing, run_session(tiny_config(data, tmp_path), device="cpu") as session:
+            assert torch_dist.is_initialized() and session.dist.world_size == 1
+            raise RuntimeError("the run failed")
         assert not torch_dist.is_initialized()
     finally:
         if torch_dist.is_initialized():
