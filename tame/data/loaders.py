@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -17,8 +18,10 @@ from tame.config import DataConfig
 from tame.data.check import validate_list
 from tame.data.lists import first_problem_error, read_list
 from tame.data.sharding import Loader
-from tame.distributed import Dist
 from tame.errors import TameError
+
+if TYPE_CHECKING:
+    from tame.distributed import Dist  # only its rank, world_size and device are read
 
 log = logging.getLogger(__name__)
 
