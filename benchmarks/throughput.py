@@ -30,6 +30,7 @@ from benchmarks.training import LAYERS
 from tame.config import Config, DataConfig, LogConfig, ModelConfig, TrainConfig
 from tame.data import build_loader
 from tame.data.dali import dali_available
+from tame.distributed import Dist
 from tame.engine.train import train
 
 TARGETS = {"resnet50": 2500.0, "vgg16": 900.0}  # images/s per H100, end to end with DALI (bf16, channels_last)
@@ -186,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
                 ),
                 log=LogConfig(wandb="disabled", tensorboard=False, images_per_epoch=0),
             )
-            loader = build_loader(cfg.data, list_file, root, train=True, device=device, seed=cfg.train.seed)
+            loader = build_loader(cfg.data, list_file, root, train=True, dist=Dist.local(device), seed=cfg.train.seed)
             result = {"model": name, "compile": compile_mode, "loader": loader_name, "batch_size": batch}
             result["end_to_end"] = run_config(cfg, loader, warmup, steps, device)
             if not args.no_model_only and compile_mode == "off":

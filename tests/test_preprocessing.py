@@ -109,6 +109,7 @@ def test_loaders_honour_interpolation(shared_data, tmp_path, backend):
     from tame.config import DataConfig
     from tame.data import build_loader
     from tame.data.dali import dali_available
+    from tame.distributed import Dist
 
     if backend == "dali" and not dali_available(cpu_only=True):
         pytest.skip("DALI cannot run CPU-only here")
@@ -117,7 +118,7 @@ def test_loaders_honour_interpolation(shared_data, tmp_path, backend):
     batches = {}
     for interpolation in ("bilinear", "bicubic"):
         cfg = DataConfig(backend=backend, batch_size=2, workers=0, resize=256, crop=224, interpolation=interpolation)
-        (images, _), *_ = list(build_loader(cfg, tmp_path / "list.txt", root, train=False, device=CPU))
+        (images, _), *_ = list(build_loader(cfg, tmp_path / "list.txt", root, train=False, dist=Dist.local()))
         batches[interpolation] = images
         names = ("409_aclock.JPEG", "232.JPEG")
         expected = torch.stack([eval_image(root / n, 256, 224, interpolation=interpolation) for n in names])
