@@ -143,13 +143,9 @@ def summarise(timings: dict[str, Timing], numbers: dict, images: int, device: to
 
 
 def print_results(args: argparse.Namespace, device: torch.device, numbers: dict, s: dict) -> None:
-    clock, other, rates, speedups, limit_speedups = (
-        s["clock"],
-        s["other"],
-        s["rates"],
-        s["speedups"],
-        s["limit_speedups"],
-    )
+    """The AD/IC of both ways side by side, then images/s and speed-ups against the target."""
+    clock, other = s["clock"], s["other"]
+    rates, speedups, limit_speedups = s["rates"], s["speedups"], s["limit_speedups"]
     print(
         f"AD/IC evaluation, {args.model} {args.size} px, {args.images} images, {device} "
         f"({torch.get_num_threads()} threads), {args.repeats} interleaved rounds; images/s from the median wall "
