@@ -1,7 +1,7 @@
 """Both loader backends (DALI CPU pipeline and PIL fallback): contract, agreement, sharding, resume, bad input.
 
-Measured agreement of the two backends (mean |DALI - PIL| over [0, 1] images, CPU): about 0.0007 on the shared
-ImageNet images (eval and train crops), i.e. under 0.2 grey levels; the bound below is 0.002.
+Measured agreement of the two backends (mean |DALI - PIL| over [0, 1] images, CPU): about 0.0007 on the ten
+ImageNet photos of tests/data (eval and train crops), i.e. under 0.2 grey levels; the bound below is 0.002.
 """
 
 from __future__ import annotations
@@ -43,9 +43,9 @@ def _dist(rank: int = 0, world_size: int = 1) -> Dist:
 
 
 @pytest.fixture(scope="module")
-def shared_list(tmp_path_factory, shared_data):
-    """The ten shared ImageNet images (one RGBA PNG, sizes 138x150 to 469x500); label = number before '_' / '.'."""
-    root = shared_data / "images"
+def shared_list(tmp_path_factory, example_images):
+    """The ten photos of tests/data (one RGBA PNG, sizes 138x150 to 469x500); label = the number before '_' / '.'."""
+    root = example_images
     names = sorted(path.name for path in root.iterdir())
     labels = [int(re.match(r"\d+", name).group()) for name in names]
     list_file = tmp_path_factory.mktemp("lists") / "images.txt"

@@ -1,5 +1,5 @@
 """A real ImageNet network through every command: EfficientNet-Lite0 (a pip package's 17 MB of weights) as "your own
-model" (``examples.efficientnet_lite0:build``) on the ten shared photos, with its own preprocessing."""
+model" (``examples.efficientnet_lite0:build``) on the ten photos of tests/data, with its own preprocessing."""
 
 from __future__ import annotations
 
@@ -32,9 +32,9 @@ def repo_on_path(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def photos(tmp_path_factory, shared_data):
+def photos(tmp_path_factory, example_images):
     """The ten photos as a list; the label is the number the file name starts with."""
-    root = shared_data / "images"
+    root = example_images
     names = sorted(path.name for path in root.iterdir())
     list_file = tmp_path_factory.mktemp("lists") / "photos.txt"
     labels = [re.match(r"\d+", name).group() for name in names]
