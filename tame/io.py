@@ -6,6 +6,7 @@ which refuses pickles that would construct arbitrary objects (and so never runs 
 
 from __future__ import annotations
 
+import io as pyio
 import os
 import pickle
 import stat
@@ -152,6 +153,8 @@ def atomic_path(path: str | Path, *, suffix: str | None = None) -> Iterator[Path
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as err:  # named after the file the user asked for, not the temporary one (or none: savefig)
+        raise OSError(err.errno, err.strerror or str(err), str(path)) from None
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -174,8 +177,16 @@ def save_atomic(obj: Any, path: str | Path) -> None:
     The temporary file is ``.NAME.tmpPID`` (no suffix after it), the name the checkpoint folder's clean-up knows.
     """
     with atomic_path(path, suffix="") as tmp, open(tmp, "wb") as handle:
-        torch.save(obj, handle)
-        handle.flush()
+        try:
+            torch.save(obj, handle)
+            handle.flush()
+        except RuntimeError:  # torch's zip writer calls a short write (a file-size limit) "unexpected pos"
+            handle.seek(0)
+            handle.truncate()
+            buffer = pyio.BytesIO()
+            torch.save(obj, buffer)
+            handle.write(buffer.getbuffer())  # the system's own error (EFBIG, ENOSPC) as an OSError
+            handle.flush()
         os.fsync(handle.fileno())
 
 

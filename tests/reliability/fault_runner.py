@@ -21,6 +21,7 @@ Kinds (``at`` counts from 1, in this process):
 - ``pause``: at the start of step ``at`` creates the file ``ready`` and waits (at most 120 s) until ``go`` exists;
 - ``memory-limit``: at the start of step ``at`` limits the address space (``RLIMIT_AS``, as ``ulimit -v``) to what
   the process has plus ``headroom_mb`` (default 16);
+- ``file-size-limit``: at the start of step ``at`` limits the size of files written (``RLIMIT_FSIZE``) to ``kb``;
 - ``error``: raises an allocator's error at the start of step ``at`` (``error``: cpu, cuda, python, other).
 ``rank``: only the process of that ``RANK`` dies; ``once``: only if the marker file does not exist (it is created).
 """
@@ -95,6 +96,13 @@ def limit_memory(headroom_mb: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, ((size_kb * 1024) + headroom_mb * 2**20, hard))
 
 
+def limit_file_size(kb: int) -> None:
+    """``ulimit -f`` from here on: no file written past ``kb`` KiB (Python ignores SIGXFSZ: writes fail with EFBIG)."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_FSIZE, (kb * 1024, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+
 def raise_error(error: str) -> None:
     """The allocators' errors, as they read (CUDA's OOM, the CPU allocator's, Python's)."""
     import torch
@@ -130,7 +138,7 @@ def install_fault(kind: str, at: int, rank: int | None = None, once: str | None 
         calls[0] += 1
         return calls[0] == at
 
-    if kind in ("step", "signal", "pause", "memory-limit", "error"):
+    if kind in ("step", "signal", "pause", "memory-limit", "file-size-limit", "error"):
         from tame.models import TameModel
 
         training_step = TameModel.training_step
@@ -140,6 +148,7 @@ def install_fault(kind: str, at: int, rank: int | None = None, once: str | None 
             "signal": lambda: send_signal(*signals),
             "pause": lambda: pause(**options),
             "memory-limit": lambda: limit_memory(options.get("headroom_mb", 16)),
+            "file-size-limit": lambda: limit_file_size(options["kb"]),
             "error": lambda: raise_error(options["error"]),
         }[kind]
 

@@ -11,9 +11,9 @@ import torch
 from train_helpers import tiny_overrides
 
 MESSAGE = (
-    r"out of memory at step {step} with a batch of 8 images per process \(data\.batch_size=8\): lower it "
-    r"\(e\.g\. data\.batch_size=4\) or give the job more memory, then run again to resume; the last good checkpoint "
-    r"is {checkpoint}"
+    r"out of memory at step {step} with a batch of 8 images per process \(data\.batch_size=8\): training stopped; "
+    r"the last good checkpoint is {checkpoint} \(lower data\.batch_size, e\.g\. data\.batch_size=4, or give the "
+    r"job more memory, then run again\)"
 )
 
 
@@ -24,11 +24,11 @@ def _error_line(err: str) -> str:
 
 
 @pytest.mark.parametrize("at", [3])
-def test_a_real_address_space_limit_is_one_line(runner, training_data, tmp_path, at):
+def test_a_real_address_space_limit_is_one_line(runner, data, tmp_path, at):
     """The process limits its own address space (RLIMIT_AS) at the start of step ``at`` to what it has plus 16 MB;
     the activations at 512 px need far more (the allocator may still serve a step from memory it kept mapped, so
     the failing step is ``at`` or a later one)."""
-    argv = ["train", *tiny_overrides(training_data, tmp_path, "data.crop=512", "data.resize=512")]
+    argv = ["train", *tiny_overrides(data, tmp_path, "data.crop=512", "data.resize=512")]
     status, _, err = runner.run(argv, {"kind": "memory-limit", "at": at, "headroom_mb": 16})
     assert status == 2, err
     step = int(re.search(r"out of memory at step (\d+)", err).group(1))
@@ -40,14 +40,14 @@ def test_a_real_address_space_limit_is_one_line(runner, training_data, tmp_path,
 
 
 @pytest.mark.parametrize("error", ["cpu", "cuda", "python"])
-def test_each_allocator_error_is_one_line(runner, training_data, tmp_path, error):
+def test_each_allocator_error_is_one_line(runner, data, tmp_path, error):
     fault = {"kind": "error", "at": 1, "error": error}
-    status, _, err = runner.run(["train", *tiny_overrides(training_data, tmp_path)], fault)
+    status, _, err = runner.run(["train", *tiny_overrides(data, tmp_path)], fault)
     assert status == 2 and "out of memory at step 1" in _error_line(err), err
     assert "the last good checkpoint is none (none written yet)" in err
 
 
-def test_another_runtime_error_is_not_called_out_of_memory(runner, training_data, tmp_path):
+def test_another_runtime_error_is_not_called_out_of_memory(runner, data, tmp_path):
     fault = {"kind": "error", "at": 1, "error": "other"}
-    status, _, err = runner.run(["train", *tiny_overrides(training_data, tmp_path)], fault)
+    status, _, err = runner.run(["train", *tiny_overrides(data, tmp_path)], fault)
     assert status != 2 and "out of memory" not in err and "mat1 and mat2" in err

@@ -67,9 +67,9 @@ BAD = ["1x1-maps", "num-classes-0", "seed-minus-1", "missing-resume", "output-un
 
 
 @pytest.mark.parametrize("name", BAD)
-def test_check_and_train_refuse_what_would_fail(cli_here, training_data, tmp_path, name):
+def test_check_and_train_refuse_what_would_fail(cli_here, data, tmp_path, name):
     extra, message = _bad_settings(tmp_path)[name]
-    overrides = tiny_overrides(training_data, tmp_path / "run", "train.epochs=1", *extra)
+    overrides = tiny_overrides(data, tmp_path / "run", "train.epochs=1", *extra)
     checked = cli_here("train", "--check", *overrides)
     assert checked.code == 2 and "the run will start" not in checked.out, checked.out + checked.err
     assert any(re.search(message, line) for line in checked.err.splitlines()), checked.err  # a config error: alone

@@ -25,8 +25,8 @@ def _warning(name: str, saved) -> str:
 
 
 @pytest.mark.parametrize("after", [0.0, 0.05, 0.3])
-def test_sigint_after_sigterm_is_deferred_not_a_traceback(runner, training_data, tmp_path, after):
-    argv = ["train", *tiny_overrides(training_data, tmp_path, SPARSE)]
+def test_sigint_after_sigterm_is_deferred_not_a_traceback(runner, data, tmp_path, after):
+    argv = ["train", *tiny_overrides(data, tmp_path, SPARSE)]
     fault = {"kind": "signal", "at": 3, "signal": "SIGTERM", "then": "SIGINT", "after": after}
     status, _, err = runner.run(argv, fault)
     assert status == 143 and err == _warning("SIGTERM", tmp_path / "step_3.pt"), err
@@ -53,8 +53,8 @@ def test_sigint_alone_still_interrupts_at_once():
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-def test_sighup_saves_the_step_and_exits_143_then_resumes_exactly(runner, training_data, reference_run, tmp_path):
-    argv = ["train", *tiny_overrides(training_data, tmp_path, SPARSE)]
+def test_sighup_saves_the_step_and_exits_143_then_resumes_exactly(runner, data, reference_run, tmp_path):
+    argv = ["train", *tiny_overrides(data, tmp_path, SPARSE)]
     status, _, err = runner.run(argv, {"kind": "signal", "at": 3, "signal": "SIGHUP"})
     assert status == 143 and err == _warning("SIGHUP", tmp_path / "step_3.pt"), err  # was: killed (-1), nothing
     status, out, err = runner.run(argv)
