@@ -152,7 +152,10 @@ class Checkpoints:
         return path, state
 
     def _check(self, path: Path, state: dict) -> None:
-        """Refuse a checkpoint whose batches would not line up; report settings that changed (rank 0)."""
+        """Refuse a checkpoint of another model (named first: it explains other step counts too) or whose batches
+        would not line up; report settings that changed (rank 0)."""
+        meta, attention = dict(state.get("meta") or {}), state["attention"]
+        self.setup.model.check_fits(path, meta, attention if isinstance(attention, dict) else {})
         if int(state["steps_per_epoch"]) != self.setup.steps_per_epoch:
             raise TameError(
                 f"checkpoint {path} was written with {state['steps_per_epoch']} steps per epoch, this "

@@ -18,7 +18,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from tame.checkpoint.naming import epoch_checkpoints, step_checkpoints
+from tame.checkpoint.naming import BEST_FILE, epoch_checkpoints, step_checkpoints
 from tame.engine.run_log import RECORD_FILE
 from tame.errors import TameError
 from tame.safe_yaml import load_yaml
@@ -118,7 +118,7 @@ def _summary(folder: Path) -> RunSummary:
         epochs_done=epochs_done,
         epochs=epochs,
         best=_best(record.get("best")),
-        status=run_status(folder, record, finished=epochs_done >= epochs > 0),
+        status=run_status(folder, record, finished=epochs_done >= epochs > 0) + _best_missing(folder, record),
     )
 
 
@@ -162,6 +162,11 @@ def resume_step(folder: Path, record: dict) -> int:
     if per_epoch:
         steps += [epoch * per_epoch for epoch, _ in _written(epoch_checkpoints(folder))]
     return max(steps, default=0)
+
+
+def _best_missing(folder: Path, record: dict) -> str:
+    """A note for a run whose record names a best epoch while ``best.pt`` is gone."""
+    return f", {BEST_FILE} missing" if record.get("best") and not (folder / BEST_FILE).is_file() else ""
 
 
 def _best(best) -> dict | None:

@@ -296,6 +296,13 @@ class TameModel(nn.Module):
         ``model.allow_other_backbone`` config key this model was built from). Files without meta are not checked.
         """
         state, meta = read_attention_file(path)
+        self.check_fits(path, meta, state, allow_other_backbone=allow_other_backbone)
+        self.attention.load_state_dict(state)
+
+    def check_fits(self, path, meta: dict, state: dict, *, allow_other_backbone: bool | None = None) -> None:
+        """Refuse AM weights ``state`` (saved with ``meta``, read from ``path``) that this model cannot load: another
+        layer list, version, token transform or backbone (see :meth:`load_attention`), non-float tensors, missing
+        or unexpected keys, other shapes. A resume checks this first: it is the reason a run cannot continue."""
         current = {"layers": self.layers, "version": self.version, "token_transform": self.taps.token_transform}
         for key, value in current.items():
             if key in meta and meta[key] != value:
@@ -310,7 +317,6 @@ class TameModel(nn.Module):
                 )
             logger.warning("loading %s, trained on %s, into %s", path, meta["model"], self.classifier.name)
         check_state_dict(self.attention.state_dict(), state, f"checkpoint {path}")
-        self.attention.load_state_dict(state)
 
 
 class TrainingStep(nn.Module):

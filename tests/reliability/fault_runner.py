@@ -22,6 +22,7 @@ Kinds (``at`` counts from 1, in this process):
 - ``memory-limit``: at the start of step ``at`` limits the address space (``RLIMIT_AS``, as ``ulimit -v``) to what
   the process has plus ``headroom_mb`` (default 16);
 - ``file-size-limit``: at the start of step ``at`` limits the size of files written (``RLIMIT_FSIZE``) to ``kb``;
+- ``remove``: removes the files ``paths`` (those that exist) at the start of step ``at`` (a user cleaning up);
 - ``error``: raises an allocator's error at the start of step ``at`` (``error``: cpu, cuda, python, other).
 ``rank``: only the process of that ``RANK`` dies; ``once``: only if the marker file does not exist (it is created).
 """
@@ -138,7 +139,7 @@ def install_fault(kind: str, at: int, rank: int | None = None, once: str | None 
         calls[0] += 1
         return calls[0] == at
 
-    if kind in ("step", "signal", "pause", "memory-limit", "file-size-limit", "error"):
+    if kind in ("step", "signal", "pause", "memory-limit", "file-size-limit", "error", "remove"):
         from tame.models import TameModel
 
         training_step = TameModel.training_step
@@ -150,6 +151,7 @@ def install_fault(kind: str, at: int, rank: int | None = None, once: str | None 
             "memory-limit": lambda: limit_memory(options.get("headroom_mb", 16)),
             "file-size-limit": lambda: limit_file_size(options["kb"]),
             "error": lambda: raise_error(options["error"]),
+            "remove": lambda: [os.remove(path) for path in options["paths"] if os.path.exists(path)],
         }[kind]
 
         def step(self, *args, **kwargs):
