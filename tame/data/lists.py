@@ -87,8 +87,14 @@ def parse_line(text: str, line: int, num_classes: int | None = None) -> ListEntr
     return ListEntry(path, label, line)
 
 
-def parse_list(list_file: str | os.PathLike, num_classes: int | None = None) -> tuple[list[ListEntry], list[Problem]]:
-    """All good entries and all bad lines of a list file (a missing or unreadable file is a :class:`TameError`)."""
+def parse_list(
+    list_file: str | os.PathLike, num_classes: int | None = None, *, one_label: bool | None = None
+) -> tuple[list[ListEntry], list[Problem]]:
+    """All good entries and all bad lines of a list file (a missing or unreadable file is a :class:`TameError`).
+
+    ``one_label``: an image listed again with another label is a bad line (default: where labels are read, i.e.
+    ``num_classes`` is given; a training that ignores the list's labels is not stopped by them)."""
+    one_label = num_classes is not None if one_label is None else one_label
     list_file = Path(list_file)
     if not list_file.exists():
         raise TameError(f"list file not found: {list_file}")
@@ -108,7 +114,7 @@ def parse_list(list_file: str | os.PathLike, num_classes: int | None = None) -> 
                 continue
             result = parse_line(text, line, num_classes)
             if isinstance(result, ListEntry):
-                first = labels.setdefault(_image_key(result.path), result)
+                first = labels.setdefault(_image_key(result.path), result) if one_label else result
                 if first.label != result.label:
                     message = f"label {result.label}, but line {first.line} gives this image label {first.label}"
                     problems.append(Problem(line, result.path, "label", message))

@@ -28,12 +28,18 @@ from tame.io import load_tensor_file
 )
 def test_an_image_with_two_labels_is_a_bad_line(tmp_path, second, bad):
     (tmp_path / "list.txt").write_text(f"a.jpg 0\nc.jpg 1\n{second}\n")
-    entries, problems = parse_list(tmp_path / "list.txt")
+    entries, problems = parse_list(tmp_path / "list.txt", one_label=True)
+    assert len(parse_list(tmp_path / "list.txt")[0]) == 3  # labels not read (num_classes not given): not a problem
     if not bad:
         assert not problems and len(entries) == 3
         return
     assert [(p.line, p.kind) for p in problems] == [(3, "label")] and len(entries) == 2
     assert "but line 1 gives this image label 0" in problems[0].message
+
+
+def test_labels_read_with_a_class_count_are_checked(tmp_path):
+    (tmp_path / "list.txt").write_text("a.jpg 0\na.jpg 1\n")
+    assert [p.line for p in parse_list(tmp_path / "list.txt", num_classes=3)[1]] == [2]
 
 
 def test_datalist_check_reports_the_conflict(cli_here, tmp_path):
