@@ -24,7 +24,9 @@ def _run(folder, config: str | None = CONFIG, record: str | None = None):
 
 def _good(root):
     record = {"epochs": [{"epoch": 1, "step": 4}, {"epoch": 2, "step": 8}], "best": {"epoch": 2, "AD(15%)": 30.5}}
-    return _run(root / "good", record=json.dumps(record))
+    folder = _run(root / "good", record=json.dumps(record))
+    (folder / "best.pt").write_bytes(b"x")  # the record names a best epoch: its file is there
+    return folder
 
 
 BAD = {
