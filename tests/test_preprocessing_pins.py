@@ -11,7 +11,8 @@ import torch
 
 from tame.config import load_config
 from tame.models import create_classifier
-from tame.models.preprocessing import Preprocessing, resolve_config
+from tame.models.preprocessing import Preprocessing
+from tame.models.registry import build_classifier
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
@@ -61,7 +62,7 @@ def _values(p: Preprocessing) -> tuple:
 def resolved_config(path: Path) -> tuple:
     """A config's resolved preprocessing, its classifier built without weights (on the meta device: no init cost)."""
     with torch.device("meta"):
-        cfg = resolve_config(load_config(path, ["model.pretrained=false", "model.weights=null"]))
+        cfg, _ = build_classifier(load_config(path, ["model.pretrained=false", "model.weights=null"]))
     return (tuple(cfg.model.mean), tuple(cfg.model.std), cfg.data.resize, cfg.data.crop, cfg.data.interpolation)
 
 

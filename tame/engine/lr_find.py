@@ -30,7 +30,6 @@ from tame.engine.optim import build_optimizer, set_lr
 from tame.engine.train import TrainingSetup, build_training, check_data_paths, check_world_size
 from tame.errors import TameError
 from tame.io import write_text_atomic
-from tame.models.preprocessing import resolve_config
 
 logger = logging.getLogger(__name__)
 RESULT_FILE = "lr_find.json"
@@ -77,11 +76,11 @@ def lr_range_test(
         raise TameError(f"--smoothing {smoothing}: must be in [0, 1)")
     output_dir = output_dir or default_output_dir(cfg)
     data_paths = check_data_paths(cfg)
-    cfg = resolve_config(cfg)
     dist = distributed.setup(cfg.train.device)
     try:
         check_world_size(cfg, dist.world_size)
         setup = build_training(cfg, dist, data_paths=data_paths)
+        cfg = setup.config  # the preprocessing resolved from the model
         steps = min(steps or setup.steps_per_epoch, len(setup.loader))
         result = sweep(cfg, dist, setup, start_lr=start_lr, end_lr=end_lr, steps=steps, smoothing=smoothing)
         if dist.is_main:

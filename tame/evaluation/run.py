@@ -28,7 +28,7 @@ from tame.evaluation.tables import class_csv, csv_text, eval_report, image_csv
 from tame.io import write_text_atomic
 from tame.metrics import road
 from tame.models import TameModel
-from tame.models.preprocessing import resolve_config
+from tame.models.registry import build_classifier
 
 if TYPE_CHECKING:
     from tame.data.sharding import Loader
@@ -114,18 +114,19 @@ def open_evaluation(options: EvalOptions) -> Iterator[EvaluationData]:
     """Config, process group, model (classifier + an untrained AM) and loader; the process group ends with it."""
     from tame.data import build_loader
 
-    cfg = resolve_config(options.load_config(), checkpoint=_checkpoint_file(getattr(options, "checkpoint", None)))
+    cfg = options.load_config()
     list_file = (
         expand_path(str(options.list_file), "--list")
         if options.list_file
         else expand_path(cfg.data.eval_list, "data.eval_list")
     )
     root = expand_path(str(options.root), "--root") if options.root else expand_path(cfg.data.val_root, "data.val_root")
-    boxes = read_boxes(options.boxes, cfg.data.resize, cfg.data.crop) if options.boxes else None
     dist = distributed.setup(options.device)
     try:
         torch.manual_seed(cfg.train.seed)  # a classifier without weights (pretrained: false) is the same every run
-        model = TameModel.from_config(cfg.model, data_cfg=cfg.data).to(dist.device).eval()
+        cfg, classifier = build_classifier(cfg, _checkpoint_file(getattr(options, "checkpoint", None)))  # auto sizes
+        boxes = read_boxes(options.boxes, cfg.data.resize, cfg.data.crop) if options.boxes else None
+        model = TameModel.from_config(cfg.model, data_cfg=cfg.data, classifier=classifier).to(dist.device).eval()
         loader = build_loader(
             cfg.data,
             list_file,

@@ -7,6 +7,7 @@ and applies its own normalisation; ``classifier.preprocessing`` is the model's r
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
 import math
@@ -19,7 +20,14 @@ from torch import nn
 
 from tame.errors import TameError
 from tame.io import load_tensor_file
-from tame.models.preprocessing import KEYS, Preprocessing, resolve_preprocessing
+from tame.models.preprocessing import (
+    DEFAULT,
+    KEYS,
+    Preprocessing,
+    given_preprocessing,
+    resolve_preprocessing,
+    with_preprocessing,
+)
 from tame.registry import Registry, close_matches
 
 BackboneBuilder = Callable[..., nn.Module]
@@ -43,7 +51,7 @@ class Classifier(nn.Module):
     """A frozen image classifier taking images in [0, 1]; normalises inside.
 
     ``net`` is the original model (layer names for feature taps are ``net.named_modules()`` names);
-    ``preprocessing`` the eval transform it expects (None: ``mean``/``std`` with ImageNet's sizes).
+    ``preprocessing`` the eval transform it expects (None: ``mean``/``std`` with the default's sizes).
     """
 
     def __init__(
@@ -57,7 +65,7 @@ class Classifier(nn.Module):
         super().__init__()
         self.net = net
         self.name = name
-        self.preprocessing = preprocessing or Preprocessing(tuple(mean), tuple(std), 256, 224, "bilinear")
+        self.preprocessing = preprocessing or dataclasses.replace(DEFAULT, mean=tuple(mean), std=tuple(std))
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.freeze()
@@ -95,6 +103,27 @@ def classifier_from_config(model_cfg, data_cfg=None, crop: int | None = None) ->
         std=model_cfg.std,
         preprocessing=sizes,
     )
+
+
+def build_classifier(config, checkpoint: str | Path | None = None) -> tuple[Any, Classifier]:
+    """(``config`` with every preprocessing key resolved, the classifier ``config.model`` names): built once, weights
+    included, and the config's auto values read from it. Per key: the config's value, then ``checkpoint``'s saved
+    preprocessing (an AM file), then the model's own, then ImageNet's with a warning
+    (:func:`tame.models.preprocessing.resolve_preprocessing`). Pass the classifier on to
+    ``TameModel.from_config(..., classifier=...)``; a seed set before this call fixes a weightless classifier."""
+    from tame.config import validate
+
+    model_cfg = config.model
+    classifier = create_classifier(
+        model_cfg.name,
+        pretrained=model_cfg.pretrained,
+        weights=model_cfg.weights,
+        num_classes=model_cfg.num_classes,
+        preprocessing=given_preprocessing(config, checkpoint),
+    )
+    resolved = with_preprocessing(config, classifier.preprocessing)
+    validate(resolved)
+    return resolved, classifier
 
 
 def create_classifier(
