@@ -16,7 +16,7 @@ from tame.data.predict import merge_shards, predict_shard, write_shard
 from tame.data.synthetic import make_synthetic
 from tame.errors import TameError
 
-CFG = DataConfig(backend="torch", batch_size=4, workers=0, resize=72, crop=64)
+CFG = DataConfig(backend="torch", batch_size=4, workers=0, resize=72, crop=64, interpolation="bilinear")
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import torch
 
 from tame.config import load_config
 from tame.models import create_classifier
-from tame.models.preprocessing import Preprocessing
+from tame.models.preprocessing import Preprocessing, default_resize
 from tame.models.registry import build_classifier
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,4 +103,5 @@ def test_explain_and_export_defaults():
 
     spec = ExplainSpec()
     assert (spec.resize, spec.crop, spec.interpolation) == (256, 224, "bilinear")
-    assert [size * 8 // 7 for size in (32, 64, 160, 224, 384)] == [36, 73, 182, 256, 438]  # export's default resize
+    assert [default_resize(size) for size in (32, 64, 160, 224, 384)] == [36, 73, 182, 256, 438]  # export's default
+    assert all(default_resize(size) == size * 8 // 7 for size in range(1, 4097))  # the formula export used before
