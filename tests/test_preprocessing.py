@@ -160,3 +160,21 @@ def test_class_weighted_vit_explains():
     assert model.explain(images).maps.shape == (2, 32, 32)
     with pytest.raises(TameError, match="token_transform"):
         load_config(None, ["model.token_transform=mean"])
+
+
+def test_commands_build_the_classifier_once(tmp_path, monkeypatch):
+    """`tame explain` and `tame train --check` resolve the config from the classifier they then use: one build."""
+    from PIL import Image
+
+    from tame.cli import main
+    from tame.models import registry
+
+    built = []
+    create = registry.create_classifier
+    monkeypatch.setattr(registry, "create_classifier", lambda *a, **k: built.append(a[0]) or create(*a, **k))
+    Image.new("RGB", (80, 70), (200, 40, 90)).save(tmp_path / "red.png")
+    image, model = str(tmp_path / "red.png"), ["--model", "test_resnet", "--layers", "layer3", "layer4"]
+    argv = ["explain", image, "model.pretrained=false", *model, "--method", "gradcam", "--out", str(tmp_path / "out")]
+    assert main([*argv, "--device", "cpu"]) == 0
+    assert built == ["test_resnet"]
+    assert (tmp_path / "out" / "index.html").is_file()
