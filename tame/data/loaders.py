@@ -112,6 +112,6 @@ def check_resolved(data_cfg: DataConfig) -> None:
     auto = [f"data.{key}" for key in ("resize", "crop", "interpolation") if getattr(data_cfg, key) is None]
     if auto:
         raise TameError(
-            f"{', '.join(auto)} {'is' if len(auto) == 1 else 'are'} auto: resolve them from the model first "
-            "(tame.models.registry.build_classifier) or set them"
+            f"{', '.join(auto)}: auto, and the loader knows no model; resolve the config from the model first "
+            "(tame.models.registry.build_classifier) or set a value"
         )
