@@ -250,9 +250,7 @@ def test_dali_failure_on_a_file_pil_reads_names_the_lines(truncated, monkeypatch
 
 def test_batch_size_and_backend_choices(synth, numbered):
     cfg = DataConfig(backend="torch", batch_size=6, workers=0, resize=72, crop=64, interpolation="bilinear")
-    with pytest.raises(
-        TameError, match=r"data.resize, data.crop, data.interpolation: auto, and the loader"
-    ):
+    with pytest.raises(TameError, match=r"data.resize, data.crop, data.interpolation: auto, and the loader"):
         build_loader(DataConfig(backend="torch"), synth.val_list, synth.root, train=False, device=CPU)
     with pytest.raises(TameError, match="multiple of the number of processes"):
         build_loader(cfg, synth.val_list, synth.root, train=False, device=CPU, world_size=4)
