@@ -21,33 +21,9 @@ from typing import Any, Literal
 
 import yaml
 
+from tame import choices
 from tame.errors import TameError
 from tame.safe_yaml import load_yaml
-
-# The allowed values of every choice, declared once: the config's fields are typed with them (``validate`` checks
-# them through ``typing.get_args``) and the code that takes the same option (TameModel, the taps, the loaders,
-# the preprocessing) checks against the same alias.
-TokenTransform = Literal["drop", "class_weighted"]  # ViT tokens -> map: drop prefix tokens | x class token (T-TAME)
-Backend = Literal["dali", "torch", "auto"]
-ListValidation = Literal["none", "cheap", "decode"]
-Interpolation = Literal["bilinear", "bicubic"]
-Regulariser = Literal["batch", "diagonal"]
-LabelSource = Literal["model", "list"]
-BackboneMode = Literal["eval", "train"]
-Device = Literal["auto", "cuda", "cpu"]
-Amp = Literal["auto", "bf16", "fp16", "off"]
-Wandb = Literal["online", "offline", "disabled"]
-
-
-def choices(alias: Any) -> tuple[str, ...]:
-    """The allowed values of a ``Literal`` alias above (``choices(Interpolation)``: bilinear, bicubic)."""
-    return typing.get_args(alias)
-
-
-def check_choice(value: Any, alias: Any, what: str) -> None:
-    """A TameError ``{what}: 'x' is not one of a, b`` unless ``value`` is one of ``alias``'s values."""
-    if value not in choices(alias):
-        raise TameError(f"{what}: {value!r} is not one of {', '.join(choices(alias))}")
 
 
 @dataclass
@@ -60,7 +36,7 @@ class ModelConfig:
     version: str = "TAME"  # attention-mechanism version, see ``tame.models.list_attention_versions()``
     mean: list[float] | None = None  # normalisation; null/auto: the model's own (tame.models.preprocessing)
     std: list[float] | None = None
-    token_transform: TokenTransform = "drop"  # ViT tokens -> map: drop (prefix tokens) | class_weighted (x class token)
+    token_transform: choices.TokenTransform = "drop"  # ViT tokens -> map: drop prefix tokens | x class token
     class_names: str | None = None  # file: one name per line, or `label name` per line; null: ImageNet's (1000)
     allow_other_backbone: bool = False  # load an AM checkpoint trained on another model name (a deliberate transfer)
 
@@ -72,13 +48,13 @@ class DataConfig:
     val_root: str = "${TAME_DATA}/ILSVRC2012_img_val"  # image root of the validation/evaluation lists
     val_list: str | None = None  # validated during training (tame.engine.validation); null/"": no validation
     eval_list: str = "datalist/ILSVRC/Evaluation_2000.txt"
-    backend: Backend = "auto"  # dali | torch | auto (DALI where available)
+    backend: choices.Backend = "auto"  # dali | torch | auto (DALI where available)
     batch_size: int = 32  # global batch; each of N ranks gets batch_size / N
     workers: int = 4  # decoding threads (DALI) or loader processes (torch) per rank
     resize: int | None = None  # shorter side before cropping; null/auto: the model's own (crop / crop_pct)
     crop: int | None = None  # null/auto: the model's input size
-    interpolation: Interpolation | None = None  # bilinear | bicubic; null/auto: the model's own
-    validate: ListValidation = "cheap"  # list validation before a run: none | cheap | decode
+    interpolation: choices.Interpolation | None = None  # bilinear | bicubic; null/auto: the model's own
+    validate: choices.ListValidation = "cheap"  # list validation before a run: none | cheap | decode
 
 
 @dataclass
@@ -91,11 +67,11 @@ class TrainConfig:
     base_momentum: float = 0.85  # the cycle's lowest momentum (at the LR peak)
     max_momentum: float = 0.95  # the cycle's highest momentum (at the start and the end)
     weight_decay: float = 5e-4
-    regulariser: Regulariser = "batch"  # batch | diagonal  (docs/METHOD.md, "The loss")
-    label_source: LabelSource = "model"  # model | list
-    backbone_mode: BackboneMode = "eval"  # eval | train  (train reproduces the reference)
-    device: Device = "auto"  # auto (this rank's GPU when CUDA is present, else CPU) | cuda | cpu
-    amp: Amp = "auto"  # auto (bf16 on GPU, off on CPU) | bf16 | fp16 | off
+    regulariser: choices.Regulariser = "batch"  # batch | diagonal  (docs/METHOD.md, "The loss")
+    label_source: choices.LabelSource = "model"  # model | list
+    backbone_mode: choices.BackboneMode = "eval"  # eval | train  (train reproduces the reference)
+    device: choices.Device = "auto"  # auto (this rank's GPU when CUDA is present, else CPU) | cuda | cpu
+    amp: choices.Amp = "auto"  # auto (bf16 on GPU, off on CPU) | bf16 | fp16 | off
     channels_last: bool = True
     compile: bool = False
     seed: int = 0
@@ -111,7 +87,7 @@ class TrainConfig:
 
 @dataclass
 class LogConfig:
-    wandb: Wandb = "offline"  # online | offline | disabled
+    wandb: choices.Wandb = "offline"  # online | offline | disabled
     project: str = "tame"
     run_name: str | None = None
     tensorboard: bool = True
@@ -267,7 +243,7 @@ def validate(config: Config) -> None:
     for key, alias, optional in _choice_fields(config):
         value = _get(config, key)
         if value is not None or not optional:  # None: auto, where the field allows it
-            check_choice(value, alias, f"config key {key}")
+            choices.check_choice(value, alias, f"config key {key}")
     _check_numbers(config)
     for key in _POSITIVE:
         value = _get(config, key)

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from tame.baselines import Explainer, create_explainer, resolve_method
 from tame.baselines.base import METHODS
-from tame.config import Interpolation
+from tame.choices import Interpolation
 from tame.data.class_names import class_names
 from tame.data.images import DecodeError, eval_image
 from tame.errors import TameError

@@ -12,7 +12,8 @@ import os
 
 import torch
 
-from tame.config import Backend, DataConfig, check_choice
+from tame.choices import Backend, check_choice
+from tame.config import DataConfig
 from tame.data.check import validate_list
 from tame.data.lists import first_problem_error, read_list
 from tame.data.sharding import Loader

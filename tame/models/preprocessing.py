@@ -26,7 +26,8 @@ from typing import Any
 
 from torch import nn
 
-from tame.config import Interpolation, check_choice, check_mean_std
+from tame.choices import Interpolation, check_choice
+from tame.config import check_mean_std
 from tame.errors import TameError
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tame.config import BackboneMode, LabelSource, Regulariser, check_choice
+from tame.choices import BackboneMode, LabelSource, Regulariser, check_choice
 from tame.errors import TameError
 from tame.io import load_tensor_file, save_atomic
 from tame.models.attention import AttentionMechanism, build_attention
