@@ -15,9 +15,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from tame import distributed
 from tame.baselines import Explainer, create_explainer
-from tame.checkpoints import checkpoints_to_evaluate
+from tame.checkpoint.naming import checkpoints_to_evaluate
 from tame.config import Config, expand_path
 from tame.data.boxes import Boxes, read_boxes, with_regions
 from tame.distributed import Dist
@@ -29,6 +28,7 @@ from tame.io import write_text_atomic
 from tame.metrics import road
 from tame.models import TameModel
 from tame.models.registry import build_classifier
+from tame.session import run_session
 
 if TYPE_CHECKING:
     from tame.data.sharding import Loader
@@ -121,28 +121,23 @@ def open_evaluation(options: EvalOptions) -> Iterator[EvaluationData]:
         else expand_path(cfg.data.eval_list, "data.eval_list")
     )
     root = expand_path(str(options.root), "--root") if options.root else expand_path(cfg.data.val_root, "data.val_root")
-    dist = distributed.setup(options.device)
-    try:
+    checkpoint = _checkpoint_file(getattr(options, "checkpoint", None))
+    with run_session(cfg, device=options.device, global_batch_size=options.batch_size) as session:
+        cfg, dist = session.cfg, session.dist
         torch.manual_seed(cfg.train.seed)  # a classifier without weights (pretrained: false) is the same every run
-        cfg, classifier = build_classifier(cfg, _checkpoint_file(getattr(options, "checkpoint", None)))  # auto sizes
-        boxes = read_boxes(options.boxes, cfg.data.resize, cfg.data.crop) if options.boxes else None
+        cfg, classifier = build_classifier(cfg, checkpoint)  # auto sizes: the checkpoint's saved, else the model's
+        boxes = read_boxes(options.boxes, cfg.data.resize, cfg.data.crop) if options.boxes else None  # resolved sizes
         model = TameModel.from_config(cfg.model, data_cfg=cfg.data, classifier=classifier).to(dist.device).eval()
         loader = build_loader(
             cfg.data,
             list_file,
             root,
             train=False,
-            device=dist.device,
-            rank=dist.rank,
-            world_size=dist.world_size,
-            batch_size=options.batch_size or max(1, cfg.data.batch_size // dist.world_size),
+            dist=dist,
             num_classes=model.num_classes,
             max_samples=options.max_samples,
         )
         yield EvaluationData(options, cfg, dist, model, loader, list_file, boxes)
-    finally:
-        if dist.distributed:
-            distributed.cleanup()
 
 
 @dataclass

@@ -26,6 +26,7 @@ from typing import Any
 
 from torch import nn
 
+from tame.checkpoint.format import read_attention_file
 from tame.choices import Interpolation, check_choice
 from tame.config import check_mean_std
 from tame.errors import TameError
@@ -157,8 +158,6 @@ def config_values(model_cfg, data_cfg) -> dict[str, Any]:
 
 def checkpoint_preprocessing(path: str | Path) -> dict[str, Any]:
     """The preprocessing saved in an AM checkpoint's meta (empty for files that have none)."""
-    from tame.models.tame import read_attention_file
-
     _, meta = read_attention_file(path)
     saved = meta.get("preprocessing")
     return {key: saved[key] for key in KEYS if key in saved} if isinstance(saved, dict) else {}
