@@ -13,6 +13,7 @@ import logging
 import sys
 
 from tame.distributed import resolve_launch
+from tame.errors import TameError
 
 _HANDLER_NAME = "tame"
 
@@ -61,7 +62,11 @@ class _Formatter(logging.Formatter):
 def setup_logging(verbosity: int = 0, rank: int | None = None) -> None:
     """``verbosity``: -1 quiet (warnings and errors only), 0 normal, 1 verbose (debug). Safe to call again."""
     level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG if verbosity > 0 else logging.WARNING)
-    rank = resolve_launch().rank if rank is None else rank
+    if rank is None:
+        try:
+            rank = resolve_launch().rank
+        except TameError:  # a half-launched job: the command reports it, in one line, when it sets up its processes
+            rank = 0
     logger = logging.getLogger("tame")
     for handler in [h for h in logger.handlers if h.get_name() == _HANDLER_NAME]:
         logger.removeHandler(handler)

@@ -14,6 +14,7 @@ from tame.distributed.collectives import (
     is_initialized,
     label_gatherer,
 )
+from tame.distributed.parallel import data_parallel, sync_batchnorm
 from tame.distributed.process import (
     DEVICE_CHOICES,
     Dist,
@@ -24,6 +25,7 @@ from tame.distributed.process import (
     pick_device,
     resolve_launch,
     setup,
+    started_by_torchrun,
 )
 from tame.distributed.syncbn import SyncBatchNorm2d, convert_sync_batchnorm
 
@@ -39,6 +41,7 @@ __all__ = [
     "broadcast_object",
     "cleanup",
     "convert_sync_batchnorm",
+    "data_parallel",
     "first_host",
     "gather_objects",
     "is_initialized",
@@ -47,4 +50,6 @@ __all__ = [
     "pick_device",
     "resolve_launch",
     "setup",
+    "started_by_torchrun",
+    "sync_batchnorm",
 ]
