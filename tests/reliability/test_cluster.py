@@ -218,9 +218,10 @@ def test_two_nodes_of_two_processes_train_validate_and_evaluate_as_one_process(
     assert len(four_val) == len(one_val) == 2
     for mine, theirs in zip(four_val, one_val):
         assert mine.keys() == theirs.keys()
-        for key, value in theirs.items():
-            if isinstance(value, float) and "second" not in key:
-                assert mine[key] == pytest.approx(value, abs=1e-4), key
+        # area, var and so loss span each rank's own validation batch (the 'batch' regulariser,
+        # tame/engine/validation.py): they depend on how the images are batched; the rest is per image
+        for key in sorted(theirs.keys() - {"loss", "area", "var", "seconds"}):
+            assert mine[key] == pytest.approx(theirs[key], abs=1e-4), key
 
     evaluate_argv = [
         *("eval", "--config", str(run / "config.yaml"), "--checkpoint", str(run / "epoch_2.pt")),
