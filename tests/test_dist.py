@@ -176,6 +176,23 @@ def test_on_cuda_the_am_uses_torch_syncbatchnorm():
     torch.testing.assert_close(net(x), before)
 
 
+@pytest.mark.gpu
+def test_on_cuda_the_training_step_is_ddp_over_nccl_without_buffer_broadcasts(tmp_path):
+    """One GPU suffices: a one-rank nccl group; DDP on the device, torch's SyncBatchNorm in the AM, no buffers
+    broadcast before the forward, gradients reach the AM only."""
+    torch_dist.init_process_group("nccl", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        cuda = Dist(0, 1, 0, torch.device("cuda", 0))
+        attention = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4)).cuda()
+        frozen = nn.BatchNorm2d(3).cuda().eval().requires_grad_(False)
+        wrapped = data_parallel(nn.Sequential(frozen, attention), cuda, attention)
+        assert type(attention[1]) is nn.SyncBatchNorm and not wrapped.will_sync_module_buffers()
+        wrapped(torch.randn(2, 3, 8, 8, device="cuda")).square().mean().backward()
+        assert attention[0].weight.grad is not None and frozen.weight.grad is None
+    finally:
+        torch_dist.destroy_process_group()
+
+
 def test_conversion_keeps_state_dict_keys():
     net = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4), nn.Sequential(nn.BatchNorm2d(4, momentum=None)))
     before = {k: v.clone() for k, v in net.state_dict().items()}
