@@ -4,7 +4,7 @@ on the CPU (or a GPU: ``--device cuda``), at batch 1 and batch 32, side by side 
     .venv/bin/python -m benchmarks.export                   # ResNet-18, 224 px, batches 1 and 32
     .venv/bin/python -m benchmarks.export --quick           # 64 px, batches 1 and 8, 3 rounds (a check, not numbers)
     .venv/bin/python -m benchmarks.export --model resnet50 --size 224 --batches 1 32
-    .venv/bin/python -m benchmarks.export --device cuda     # torch on the GPU; ONNX Runtime's CUDA provider if it has one
+    .venv/bin/python -m benchmarks.export --device cuda     # torch on the GPU (ONNX Runtime: see below)
 
 On a GPU, ONNX Runtime runs on the CUDA execution provider when the installed onnxruntime has it (onnxruntime-gpu),
 else on the CPU; the report names the provider used (``onnxruntime_provider``). The images start on the host for
@@ -32,7 +32,7 @@ from tame.export import export_model
 from tame.models import TameModel, create_classifier
 
 
-def onnx_session(path: Path, threads: int, device: torch.device = torch.device("cpu")):
+def onnx_session(path: Path, threads: int, device: torch.device | None = None):
     """An ONNX Runtime session: the CUDA provider for a GPU device when this onnxruntime has it, else the CPU."""
     import onnxruntime
 
@@ -41,7 +41,11 @@ def onnx_session(path: Path, threads: int, device: torch.device = torch.device("
     options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     providers = ["CPUExecutionProvider"]
-    if device.type == "cuda" and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+    if (
+        device is not None
+        and device.type == "cuda"
+        and "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+    ):
         providers.insert(0, ("CUDAExecutionProvider", {"device_id": device.index or 0}))
     return onnxruntime.InferenceSession(str(path), options, providers=providers)
 
