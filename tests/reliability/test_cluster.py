@@ -191,24 +191,7 @@ def test_two_nodes_of_two_processes_train_validate_and_evaluate_as_one_process(
     assert state["world_size"] == 4 and state["rng"]["torch"].shape[0] == 4
     assert_trained_as(run, reference_run)
 
-    by_rank = read_records(records)
-    assert sorted(by_rank) == [0, 1, 2, 3]
-    for epoch in (0, 1):  # each training image once per epoch over the four ranks, 12 (6 steps x 2) on each
-        reads = [
-            r["indices"]
-            for entries in by_rank.values()
-            for r in entries
-            if r.get("list") == "train.txt" and r["epoch"] == epoch
-        ]
-        assert len(reads) == 4 and all(len(r) == 12 for r in reads)
-        assert sorted(i for r in reads for i in r) == list(range(48))
-    validations = [[r["indices"] for r in by_rank[rank] if r.get("list") == "val.txt"] for rank in range(4)]
-    assert all(len(v) == 2 for v in validations)  # after each epoch, on every rank
-    for passes in zip(*validations):  # each validation image once over the four ranks (padding not counted)
-        assert sorted(i for p in passes for i in p) == list(range(6))
-    saved = [(rank, r["saved"]) for rank, entries in by_rank.items() for r in entries if "saved" in r]
-    names = ["step_2.pt", "step_4.pt", "epoch_1.pt", "step_8.pt", "step_10.pt", "epoch_2.pt"]
-    assert saved == [(0, name) for name in names]  # one writer for the job: rank 0, each file once
+    assert_each_image_read_once_and_one_writer(read_records(records))
 
     one = tmp_path / "one"  # the same run in one process: its validation numbers
     status, _, err = runner.run(["train", *tiny_overrides(training_data, one, *validation)])
@@ -227,29 +210,50 @@ def test_two_nodes_of_two_processes_train_validate_and_evaluate_as_one_process(
         *("eval", "--config", str(run / "config.yaml"), "--checkpoint", str(run / "epoch_2.pt")),
         *("--list", str(training_data / "val.txt"), "--root", str(training_data)),
     ]
-    port = free_port()
-    agents = [
-        subprocess.Popen(
-            [
-                *(sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=2"),
-                *("--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-id=eval"),
-                *("-m", "tame.cli", *evaluate_argv, "--out", str(tmp_path / "eval4")),
-            ],
-            cwd=REPO,
-            env=ENV,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for _ in range(2)
-    ]
-    outputs = [agent.communicate(timeout=300)[0] for agent in agents]
-    assert [agent.returncode for agent in agents] == [0, 0], "\n".join(o[-3000:] for o in outputs)
+    outputs, codes = on_two_nodes([*evaluate_argv, "--out", str(tmp_path / "eval4")])
+    assert codes == [0, 0], "\n".join(o[-3000:] for o in outputs)
     status, _, err = runner.run([*evaluate_argv, "--out", str(tmp_path / "eval1")])
     assert status == 0, err
     (four,), (one,) = (list((tmp_path / name).glob("*.json")) for name in ("eval4", "eval1"))
     four, one = json.loads(four.read_text()), json.loads(one.read_text())
     assert_same_numbers(four, one)
+
+
+def on_two_nodes(argv: list[str]) -> tuple[list[str], list[int]]:
+    """``tame argv`` on 2 x 2 processes: two torchrun agents (the nodes) meeting in a c10d rendezvous on 127.0.0.1;
+    their outputs and exit statuses."""
+    port = free_port()
+    command = [
+        *(sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=2", "--rdzv-backend=c10d"),
+        *(f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-id=two-nodes", "-m", "tame.cli", *argv),
+    ]
+    agents = [
+        subprocess.Popen(command, cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for _ in range(2)
+    ]
+    outputs = [agent.communicate(timeout=300)[0] for agent in agents]
+    return outputs, [agent.returncode for agent in agents]
+
+
+def assert_each_image_read_once_and_one_writer(by_rank: dict[int, list[dict]]) -> None:
+    """The recorder's lines of a 4-rank run of the tiny set (48 training images, 6 validation images)."""
+    assert sorted(by_rank) == [0, 1, 2, 3]
+    for epoch in (0, 1):  # each training image once per epoch over the four ranks, 12 (6 steps x 2) on each
+        reads = [
+            r["indices"]
+            for entries in by_rank.values()
+            for r in entries
+            if r.get("list") == "train.txt" and r["epoch"] == epoch
+        ]
+        assert len(reads) == 4 and all(len(r) == 12 for r in reads)
+        assert sorted(i for r in reads for i in r) == list(range(48))
+    validations = [[r["indices"] for r in by_rank[rank] if r.get("list") == "val.txt"] for rank in range(4)]
+    assert all(len(v) == 2 for v in validations)  # after each epoch, on every rank
+    for passes in zip(*validations):  # each validation image once over the four ranks (padding not counted)
+        assert sorted(i for p in passes for i in p) == list(range(6))
+    saved = [(rank, r["saved"]) for rank, entries in by_rank.items() for r in entries if "saved" in r]
+    names = ["step_2.pt", "step_4.pt", "epoch_1.pt", "step_8.pt", "step_10.pt", "epoch_2.pt"]
+    assert saved == [(0, name) for name in names]  # one writer for the job: rank 0, each file once
 
 
 def assert_same_numbers(mine, theirs, where: str = "") -> None:
