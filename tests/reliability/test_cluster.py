@@ -38,13 +38,15 @@ ENV = {
 SPARSE = "train.checkpoint_every=0"  # checkpoints at epoch ends only (and at a stop)
 
 SBATCH = r"""#!/usr/bin/env bash
-# sbatch [--nodes=N] SCRIPT ARGS...: record the submission, then run SCRIPT as SLURM runs a batch job
+# sbatch [--nodes=N] SCRIPT ARGS...: record the submission, then run SCRIPT as SLURM runs a batch job: one task
+# per node (--ntasks-per-node=1), the batch script being task 0 (its SLURM_NTASKS are not its processes)
 echo "sbatch $*" >> "$LOG"
-export SLURM_NNODES=1
+export SLURM_NNODES=1 SLURM_PROCID=0 SLURM_LOCALID=0
 while [[ $1 == --* ]]; do
     if [[ $1 == --nodes=* ]]; then SLURM_NNODES=${1#--nodes=}; fi
     shift
 done
+export SLURM_NTASKS=$SLURM_NNODES
 exec bash "$@"
 """
 SRUN = r"""#!/usr/bin/env bash
@@ -56,7 +58,7 @@ tasks=()
 interrupted=0
 trap 'interrupted=1; echo "srun: SIGTERM" >> "$LOG"; kill -TERM "${tasks[@]}" 2>/dev/null' TERM
 for ((node = 0; node < SLURM_NNODES; node++)); do
-    SLURM_NODEID=$node SLURM_PROCID=$node SLURM_LOCALID=0 SLURM_STEP_ID=0 SLURM_STEP_NUM_TASKS=$SLURM_NNODES "$@" &
+    SLURM_NODEID=$node SLURM_PROCID=$node SLURM_STEP_ID=0 SLURM_STEP_NUM_TASKS=$SLURM_NNODES "$@" &
     tasks+=($!)
 done
 status=0
