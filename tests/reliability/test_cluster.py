@@ -348,11 +348,11 @@ def test_the_sbatch_scripts_requeue_a_stopped_job_only(tmp_path, script, behave,
     env = cluster.env(2, BEHAVE=behave)
     job = subprocess.Popen(["sbatch", f"launch/slurm/{script}", "cfg.yaml"], cwd=REPO, env=env)
     if behave == "wait":
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60
         while not any(line.startswith("python ") for line in cluster.asked()) and time.monotonic() < deadline:
             time.sleep(0.05)
         job.send_signal(signal.SIGUSR1)  # what SLURM sends 120 s before the time limit
-    assert job.wait(timeout=30) == status
+    assert job.wait(timeout=60) == status
     asked = cluster.asked()
     assert ("scontrol requeue 77" in asked) == requeued, asked
     assert ("srun: SIGTERM" in asked) == (behave == "wait"), asked
@@ -370,11 +370,11 @@ def test_torchrun_sh_exits_143_when_the_workers_were_stopped(tmp_path, behave, s
     del env["TAME_PREEMPTED_FILE"]  # the script picks its own
     job = subprocess.Popen(["bash", "launch/torchrun.sh", "train", "configs/synthetic.yaml"], cwd=REPO, env=env)
     if behave == "wait":
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60
         while not any(line.startswith("python ") for line in cluster.asked()) and time.monotonic() < deadline:
             time.sleep(0.05)
         job.send_signal(signal.SIGTERM)
-    assert job.wait(timeout=30) == status
+    assert job.wait(timeout=60) == status
     assert "--max-restarts=0" in cluster.asked()[0] and not list(tmp_path.glob("tame-stopped.*"))
 
 
