@@ -47,7 +47,8 @@ while :; do  # a trapped signal interrupts `wait`: then wait again for torchrun'
     wait "$run" || status=$?
     [ "$interrupted" = 1 ] || break
 done
-if [ -e "$stopped" ]; then
+if [ -e "$stopped" ]; then  # (a traceback above from torchrun itself, when the signal reached it, is expected)
+    echo "$0: $(cat "$stopped")" >&2
     rm -f "$stopped"
     exit 143
 fi

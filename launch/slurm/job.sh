@@ -43,6 +43,7 @@ done
 # way ends at once.
 if [ "$warned" = 1 ] || [ "$status" = 143 ] || [ -e "$stopped" ]; then
     rm -f "$stopped"
+    echo "$0: stopped (step status $status$([ "$warned" = 1 ] && echo ', time-limit warning')): requeueing job $SLURM_JOB_ID" >&2
     scontrol requeue "$SLURM_JOB_ID"
     exit 0
 fi
