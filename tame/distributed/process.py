@@ -224,10 +224,11 @@ def _rendezvous(launch: Launch, env: Mapping[str, str]) -> torch_dist.Store:
         )
     except (TimeoutError, torch_dist.DistError) as err:
         reason = str(err).splitlines()[0] if str(err) else "timed out"
+        what = f"did not complete within {timeout:g} s" if time.monotonic() >= deadline - 0.5 else "failed"
         raise TameError(
-            f"rank {launch.rank} of {launch.world_size}: the rendezvous at {host}:{port} did not complete within "
-            f"{timeout:g} s ({reason}); were all {launch.world_size} processes started, and can every node reach "
-            f"{host}? ({RENDEZVOUS_TIMEOUT_VARIABLE} sets the wait)"
+            f"rank {launch.rank} of {launch.world_size}: the rendezvous at {host}:{port} {what} ({reason}); were all "
+            f"{launch.world_size} processes started, and can every node reach {host}? ({RENDEZVOUS_TIMEOUT_VARIABLE} "
+            "sets the wait)"
         ) from None
 
 
