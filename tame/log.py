@@ -12,9 +12,6 @@ from __future__ import annotations
 import logging
 import sys
 
-from tame.distributed import resolve_launch
-from tame.errors import TameError
-
 _HANDLER_NAME = "tame"
 
 
@@ -59,14 +56,10 @@ class _Formatter(logging.Formatter):
         return message
 
 
-def setup_logging(verbosity: int = 0, rank: int | None = None) -> None:
-    """``verbosity``: -1 quiet (warnings and errors only), 0 normal, 1 verbose (debug). Safe to call again."""
+def setup_logging(verbosity: int = 0, rank: int = 0) -> None:
+    """``verbosity``: -1 quiet (warnings and errors only), 0 normal, 1 verbose (debug); ``rank``: this process's
+    (the CLI passes ``tame.distributed.launch_rank()``). Safe to call again."""
     level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG if verbosity > 0 else logging.WARNING)
-    if rank is None:
-        try:
-            rank = resolve_launch().rank
-        except TameError:  # a half-launched job: the command reports it, in one line, when it sets up its processes
-            rank = 0
     logger = logging.getLogger("tame")
     for handler in [h for h in logger.handlers if h.get_name() == _HANDLER_NAME]:
         logger.removeHandler(handler)

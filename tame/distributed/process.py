@@ -55,6 +55,11 @@ class Dist:
     local_rank: int
     device: torch.device
 
+    @classmethod
+    def local(cls, device: str | torch.device = "cpu") -> Dist:
+        """One process on ``device``, no process group (a loader or an evaluation outside any launch)."""
+        return cls(rank=0, world_size=1, local_rank=0, device=torch.device(device))
+
     @property
     def is_main(self) -> bool:
         return self.rank == 0
@@ -137,6 +142,15 @@ def resolve_launch(env: Mapping[str, str] | None = None) -> Launch:
             source="slurm",
         )
     return Launch()
+
+
+def launch_rank(env: Mapping[str, str] | None = None) -> int:
+    """This process's rank as its launcher set it (0 without one), for tagging log lines before the command checks
+    the launch: never raises (a half-launched job is refused, in one line, where the process group is set up)."""
+    try:
+        return resolve_launch(env).rank
+    except TameError:
+        return 0
 
 
 DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tame.baselines import create_explainer
-from tame.checkpoints import newest_epoch_checkpoint
+from tame.checkpoint.naming import newest_epoch_checkpoint
 from tame.config import expand_path
 from tame.evaluation.loop import EvaluationResult
 from tame.evaluation.run import open_evaluation

@@ -143,7 +143,7 @@ def install_fault(kind: str, at: int, rank: int | None = None, once: str | None 
 
 def install_recorder(folder: Path) -> None:
     """What this rank reads and writes, for the tests that check sharding and the one checkpoint writer."""
-    import tame.engine.checkpoint
+    import tame.checkpoint.format
     from tame.data.sharding import Loader
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -153,7 +153,7 @@ def install_recorder(folder: Path) -> None:
         with open(path, "a") as handle:
             handle.write(json.dumps(entry) + "\n")
 
-    iterate, save = Loader.__iter__, tame.engine.checkpoint.save_atomic
+    iterate, save = Loader.__iter__, tame.checkpoint.format.save_atomic
 
     def recording_iter(self):
         plan = self.plan()
@@ -166,7 +166,7 @@ def install_recorder(folder: Path) -> None:
         return save(obj, target)
 
     Loader.__iter__ = recording_iter
-    tame.engine.checkpoint.save_atomic = recording_save
+    tame.checkpoint.format.save_atomic = recording_save
 
 
 def run(fault: dict | None, argv: list[str]) -> int:

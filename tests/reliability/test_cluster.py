@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from train_helpers import tiny_overrides
+from train_helpers import attention_of, tiny_overrides
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -151,14 +151,10 @@ class Cluster:
         return self.log.read_text().splitlines() if self.log.exists() else []
 
 
-def attention(path: Path) -> dict[str, torch.Tensor]:
-    return torch.load(path, map_location="cpu", weights_only=True)["attention"]
-
-
 def assert_trained_as(run: Path, reference: Path) -> None:
     """N processes x B/N == 1 process x B, up to float rounding (as tests/test_train.py's 2-process test)."""
-    expected = attention(reference / "epoch_2.pt")
-    for key, value in attention(run / "epoch_2.pt").items():
+    expected = attention_of(reference / "epoch_2.pt")
+    for key, value in attention_of(run / "epoch_2.pt").items():
         torch.testing.assert_close(value, expected[key], atol=1e-5, rtol=0, msg=key)
 
 
@@ -171,16 +167,16 @@ def read_records(folder: Path) -> dict[int, list[dict]]:
 
 # -- two nodes -----------------------------------------------------------------------------------------------------
 def test_two_nodes_of_two_processes_train_validate_and_evaluate_as_one_process(
-    runner, training_data, reference_run, tmp_path
+    runner, data, reference_run, tmp_path
 ):
     """train_multinode.sbatch with --nodes=2 and 2 GPUs per node: srun starts two torchrun agents, which meet on the
     first node (c10d on 127.0.0.1) and start RANK 0-1 (node 0) and 2-3 (node 1), LOCAL_RANK 0-1 on each."""
     cluster = Cluster(tmp_path / "cluster")
     run, records = tmp_path / "run", tmp_path / "records"
-    validation = [f"data.val_list={training_data / 'val.txt'}", f"data.val_root={training_data}"]
+    validation = [f"data.val_list={data / 'val.txt'}", f"data.val_root={data}"]
     output = cluster.submit(
         "train_multinode.sbatch",
-        tiny_overrides(training_data, run, *validation),
+        tiny_overrides(data, run, *validation),
         nodes=2,
         fault={"kind": "record", "at": 0, "to": str(records)},
     )
@@ -196,7 +192,7 @@ def test_two_nodes_of_two_processes_train_validate_and_evaluate_as_one_process(
     assert_each_image_read_once_and_one_writer(read_records(records))
 
     one = tmp_path / "one"  # the same run in one process: its validation numbers
-    status, _, err = runner.run(["train", *tiny_overrides(training_data, one, *validation)])
+    status, _, err = runner.run(["train", *tiny_overrides(data, one, *validation)])
     assert status == 0, err
     four_val = json.loads((run / "train_record.json").read_text())["val"]
     one_val = json.loads((one / "train_record.json").read_text())["val"]
@@ -210,7 +206,7 @@ def test_two_nodes_of_two_processes_train_validate_and_evaluate_as_one_process(
 
     evaluate_argv = [
         *("eval", "--config", str(run / "config.yaml"), "--checkpoint", str(run / "epoch_2.pt")),
-        *("--list", str(training_data / "val.txt"), "--root", str(training_data)),
+        *("--list", str(data / "val.txt"), "--root", str(data)),
     ]
     outputs, codes = on_two_nodes([*evaluate_argv, "--out", str(tmp_path / "eval4")])
     assert codes == [0, 0], "\n".join(o[-3000:] for o in outputs)
@@ -275,14 +271,14 @@ def assert_same_numbers(mine, theirs, where: str = "") -> None:
 
 
 # -- preemption and crashes -----------------------------------------------------------------------------------------
-def test_a_preempted_job_is_requeued_not_restarted_and_continues(training_data, reference_run, tmp_path):
+def test_a_preempted_job_is_requeued_not_restarted_and_continues(data, reference_run, tmp_path):
     """SIGTERM to rank 1 during its step 3 (as SLURM's preemption signals the job's processes): the ranks agree one
     step later, step_4.pt is written, the workers exit 0 so that torchrun (--max-restarts=3) does not restart them,
     rank 0 reports the stop and the script requeues the job. The requeued job resumes from step 4 and ends with the
     one-process weights."""
     cluster = Cluster(tmp_path / "cluster")
     run = tmp_path / "run"
-    overrides = tiny_overrides(training_data, run, SPARSE)
+    overrides = tiny_overrides(data, run, SPARSE)
     fault = {"kind": "signal", "at": 3, "rank": 1, "signal": "SIGTERM"}
     output = cluster.submit("train_1node.sbatch", overrides, fault=fault)
     assert cluster.status == 0, output[-4000:]
@@ -300,14 +296,14 @@ def test_a_preempted_job_is_requeued_not_restarted_and_continues(training_data, 
     assert_trained_as(run, reference_run)
 
 
-def test_a_crashed_worker_is_restarted_by_torchrun_and_the_job_finishes(training_data, reference_run, tmp_path):
+def test_a_crashed_worker_is_restarted_by_torchrun_and_the_job_finishes(data, reference_run, tmp_path):
     """Rank 1 dies (SIGKILL) at its 5th step, once: torchrun (MAX_RESTARTS=1) restarts both workers, which resume
     from step_4.pt; the job ends without a requeue, with the one-process weights."""
     for attempt in range(2):
         cluster = Cluster(tmp_path / f"cluster{attempt}")
         run, marker = tmp_path / f"run{attempt}", tmp_path / f"crashed{attempt}"
         fault = {"kind": "step", "at": 5, "rank": 1, "once": str(marker)}
-        output = cluster.submit("train_1node.sbatch", tiny_overrides(training_data, run), fault=fault, MAX_RESTARTS="1")
+        output = cluster.submit("train_1node.sbatch", tiny_overrides(data, run), fault=fault, MAX_RESTARTS="1")
         # Under heavy CPU load a restarted gloo worker has (once in a CI dry run) aborted inside gloo's C++ connect
         # ("terminate called without an active exception") before our code ran: the launcher's environment, not the
         # resume under test. Run the scenario once more, fresh.
@@ -383,7 +379,7 @@ HALF_LAUNCHED = {"SLURM_PROCID": "0", "SLURM_NTASKS": "2", "SLURM_JOB_NODELIST":
 NO_SRUN = r"^tame: error: started without srun\? SLURM_NTASKS=2 promises 2 processes"
 
 
-def test_a_half_launched_job_stops_at_once_in_one_line(training_data, tmp_path):
+def test_a_half_launched_job_stops_at_once_in_one_line(data, tmp_path):
     """`tame train` called straight from a batch script of --ntasks=2 (no srun): it used to wait, silent, for a rank
     1 that never came, until killed."""
     env = {**ENV, **HALF_LAUNCHED}
@@ -391,7 +387,7 @@ def test_a_half_launched_job_stops_at_once_in_one_line(training_data, tmp_path):
         env.pop(name, None)
     started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "tame.cli", "train", *tiny_overrides(training_data, tmp_path / "run")],
+        [sys.executable, "-m", "tame.cli", "train", *tiny_overrides(data, tmp_path / "run")],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -406,18 +402,18 @@ def test_a_half_launched_job_stops_at_once_in_one_line(training_data, tmp_path):
 
 
 @pytest.mark.parametrize("command", ["eval", "check"])
-def test_eval_and_the_check_refuse_a_half_launched_job(cli_here, monkeypatch, training_data, tmp_path, command):
+def test_eval_and_the_check_refuse_a_half_launched_job(cli_here, monkeypatch, data, tmp_path, command):
     for name, value in HALF_LAUNCHED.items():
         monkeypatch.setenv(name, value)
     for name in ("RANK", "WORLD_SIZE", "SLURM_STEP_NUM_TASKS"):
         monkeypatch.delenv(name, raising=False)
-    overrides = tiny_overrides(training_data, tmp_path / "run")
+    overrides = tiny_overrides(data, tmp_path / "run")
     if command == "check":  # it used to say "the run will start"
         result = cli_here("train", "--check", *overrides)
     else:
         config = tmp_path / "tiny.yaml"
         config.write_text("{}\n")
-        argv = ["--method", "gradcam", "--list", training_data / "val.txt", "--root", training_data]
+        argv = ["--method", "gradcam", "--list", data / "val.txt", "--root", data]
         result = cli_here("eval", "--config", config, *overrides, *argv)
     result.assert_one_error_line(NO_SRUN)
     # the sbatch scripts check a torchrun launch of N processes per node: this process's variables do not apply
