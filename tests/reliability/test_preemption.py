@@ -8,7 +8,6 @@ mid-epoch would lose every step of the epoch so far.
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import pytest
 import torch
