@@ -166,9 +166,7 @@ def read_records(folder: Path) -> dict[int, list[dict]]:
 
 
 # -- two nodes -----------------------------------------------------------------------------------------------------
-def test_two_nodes_of_two_processes_train_validate_and_evaluate_as_one_process(
-    runner, data, reference_run, tmp_path
-):
+def test_two_nodes_of_two_processes_train_validate_and_evaluate_as_one_process(runner, data, reference_run, tmp_path):
     """train_multinode.sbatch with --nodes=2 and 2 GPUs per node: srun starts two torchrun agents, which meet on the
     first node (c10d on 127.0.0.1) and start RANK 0-1 (node 0) and 2-3 (node 1), LOCAL_RANK 0-1 on each."""
     cluster = Cluster(tmp_path / "cluster")
