@@ -83,6 +83,37 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+SRUN_TASK = """
+import sys, torch, torch.distributed as torch_dist
+from tame.distributed import setup
+dist = setup("cpu")
+total = torch.tensor([float(dist.rank + 1)])
+torch_dist.all_reduce(total)
+print(dist.rank, dist.world_size, int(total.item()))
+torch_dist.destroy_process_group()
+"""
+
+
+def test_tasks_started_by_srun_without_torchrun_meet_in_our_store():
+    """srun starting one task per GPU itself: the tasks meet in a TCP store on the first node's host (rank 0's)."""
+    import os
+    import subprocess
+    import sys
+
+    port, processes = free_port(), []
+    for rank in (1, 0):  # rank 1 first: it waits, quietly, for rank 0's store to listen
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "SLURM_PROCID": str(rank), "SLURM_LOCALID": str(rank)}
+        env |= {"SLURM_NTASKS": "2", "SLURM_STEP_NUM_TASKS": "2", "SLURM_JOB_NODELIST": "127.0.0.1"}
+        env |= {"MASTER_PORT": str(port), "TAME_RENDEZVOUS_TIMEOUT": "60"}
+        for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "TORCHELASTIC_RESTART_COUNT", "MASTER_ADDR"):
+            env.pop(name, None)
+        task = subprocess.Popen([sys.executable, "-c", SRUN_TASK], env=env, stdout=subprocess.PIPE, text=True)
+        processes.append(task)
+    outputs = sorted(process.communicate(timeout=120)[0].strip() for process in processes)
+    assert [process.returncode for process in processes] == [0, 0]
+    assert outputs == ["0 2 3", "1 2 3"]
+
+
 @pytest.mark.parametrize("rank", [0, 1])
 def test_a_rendezvous_that_never_completes_is_one_line_after_the_timeout(rank):
     """srun started the tasks, but the other one never arrives (rank 0 waits for it; rank 1 finds nobody listening):

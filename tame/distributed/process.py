@@ -233,9 +233,11 @@ def _rendezvous(launch: Launch, env: Mapping[str, str]) -> torch_dist.Store:
         if launch.rank != 0:
             _wait_for_port(host, port, deadline)  # quietly: torch's own client retries log a page per attempt
         left = max(deadline - time.monotonic(), 1.0)
-        return torch_dist.TCPStore(
+        store = torch_dist.TCPStore(
             host, port, launch.world_size, is_master=launch.rank == 0, timeout=timedelta(seconds=left)
         )
+        store.set_timeout(timedelta(seconds=timeout))  # the whole wait again for the group's own use of the store
+        return store
     except (TimeoutError, torch_dist.DistError) as err:
         reason = str(err).splitlines()[0] if str(err) else "timed out"
         what = f"did not complete within {timeout:g} s" if time.monotonic() >= deadline - 0.5 else "failed"
