@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tame.checkpoint.format import check_state_dict, read_attention_file, save_attention_file
+from tame.choices import BackboneMode, LabelSource, Regulariser, check_choice
 from tame.errors import TameError
 from tame.models.attention import AttentionMechanism, build_attention
 from tame.models.loss import tame_loss
@@ -116,13 +117,12 @@ class TameModel(nn.Module):
         token_transform: str = "drop",
     ) -> None:
         super().__init__()
-        for value, choices, what in (
-            (regulariser, ("batch", "diagonal"), "regulariser"),
-            (label_source, ("model", "list"), "label_source"),
-            (backbone_mode, ("eval", "train"), "backbone_mode"),
+        for value, alias, what in (
+            (regulariser, Regulariser, "regulariser"),
+            (label_source, LabelSource, "label_source"),
+            (backbone_mode, BackboneMode, "backbone_mode"),
         ):
-            if value not in choices:
-                raise TameError(f"{what} must be one of {', '.join(choices)}, got {value!r}")
+            check_choice(value, alias, what)
         self.classifier = classifier
         self.layers = list(layers)
         self.version = version
