@@ -8,7 +8,9 @@ Every method sees the same images through the same classifier: AD / IC at 100, 5
 accuracy at 10..90 % removed; ``--no-road`` skips it), pointing game and energy-based pointing game with
 ``--boxes``, and the milliseconds one explanation takes per image. Writes ``<out>/compare.{md,csv,json,png}``
 (default ``out``: ``compare/`` next to the checkpoint); ``--per-class`` adds ``<out>/compare_per_class.csv`` (by the
-list's true label) and prints it, ``--per-image FILE.csv`` one row per method and image.
+list's true label) and prints it, ``--per-image FILE.csv`` one row per method and image; ``--class-sensitivity``
+adds the class-sensitivity table (composites of images of different classes, docs/METHOD.md) and
+``<out>/compare_class_sensitivity.csv``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import argparse
 from tame.baselines import list_methods
 from tame.commands.eval import add_data_arguments, data_options
 from tame.evaluation import CompareSpec, compare
-from tame.evaluation.compare import PER_CLASS
+from tame.evaluation.compare import PER_CLASS, SENSITIVITY
 from tame.evaluation.tables import class_table
 
 
@@ -50,4 +52,6 @@ def run(args: argparse.Namespace) -> int:
             print(f"wrote {comparison.out / PER_CLASS}")
         if args.per_image:
             print(f"wrote {args.per_image} (one row per method and image)")
+        if comparison.sensitivity:
+            print(f"wrote {comparison.out / SENSITIVITY}")
     return 0

@@ -2,7 +2,9 @@
 
 Every method sees the same images through the same classifier: AD / IC at 100, 50, 15 %, ROAD (MoRF / LeRF
 accuracy at 10..90 % removed) when asked for, pointing game and energy-based pointing game with boxes, and the
-milliseconds one explanation takes per image. :func:`compare` writes ``<out>/compare.{md,csv,json,png}``.
+milliseconds one explanation takes per image, and with ``class_sensitivity`` whether each class's map falls on
+its own object in composites of images of different classes (:mod:`tame.evaluation.class_sensitivity`).
+:func:`compare` writes ``<out>/compare.{md,csv,json,png}`` (and ``compare_class_sensitivity.csv``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 from tame.baselines import create_explainer
 from tame.checkpoints import newest_epoch_checkpoint
 from tame.config import expand_path
+from tame.evaluation.class_sensitivity import ClassSensitivity, measure_list
 from tame.evaluation.loop import EvaluationResult
 from tame.evaluation.run import open_evaluation
 from tame.evaluation.samples import ClassRow, ImageRow, class_names
@@ -24,12 +27,14 @@ from tame.evaluation.tables import (
     csv_text,
     image_csv,
     markdown,
+    sensitivity_csv,
     summary_columns,
 )
 from tame.io import write_text_atomic
 
 FILES = ("compare.md", "compare.csv", "compare.json", "compare.png")
 PER_CLASS = "compare_per_class.csv"  # with per_class
+SENSITIVITY = "compare_class_sensitivity.csv"  # with class_sensitivity
 
 
 @dataclass
@@ -44,12 +49,13 @@ class Comparison:
     # with per_image / per_class: (method, every image's row) and (method, rows per class of the list's labels)
     images: list[tuple[str, list[ImageRow]]] = field(default_factory=list)
     classes: list[tuple[str, list[ClassRow]]] = field(default_factory=list)
+    sensitivity: list[tuple[str, ClassSensitivity]] = field(default_factory=list)  # with class_sensitivity
 
     def result(self, method: str) -> EvaluationResult:
         return dict(self.rows)[method]
 
     def markdown(self) -> str:
-        return markdown(self.rows, self.title, self.classes)
+        return markdown(self.rows, self.title, self.classes, self.sensitivity)
 
     def per_class(self, method: str) -> list[ClassRow]:
         """``method``'s rows per class (with ``per_class``)."""
@@ -64,12 +70,15 @@ def compare(spec: CompareSpec) -> Comparison:
         if "tame" in spec.methods:
             data.model.load_attention(checkpoint)
             data.model.eval()
-        rows, images, classes = [], [], []
+        rows, images, classes, sensitivity = [], [], [], []
         for method in spec.methods:
             name, label = split_method(method)[0], row_label(method)
             what = f"tame with checkpoint {checkpoint}" if name == "tame" else label
             with create_explainer(name, data.model, **spec.method_options(method)) as explainer:
                 result, method_images = data.evaluate(explainer, label, what)
+                if spec.class_sensitivity:
+                    tiles, count = spec.class_sensitivity, spec.composites
+                    sensitivity.append((label, measure_list(explainer, data.cfg, data.loader, tiles, count)))
             rows.append((label, result))
             if method_images is not None:
                 images.append((label, method_images))
@@ -81,7 +90,7 @@ def compare(spec: CompareSpec) -> Comparison:
         else:
             out = expand_path(data.cfg.output_dir, "output_dir") / "compare"
         title = f"{data.cfg.model.name} on {data.list_file.name}"
-        comparison = Comparison(rows, title, out, checkpoint, data.dist.is_main, images, classes)
+        comparison = Comparison(rows, title, out, checkpoint, data.dist.is_main, images, classes, sensitivity)
         if comparison.is_main:
             _write(comparison, spec, data.list_file, class_names(data.cfg))
     return comparison
@@ -95,9 +104,17 @@ def _write(comparison: Comparison, spec: CompareSpec, list_file: Path, names: li
         write_text_atomic(spec.per_image, image_csv(comparison.images, spec.levels, "method", names))
     if spec.per_class:
         write_text_atomic(out / PER_CLASS, class_csv(comparison.classes, "method"))
+    if comparison.sensitivity:
+        write_text_atomic(out / SENSITIVITY, sensitivity_csv(comparison.sensitivity, "method"))
     write_text_atomic(out / "compare.md", comparison.markdown())
     write_text_atomic(out / "compare.csv", csv_text(rows, first="method"))
-    report = compare_report(spec.config_name(), comparison.checkpoint, list_file, rows, comparison.classes)
+    report = compare_report(
+        spec.config_name(), comparison.checkpoint, list_file, rows, comparison.classes, comparison.sensitivity
+    )
     write_text_atomic(out / "compare.json", report)
-    table = {method: summary_columns(result) for method, result in rows}
+    sensitivity = dict(comparison.sensitivity)
+    table = {
+        method: summary_columns(result) | (sensitivity[method].columns() if method in sensitivity else {})
+        for method, result in rows
+    }
     comparison_chart(table, chart_panels(spec.road), out / "compare.png", comparison.title)
