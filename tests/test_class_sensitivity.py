@@ -146,7 +146,7 @@ def test_measure_scores_a_class_sensitive_and_a_blind_explainer(coloured_list):
     assert blind.columns() == {"CS selective": 0.0, "CS mass": 50.0, "CS peak": 50.0}
 
 
-def test_compare_and_eval_write_class_sensitivity(tmp_path):
+def test_compare_and_eval_write_class_sensitivity_and_sanity_checks(tmp_path):
     import csv
     import json
 
@@ -163,7 +163,7 @@ output_dir: {tmp_path / "run"}
 """)
     out = tmp_path / "cmp"
     options = dict(config=tmp_path / "config.yaml", road=False, progress=False, composites=6)
-    compare(CompareSpec(methods=["gradcam", "random"], class_sensitivity=4, out=out, **options))
+    compare(CompareSpec(methods=["gradcam", "random"], class_sensitivity=4, sanity_checks=3, out=out, **options))
     report = json.loads((out / "compare.json").read_text())["class_sensitivity"]
     assert set(report) == {"gradcam", "random"} and report["gradcam"]["tiles"] == 4
     assert report["random"]["composites"] == 6 and sum(c["slots"] for c in report["random"]["per_class"]) == 24
@@ -171,6 +171,10 @@ output_dir: {tmp_path / "run"}
     rows = list(csv.DictReader((out / "compare_class_sensitivity.csv").open()))
     assert [(r["method"], r["label"]) for r in rows[:2]] == [("gradcam", "all"), ("gradcam", "0")]
     assert float(rows[0]["selective"]) == pytest.approx(report["gradcam"]["selective"], abs=1e-4)
+    sanity = json.loads((out / "compare.json").read_text())["sanity"]
+    assert sanity["random"]["images"] == 3 and sanity["random"]["random_logit"]["ssim"] == pytest.approx(1.0)
+    assert "Sanity checks on 3 images" in (out / "compare.md").read_text()
+    assert (out / "compare_sanity.png").is_file() and (out / "compare_sanity.csv").read_text().count("\n") == 17
 
     common = ["--config", str(tmp_path / "config.yaml"), "--no-road", "--no-progress", "--composites", "6"]
     args = ["eval", *common, "--method", "gradcam", "--class-sensitivity", "--out", str(tmp_path / "eval")]

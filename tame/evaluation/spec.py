@@ -36,7 +36,8 @@ class EvalOptions:
     label, prediction, Y, O at each level, pointing hit); ``per_class``: the results per class of the list's labels
     too (:mod:`tame.evaluation.samples`). ``class_sensitivity``: 2 or 4 adds the class-sensitivity protocol on
     composites of that many images (:mod:`tame.evaluation.class_sensitivity`; 0: off), ``composites`` of them
-    (default: the list's images / tiles).
+    (default: the list's images / tiles). ``sanity_checks``: N > 0 adds the cascading-randomisation and random-logit
+    checks on the list's first N images (:mod:`tame.evaluation.sanity`; ``tame compare`` only).
     """
 
     config: PathLike | Config | None = None
@@ -60,10 +61,13 @@ class EvalOptions:
     per_class: bool = False
     class_sensitivity: int = 0
     composites: int | None = None
+    sanity_checks: int = 0
 
     def __post_init__(self) -> None:
         if self.class_sensitivity not in (0, *TILES):
             raise TameError(f"--class-sensitivity takes 2 or 4 images per composite, got {self.class_sensitivity}")
+        if self.sanity_checks < 0:
+            raise TameError(f"--sanity-checks takes a number of images, got {self.sanity_checks}")
         for name in ("batch_size", "chunk", "max_samples", "num_masks", "road_workers", "composites"):
             value = getattr(self, name)
             if value is not None and value < 1:
