@@ -51,6 +51,7 @@ LR_RANGE = (1e-5, 1.0)  # start and end LR of the demo's range test
 COMPARE_FORMAT = 4  # of the compare stage's recorded outputs (1: rows as strings; 2: no per_class; 3: no sensitivity)
 CHECK_FORMAT = 2  # of the check stage's recorded outputs (1: no class sensitivity)
 TILES = 2  # images per class-sensitivity composite
+SANITY_IMAGES = 48  # the report split's first images (8 per class) for the sanity checks
 
 
 @dataclass(frozen=True)
@@ -154,6 +155,7 @@ def run_demo(
     stages["tame"] = _train_stage(demo, stages["classifier"], stages["lr-find"], force)
     stages["compare"] = _compare_stage(demo, stages["tame"], force)
     stages["check"] = _check_stage(demo, stages["tame"], force)
+    stages["sanity"] = _sanity_stage(demo, stages["tame"], force)
     return write_demo_report(cfg, out, size, stages, METHODS, torch.get_num_threads())
 
 
@@ -314,3 +316,26 @@ def _check_stage(demo: DemoRun, train: dict, force: bool) -> dict:
 
     inputs = {"train": train, "methods": list(METHODS), "format": CHECK_FORMAT}
     return run_stage("check", folder, inputs, force, make)
+
+
+def _sanity_stage(demo: DemoRun, train: dict, force: bool) -> dict:
+    """The sanity checks of every method on the report split's first SANITY_IMAGES images."""
+    from tame.evaluation import CompareSpec, compare
+
+    folder = demo.out / "sanity"
+
+    def make() -> dict:
+        spec = CompareSpec(
+            config=demo.config_path,
+            overrides=demo.overrides,
+            checkpoint=train["checkpoint"],
+            methods=METHODS,
+            road=False,
+            out=folder,
+            max_samples=SANITY_IMAGES,
+            sanity_checks=SANITY_IMAGES,
+        )
+        return {"sanity": dict(compare(spec).sanity)}
+
+    inputs = {"train": train, "methods": list(METHODS), "images": SANITY_IMAGES}
+    return run_stage("sanity", folder, inputs, force, make)
