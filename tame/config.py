@@ -81,6 +81,7 @@ class TrainConfig:
     val_every: int = 0  # also validate every N steps (0: at epoch ends only); needs data.val_list
     val_samples: int = 0  # validate on the first N images of data.val_list (0: all of it)
     select_by: str = "AD(15%)"  # the validation metric that picks best.pt (see VAL_METRICS)
+    val_class_sensitivity: int = 0  # also class sensitivity at each validation: 2 or 4 images per composite (0: off)
 
 
 @dataclass
@@ -113,6 +114,7 @@ VAL_METRICS = {
 _CHOICES = {
     "model.token_transform": ("drop", "class_weighted"),
     "data.backend": ("dali", "torch", "auto"),
+    "train.val_class_sensitivity": (0, 2, 4),
     "data.validate": ("none", "cheap", "decode"),
     "train.regulariser": ("batch", "diagonal"),
     "train.label_source": ("model", "list"),

@@ -6,7 +6,10 @@ as ``tame eval`` shards (rank r reads positions r, r+W, ...; the sums are all-re
 - the loss terms ``loss``, ``ce``, ``area``, ``var`` (the training step without its update; the ``batch``
   regulariser spans each rank's own validation batch);
 - AD / IC at 100, 50, 15 % through :func:`tame.evaluation.loop.evaluate` with a :class:`TameExplainer`;
-- ``accuracy``: the classifier's top-1 against the list's labels, in percent (it is frozen: a check on the data).
+- ``accuracy``: the classifier's top-1 against the list's labels, in percent (it is frozen: a check on the data);
+- with ``train.val_class_sensitivity`` (2 or 4), ``CS selective``, ``CS mass``, ``CS peak``: the class sensitivity
+  of TAME's maps on composites of that many of those images (:mod:`tame.evaluation.class_sensitivity`; every rank
+  computes the same, from the whole list).
 
 The training does not notice: the AM's BatchNorm runs in eval mode (running statistics used, not updated) and
 torch's random state is restored afterwards, so a run's weights are the same with validation or without.
@@ -38,6 +41,7 @@ from tame.distributed import Dist
 from tame.engine.checkpoint import rng_state, set_rng_state
 from tame.engine.run_log import LOSS_KEYS, RunLog
 from tame.errors import TameError
+from tame.evaluation.class_sensitivity import measure_list
 from tame.evaluation.loop import MetricSums, evaluate
 from tame.io import atomic_path
 from tame.models import Explanation, TameModel
@@ -169,6 +173,8 @@ class Validation:
             sums = MetricSums(["images", "correct", *LOSS_KEYS], device)
             with torch.no_grad():
                 result = evaluate(explainer, self._batches(explainer, sums))
+                tiles = self.cfg.train.val_class_sensitivity
+                sensitivity = measure_list(explainer, self.cfg, self.loader, tiles).columns() if tiles else {}
                 self._panel_fixed = True
                 if self.panel is not None:
                     explanation = model.explain(self.panel)
@@ -182,7 +188,7 @@ class Validation:
         values = {key: totals[key] / count for key in LOSS_KEYS}
         values.update(result.columns())
         values.pop("ms/img", None)
-        values.update(accuracy=100.0 * totals["correct"] / count, images=int(totals["images"]))
+        values.update(sensitivity, accuracy=100.0 * totals["correct"] / count, images=int(totals["images"]))
         values["seconds"] = time.perf_counter() - started
         return values
 
