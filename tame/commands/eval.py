@@ -24,11 +24,11 @@ from __future__ import annotations
 import argparse
 
 from tame.baselines import list_methods
+from tame.commands.options import add_device_option
 from tame.evaluation import EvalSpec, evaluate_spec, summary_table
 from tame.evaluation.spec import default_road_workers
 from tame.evaluation.tables import class_table, sensitivity_markdown
 from tame.metrics.class_sensitivity import TILES
-from tame.options import add_device_option
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,7 +40,9 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root", help="image root of the list (default: data.val_root of the config)")
     parser.add_argument("--out", help="output folder")
     parser.add_argument(
-        "--batch-size", type=int, help="images per batch and process (default: data.batch_size / processes)"
+        "--batch-size",
+        type=int,
+        help="global batch: images per step over all processes, a multiple of their number (default: data.batch_size)",
     )
     parser.add_argument(
         "--chunk", type=int, help="images per classifier forward on masked copies (default: all of a batch)"

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tame.baselines import create_explainer
-from tame.checkpoints import epoch_file
+from tame.checkpoint.naming import epoch_file
 from tame.config import Config
 from tame.data.class_names import class_names
 from tame.data.lists import read_list

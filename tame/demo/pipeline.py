@@ -29,8 +29,9 @@ from pathlib import Path
 
 import torch
 
-from tame.checkpoints import epoch_file
+from tame.checkpoint.naming import epoch_file
 from tame.config import Config, load_config
+from tame.demo.sizes import DemoSize
 from tame.demo.stages import Stage, run_stage
 from tame.engine.lr_suggestion import format_lr
 from tame.errors import TameError
@@ -52,36 +53,6 @@ COMPARE_FORMAT = 4  # of the compare stage's recorded outputs (1: rows as string
 CHECK_FORMAT = 2  # of the check stage's recorded outputs (1: no class sensitivity)
 TILES = 2  # images per class-sensitivity composite
 SANITY_IMAGES = 48  # the report split's first images (8 per class) for the sanity checks
-
-
-@dataclass(frozen=True)
-class DemoSize:
-    classes: int = 6
-    train_per_class: int = 200
-    val_per_class: int = 40
-    tune_per_class: int = 20  # the held-out tuning split (synthetic seed 1)
-    image_size: int = 64
-    classifier: str = "resnet10t"
-    classifier_epochs: int = 20
-    tame_epochs: int = 8
-    lr_find_steps: int = 40
-    gallery: int = 6
-    batch_size: int = 32
-
-
-QUICK = DemoSize(
-    classes=3,
-    train_per_class=8,
-    val_per_class=4,
-    tune_per_class=2,
-    image_size=64,
-    classifier="test_resnet",
-    classifier_epochs=1,
-    tame_epochs=1,
-    lr_find_steps=4,
-    gallery=2,
-    batch_size=8,
-)
 
 
 @dataclass(frozen=True)

@@ -53,9 +53,13 @@ def build_schedule(
     cycle_momentum: bool = True,
     base_momentum: float = 0.85,
     max_momentum: float = 0.95,
+    last_epoch: int = -1,
 ) -> OneCycleLR:
     """One cycle over ``total_steps`` batches, peaking at ``max_lr`` (weights) and ``2 * max_lr`` (biases);
-    momentum cycled between ``max_momentum`` and ``base_momentum`` when ``cycle_momentum`` (torch's defaults)."""
+    momentum cycled between ``max_momentum`` and ``base_momentum`` when ``cycle_momentum`` (torch's defaults).
+
+    ``last_epoch``: -1 for a new schedule (it writes its LR and momentum bounds into the optimizer's groups); S - 1
+    to resume after S steps (torch's resume: the bounds are read from the groups, and step S's LR set in them)."""
     return OneCycleLR(
         optimizer,
         max_lr=[max_lr, BIAS_LR_FACTOR * max_lr],
@@ -63,11 +67,26 @@ def build_schedule(
         cycle_momentum=cycle_momentum,
         base_momentum=base_momentum,
         max_momentum=max_momentum,
+        last_epoch=last_epoch,
     )
 
 
-def build_training_optimizer(attention: nn.Module, train: TrainConfig, total_steps: int):
-    """(optimizer, scheduler) of a training run from ``Config.train``."""
+def training_schedule(optimizer: torch.optim.Optimizer, train: TrainConfig, total_steps: int, step: int = 0):
+    """The one-cycle schedule of ``Config.train`` over ``total_steps``, at ``step`` (0: a new run; S: a run resumed
+    after S steps, whose optimizer's groups hold this config's bounds: ``tame.checkpoint.resume``)."""
+    return build_schedule(
+        optimizer,
+        train.max_lr,
+        total_steps,
+        cycle_momentum=train.cycle_momentum,
+        base_momentum=train.base_momentum,
+        max_momentum=train.max_momentum,
+        last_epoch=step - 1,
+    )
+
+
+def training_optimizer(attention: nn.Module, train: TrainConfig) -> torch.optim.SGD:
+    """The optimizer of a training run from ``Config.train`` (its schedule: :func:`training_schedule`)."""
     if train.cycle_momentum and train.momentum != TrainConfig.momentum:
         logger.warning(
             "train.momentum=%s is not used while train.cycle_momentum is true (momentum cycles between "
@@ -76,16 +95,13 @@ def build_training_optimizer(attention: nn.Module, train: TrainConfig, total_ste
             train.max_momentum,
             train.base_momentum,
         )
-    optimizer = build_optimizer(attention, train.max_lr, train.weight_decay, train.momentum, train.nesterov)
-    scheduler = build_schedule(
-        optimizer,
-        train.max_lr,
-        total_steps,
-        cycle_momentum=train.cycle_momentum,
-        base_momentum=train.base_momentum,
-        max_momentum=train.max_momentum,
-    )
-    return optimizer, scheduler
+    return build_optimizer(attention, train.max_lr, train.weight_decay, train.momentum, train.nesterov)
+
+
+def build_training_optimizer(attention: nn.Module, train: TrainConfig, total_steps: int):
+    """(optimizer, scheduler) of a new training run from ``Config.train``."""
+    optimizer = training_optimizer(attention, train)
+    return optimizer, training_schedule(optimizer, train, total_steps)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tame.baselines import create_explainer
-from tame.checkpoints import newest_epoch_checkpoint
+from tame.checkpoint.naming import newest_epoch_checkpoint
 from tame.config import expand_path
 from tame.evaluation.class_sensitivity import ClassSensitivity, measure_list
 from tame.evaluation.loop import EvaluationResult

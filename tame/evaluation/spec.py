@@ -28,16 +28,17 @@ class EvalOptions:
 
     ``config``: a YAML path or a :class:`Config` (``overrides``, ``key=value``, apply to a path only; None: the
     defaults). ``list_file`` / ``root``: the evaluation list and its image root (default: ``data.eval_list`` and
-    ``data.val_root``). ``out``: the output folder (default: beside the checkpoints). ``boxes``: ground-truth
-    boxes (adds the pointing games). ``batch_size``: per process (default: ``data.batch_size`` / processes);
-    ``chunk``: images per classifier forward on masked copies (None: a whole batch's); ``max_samples``: only the
-    list's first N. ``num_masks`` (RISE) and ``layer`` (the CAM methods' target layer) go to the methods that take
-    them. ``device``: ``auto``, ``cpu`` or ``cuda[:N]``. ``per_image``: a CSV file for one row per image (list path,
-    label, prediction, Y, O at each level, pointing hit); ``per_class``: the results per class of the list's labels
-    too (:mod:`tame.evaluation.samples`). ``class_sensitivity``: 2 or 4 adds the class-sensitivity protocol on
-    composites of that many images (:mod:`tame.evaluation.class_sensitivity`; 0: off), ``composites`` of them
-    (default: the list's images / tiles). ``sanity_checks``: N > 0 adds the cascading-randomisation and random-logit
-    checks on the list's first N images (:mod:`tame.evaluation.sanity`; ``tame compare`` only).
+    ``data.val_root``). ``out``: the output folder (default: beside the checkpoints). ``boxes``: ground-truth boxes
+    (adds the pointing games). ``batch_size``: the GLOBAL batch, split evenly over the processes (default:
+    ``data.batch_size``, global too); ``chunk``: images per classifier forward on masked copies (None: a whole
+    batch's); ``max_samples``: only the list's first N. ``num_masks`` (RISE) and ``layer`` (the CAM methods' target
+    layer) go to the methods that take them. ``device``: ``auto``, ``cpu`` or ``cuda[:N]``. ``per_image``: a CSV
+    file for one row per image (list path, label, prediction, Y, O at each level, pointing hit); ``per_class``: the
+    results per class of the list's labels too (:mod:`tame.evaluation.samples`). ``class_sensitivity``: 2 or 4
+    adds the class-sensitivity protocol on composites of that many images (:mod:`tame.evaluation.class_sensitivity`;
+    0: off), ``composites`` of them (default: the list's images / tiles). ``sanity_checks``: N > 0 adds the
+    cascading-randomisation and random-logit checks on the list's first N images (:mod:`tame.evaluation.sanity`;
+    ``tame compare`` only).
     """
 
     config: PathLike | Config | None = None

@@ -2,7 +2,7 @@
 
 from tame.models.attention import AttentionMechanism, build_attention, list_attention_versions, register_attention
 from tame.models.registry import Classifier, create_classifier, list_backbones, register_backbone
-from tame.models.tame import Explanation, TameModel, explanation_maps, min_max_normalise, read_attention_file
+from tame.models.tame import Explanation, TameModel, explanation_maps, min_max_normalise
 from tame.models.taps import FeatureTaps, tokens_to_map
 
 __all__ = [
@@ -17,7 +17,6 @@ __all__ = [
     "list_attention_versions",
     "list_backbones",
     "min_max_normalise",
-    "read_attention_file",
     "register_attention",
     "register_backbone",
     "tokens_to_map",
