@@ -7,7 +7,8 @@
 
 As the reference's ``lr_finder.py``: SGD with the training's two parameter groups (biases at
 ``train.bias_lr_factor`` times the LR), the LR going from ``start_lr`` to ``end_lr`` over the pass, the loss
-smoothed exponentially (bias-corrected), stopping once the smoothed loss exceeds 4x its best. Writes ``lr_find.json`` and ``lr_find.png`` to the output folder.
+smoothed exponentially (bias-corrected), stopping once the smoothed loss exceeds 4x its best. Writes
+``lr_find.json`` and ``lr_find.png`` to the output folder.
 The suggested ``train.max_lr`` is a tenth of the LR at the minimum of the smoothed loss (``tame.engine.lr_suggestion``:
 the minimum itself is already at the edge of divergence); a sweep whose loss is still falling at its end, or too
 short to have a shape, suggests nothing and says why. The AM trained here is thrown away.
