@@ -134,17 +134,9 @@ _POSITIVE += ("train.bias_lr_factor", "train.lr_decay")
 # None (or "auto" in YAML) means: the model's own value (tame.models.preprocessing.resolve_config)
 _AUTO = ("model.mean", "model.std", "model.prefix_tokens", "data.resize", "data.crop", "data.interpolation")
 _OPTIONAL_CHOICES = {"data.interpolation": ("bilinear", "bicubic")}
-_NON_NEGATIVE = (
-    "model.prefix_tokens",
-    "data.workers",
-    "train.weight_decay",
-    "train.checkpoint_every",
-    "train.max_steps_per_epoch",
-    "train.val_every",
-    "train.val_samples",
-    "log.log_every",
-    "log.images_per_epoch",
-)
+_NON_NEGATIVE = ("model.prefix_tokens", "data.workers", "train.weight_decay", "train.checkpoint_every")
+_NON_NEGATIVE += ("train.max_steps_per_epoch", "train.val_every", "train.val_samples")
+_NON_NEGATIVE += ("log.log_every", "log.images_per_epoch")
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
