@@ -114,8 +114,12 @@ def trained_model(data: EvaluationData, checkpoint: Path) -> TameModel:
     token_transform = meta.get("token_transform", data.cfg.model.token_transform)
     crop = data.cfg.data.crop or data.model.classifier.preprocessing.crop
     model = TameModel(data.model.classifier, layers, version, input_size=crop, token_transform=token_transform)
-    model.to(data.dist.device).eval()
-    model.load_attention(checkpoint)
+    try:
+        model.to(data.dist.device).eval()
+        model.load_attention(checkpoint)
+    except BaseException:
+        model.taps.close()  # its hooks sit on the shared classifier
+        raise
     return model
 
 
