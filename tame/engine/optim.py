@@ -92,21 +92,12 @@ def build_schedule(
     )
 
 
-class EpochDecay:
-    """``step -> lr_decay ** (step // steps_per_epoch)``: L-CAM's LR times ``lr_decay`` at each new epoch (a class,
-    not a closure, so that LambdaLR's state_dict keeps it)."""
-
-    def __init__(self, lr_decay: float, steps_per_epoch: int) -> None:
-        self.lr_decay = lr_decay
-        self.steps_per_epoch = steps_per_epoch
-
-    def __call__(self, step: int) -> float:
-        return self.lr_decay ** (step // self.steps_per_epoch)
-
-
 def build_epoch_decay(optimizer: torch.optim.Optimizer, lr_decay: float, steps_per_epoch: int) -> LambdaLR:
-    """The ``epoch_decay`` schedule, stepped every batch like OneCycleLR."""
-    return LambdaLR(optimizer, EpochDecay(lr_decay, max(1, steps_per_epoch)))
+    """The ``epoch_decay`` schedule, stepped every batch like OneCycleLR: the LR of step s is its group's initial LR
+    times ``lr_decay ** (s // steps_per_epoch)``. The factor is a closure, which LambdaLR's state_dict leaves out: a
+    resumed run goes on with this config's ``lr_decay`` from the step it resumes."""
+    steps_per_epoch = max(1, steps_per_epoch)
+    return LambdaLR(optimizer, lambda step: lr_decay ** (step // steps_per_epoch))
 
 
 def build_training_optimizer(attention: nn.Module, train: TrainConfig, total_steps: int):

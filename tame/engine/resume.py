@@ -151,7 +151,7 @@ class Checkpoints:
         self.setup.model.load_attention(path)  # checks that the AM fits: model layers, version, shapes
         keys = _GROUP_KEYS + (() if self.cfg.train.cycle_momentum else ("momentum",))
         groups = [{k: g[k] for k in keys if k in g} for g in self.optimizer.param_groups]  # this config's values
-        schedule = {k: getattr(self.scheduler, k) for k in _SCHEDULE_ATTRIBUTES}
+        schedule = {k: getattr(self.scheduler, k) for k in _SCHEDULE_ATTRIBUTES if hasattr(self.scheduler, k)}
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self._keep_current_schedule(groups, schedule)
@@ -181,8 +181,18 @@ class Checkpoints:
             self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
 
-_GROUP_KEYS = ("initial_lr", "max_lr", "min_lr", "base_momentum", "max_momentum", "weight_decay", "nesterov")
-_SCHEDULE_ATTRIBUTES = ("total_steps", "_schedule_phases", "cycle_momentum")
+_GROUP_KEYS = (
+    "initial_lr",
+    "max_lr",
+    "min_lr",
+    "base_momentum",
+    "max_momentum",
+    "weight_decay",
+    "nesterov",
+    "lr_factor",
+)
+# the schedule's own settings (OneCycleLR's; LambdaLR, epoch_decay, has only base_lrs: its lambda is not saved)
+_SCHEDULE_ATTRIBUTES = ("total_steps", "_schedule_phases", "cycle_momentum", "base_lrs")
 
 
 def _changed_settings(saved: dict, current: dict, prefix: str = "") -> list[str]:

@@ -6,10 +6,12 @@ run starts, and the sampler's position is counted in batches, so two kinds of se
 - refused, with one line naming the checkpoint's value and this run's: ``train.epochs`` (a longer run would train
   the rest of the old schedule and then fail; a shorter one would end at once or past its own end) and
   ``data.batch_size`` (the position in the epoch would point at other images). A changed number of steps per
-  epoch (data list, batch size, ``train.max_steps_per_epoch``) is refused by :class:`tame.engine.resume.Checkpoints`;
+  epoch (data list, batch size, ``train.max_steps_per_epoch``) is refused by :class:`tame.engine.resume.Checkpoints`,
+  and so is another ``train.schedule``;
 - adopted from the resumed step on, with a warning that says so: ``train.max_lr`` (the schedule continues at the
-  same step with the new peak: what ``stopped`` advises after a non-finite loss), ``train.weight_decay`` and the
-  momentum settings (``Checkpoints._keep_current_schedule`` puts this config's values back after loading the state).
+  same step with the new peak: what ``stopped`` advises after a non-finite loss), ``train.weight_decay``, the bias
+  settings (``bias_lr_factor``, ``bias_weight_decay``), ``train.lr_decay`` and the momentum settings
+  (``Checkpoints._keep_current_schedule`` puts this config's values back after loading the state).
   The checkpoint's optimiser state would otherwise bring back the old values silently.
 """
 
@@ -22,8 +24,9 @@ from tame.config import Config
 from tame.errors import TameError
 
 logger = logging.getLogger(__name__)
-REFUSED = (("train", "epochs"), ("data", "batch_size"))
+REFUSED = (("train", "epochs"), ("data", "batch_size"), ("train", "schedule"))
 ADOPTED = ("max_lr", "weight_decay", "momentum", "cycle_momentum", "base_momentum", "max_momentum", "nesterov")
+ADOPTED += ("bias_lr_factor", "bias_weight_decay", "lr_decay")
 
 
 def check_resumed_settings(path: Path, saved: dict, cfg: Config, step: int) -> None:
@@ -48,6 +51,7 @@ _WHY = {
     "epochs": "the one-cycle LR schedule is laid out over the run's length when it starts and cannot be stretched "
     "or cut mid-run",
     "batch_size": "the position within the epoch is counted in batches, so resuming would repeat or skip images",
+    "schedule": "the checkpoint's scheduler state belongs to the other schedule",
 }
 
 
