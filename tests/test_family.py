@@ -166,6 +166,18 @@ def test_inspect_lists_the_encoder_layers_of_a_torchvision_vit():
         assert layers[f"encoder.layers.encoder_layer_{block}.ln_1"] == (32, 4, 4)
 
 
+def test_tame_inspect_lists_a_torchvision_vit_block_and_its_ln_1(capsys):
+    from tame.cli import inspect_main
+
+    layers = ["encoder.layers.encoder_layer_3", "encoder.layers.encoder_layer_3.ln_1"]
+    assert inspect_main(["examples.torchvision_vit:tiny", "--input-size", "64", "--layers", *layers]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("  encoder")]
+    assert [(row[0], " ".join(row[1:6])) for row in rows] == [(name, "64 x 8 x 8") for name in layers]
+    version = ["--version", "L-CAM-Img", "--layers", layers[1]]
+    assert inspect_main(["examples.torchvision_vit:tiny", "--input-size", "64", *version]) == 0
+    assert "attention mechanism L-CAM-Img" in capsys.readouterr().out
+
+
 def _lrs(overrides: list[str], steps_per_epoch: int = 3, epochs: int = 3) -> list[tuple[float, float]]:
     train = load_config(None, ["train.max_lr=0.1", f"train.epochs={epochs}", *overrides]).train
     attention = nn.Conv2d(2, 2, 1)
