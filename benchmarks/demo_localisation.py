@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from tame.config import load_config
-from tame.metrics.localisation import boxes_to_mask, pointing_game
+from tame.data.boxes import boxes_to_mask
+from tame.metrics.localisation import pointing_game
 
 CONFIG = Path("configs/demo.yaml")
 

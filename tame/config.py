@@ -131,7 +131,7 @@ _CHOICES = {
 }
 _POSITIVE = ("data.batch_size", "data.resize", "data.crop", "train.epochs", "train.max_lr", "train.keep_checkpoints")
 _POSITIVE += ("train.bias_lr_factor", "train.lr_decay")
-# None (or "auto" in YAML) means: the model's own value (tame.models.preprocessing.resolve_config)
+# None (or "auto" in YAML) means: the model's own value (tame.models.registry.resolve_config)
 _AUTO = ("model.mean", "model.std", "model.prefix_tokens", "data.resize", "data.crop", "data.interpolation")
 _OPTIONAL_CHOICES = {"data.interpolation": ("bilinear", "bicubic")}
 _NON_NEGATIVE = ("model.prefix_tokens", "data.workers", "train.weight_decay", "train.checkpoint_every")

@@ -12,8 +12,6 @@ from __future__ import annotations
 import logging
 import sys
 
-from tame.distributed import resolve_launch
-
 _HANDLER_NAME = "tame"
 
 
@@ -58,10 +56,10 @@ class _Formatter(logging.Formatter):
         return message
 
 
-def setup_logging(verbosity: int = 0, rank: int | None = None) -> None:
-    """``verbosity``: -1 quiet (warnings and errors only), 0 normal, 1 verbose (debug). Safe to call again."""
+def setup_logging(verbosity: int = 0, rank: int = 0) -> None:
+    """``verbosity``: -1 quiet (warnings and errors only), 0 normal, 1 verbose (debug); ``rank``: this process's
+    (the CLI passes ``tame.distributed.resolve_launch().rank``). Safe to call again."""
     level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG if verbosity > 0 else logging.WARNING)
-    rank = resolve_launch().rank if rank is None else rank
     logger = logging.getLogger("tame")
     for handler in [h for h in logger.handlers if h.get_name() == _HANDLER_NAME]:
         logger.removeHandler(handler)

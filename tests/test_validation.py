@@ -14,7 +14,7 @@ import pytest
 import torch
 from train_helpers import make_training_data, one_thread, tiny_config, tiny_overrides  # noqa: F401
 
-from tame.checkpoints import checkpoint_files, checkpoints_to_evaluate
+from tame.checkpoint.naming import checkpoint_files, checkpoints_to_evaluate
 from tame.cli import main
 from tame.config import load_config
 from tame.distributed import Dist

@@ -16,8 +16,8 @@ import argparse
 import os
 from pathlib import Path
 
+from tame.commands.options import add_device_option
 from tame.errors import TameError
-from tame.options import add_device_option
 
 
 def _add_check(parser: argparse.ArgumentParser) -> None:

@@ -13,7 +13,8 @@ import argparse
 import time
 from pathlib import Path
 
-from tame.demo.pipeline import QUICK, DemoSize, run_demo
+from tame.demo.pipeline import run_demo
+from tame.demo.sizes import QUICK, DemoSize
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

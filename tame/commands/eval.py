@@ -22,10 +22,10 @@ from __future__ import annotations
 import argparse
 
 from tame.baselines import list_methods
+from tame.commands.options import add_device_option
 from tame.evaluation import EvalSpec, evaluate_spec, summary_table
 from tame.evaluation.spec import default_road_workers
 from tame.evaluation.tables import class_table
-from tame.options import add_device_option
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:

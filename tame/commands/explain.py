@@ -31,13 +31,13 @@ import re
 from pathlib import Path
 
 from tame.baselines import list_methods
+from tame.commands.options import add_device_option
 from tame.config import load_config
 from tame.distributed import pick_device
 from tame.errors import TameError
 from tame.explain import ExplainSpec, explain_images
 from tame.models import TameModel
-from tame.models.preprocessing import resolve_config
-from tame.options import add_device_option
+from tame.models.registry import resolve_config
 
 log = logging.getLogger(__name__)
 OVERRIDE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*=.*", re.DOTALL)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tame.commands.options import add_device_option
 from tame.config import load_config
 from tame.distributed import pick_device
 from tame.errors import TameError
@@ -25,7 +26,6 @@ from tame.export import FORMATS, export_model, read_images
 from tame.export.api import check_request
 from tame.export.exporters import DEFAULT_OPSET
 from tame.models import TameModel
-from tame.options import add_device_option
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

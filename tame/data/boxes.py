@@ -1,19 +1,36 @@
-"""Ground-truth boxes for localisation: read from JSON, mapped into the eval crop, drawn as region masks per batch."""
+"""Ground-truth boxes for localisation: read from JSON, mapped into the eval crop, drawn as region masks per batch.
+
+Boxes are ``[x0, y0, x1, y1]`` in pixel coordinates of the (cropped) input image, x1/y1 exclusive, as in slicing
+``mask[y0:y1, x0:x1]``; :mod:`tame.metrics.localisation` scores maps against the region masks drawn here.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import torch
 
 from tame.data.images import crop_anchor, resized_size
 from tame.errors import TameError
-from tame.metrics.localisation import boxes_to_mask
 
 Boxes = dict[str, list[list[float]]]  # list path -> boxes [x0, y0, x1, y1] in crop pixels
+
+
+def boxes_to_mask(boxes: Iterable[Sequence[float]], size: tuple[int, int]) -> torch.Tensor:
+    """Boxes ``[x0, y0, x1, y1]`` (pixels, x1/y1 exclusive, clipped to the image) -> bool [H, W], their union."""
+    height, width = size
+    mask = torch.zeros(height, width, dtype=torch.bool)
+    for box in boxes:
+        if len(box) != 4:
+            raise TameError(f"a box must be [x0, y0, x1, y1], got {list(box)!r}")
+        x0, y0, x1, y1 = (round(float(v)) for v in box)
+        if x1 <= x0 or y1 <= y0:
+            raise TameError(f"box {list(box)!r} is empty (expected x0 < x1 and y0 < y1)")
+        mask[max(y0, 0) : max(min(y1, height), 0), max(x0, 0) : max(min(x1, width), 0)] = True
+    return mask
 
 
 def read_boxes(path: str | os.PathLike, resize: int, crop: int) -> Boxes:

@@ -111,7 +111,7 @@ def build_loader(
 
 
 def _sizes(data_cfg: DataConfig) -> tuple[int, int]:
-    """(resize, crop); auto values that no model resolved (``tame.models.preprocessing.resolve_config``) fall back
+    """(resize, crop); auto values that no model resolved (``tame.models.registry.resolve_config``) fall back
     to ImageNet's 256 / 224 with a warning."""
     resize, crop = data_cfg.resize, data_cfg.crop
     if resize is None or crop is None:

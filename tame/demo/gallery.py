@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from tame.baselines import create_explainer
-from tame.checkpoints import epoch_file
+from tame.checkpoint.naming import epoch_file
 from tame.config import Config
 from tame.data.boxes import read_boxes
 from tame.data.class_names import class_names

@@ -25,8 +25,9 @@ from pathlib import Path
 
 import torch
 
-from tame.checkpoints import epoch_file
+from tame.checkpoint.naming import epoch_file
 from tame.config import Config, load_config
+from tame.demo.sizes import DemoSize
 from tame.demo.stages import Stage, run_stage
 from tame.engine.lr_suggestion import format_lr
 from tame.errors import TameError
@@ -45,36 +46,6 @@ METHODS = ("tame", *[f"{cam}@{layer}" for cam in CAMS for layer in CAM_LAYERS], 
 CLASSIFIER_RECIPE = {"blank_fraction": 0.25, "dim_fraction": 0.25, "dim_knee": 0.25}
 LR_RANGE = (1e-5, 1.0)  # start and end LR of the demo's range test
 COMPARE_FORMAT = 3  # of the compare stage's recorded outputs (1: compare.csv's rows as strings; 2: no per_class)
-
-
-@dataclass(frozen=True)
-class DemoSize:
-    classes: int = 6
-    train_per_class: int = 200
-    val_per_class: int = 40
-    tune_per_class: int = 20  # the held-out tuning split (synthetic seed 1)
-    image_size: int = 64
-    classifier: str = "resnet10t"
-    classifier_epochs: int = 20
-    tame_epochs: int = 8
-    lr_find_steps: int = 40
-    gallery: int = 6
-    batch_size: int = 32
-
-
-QUICK = DemoSize(
-    classes=3,
-    train_per_class=8,
-    val_per_class=4,
-    tune_per_class=2,
-    image_size=64,
-    classifier="test_resnet",
-    classifier_epochs=1,
-    tame_epochs=1,
-    lr_find_steps=4,
-    gallery=2,
-    batch_size=8,
-)
 
 
 @dataclass(frozen=True)

@@ -6,13 +6,10 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from tame.config import Config
+from tame.demo.sizes import DemoSize
 from tame.engine.lr_suggestion import format_lr
-
-if TYPE_CHECKING:
-    from tame.demo.pipeline import DemoSize
 
 logger = logging.getLogger(__name__)
 

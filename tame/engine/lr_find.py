@@ -26,12 +26,12 @@ from pathlib import Path
 from tame import distributed
 from tame.config import Config, expand_path
 from tame.distributed import Dist, all_reduce_mean
-from tame.engine.lr_suggestion import suggest_max_lr
+from tame.engine.lr_suggestion import format_lr, suggest_max_lr
 from tame.engine.optim import build_optimizer, set_lr
 from tame.engine.train import TrainingSetup, build_training, check_data_paths, check_world_size
 from tame.errors import TameError
 from tame.io import write_text_atomic
-from tame.models.preprocessing import resolve_config
+from tame.models.registry import resolve_config
 
 logger = logging.getLogger(__name__)
 RESULT_FILE = "lr_find.json"
@@ -177,5 +177,6 @@ def write_result(result: LrFindResult, cfg: Config, output_dir: Path) -> tuple[P
         title=title,
         minimum_lr=result.minimum_lr,
         note=f"no suggestion: {result.suggestion_reason}" if result.suggested_max_lr is None else "",
+        format_lr=format_lr,
     )
     return json_path, plot_path

@@ -79,9 +79,13 @@ def build_schedule(
     cycle_momentum: bool = True,
     base_momentum: float = 0.85,
     max_momentum: float = 0.95,
+    last_epoch: int = -1,
 ) -> OneCycleLR:
     """One cycle over ``total_steps`` batches, peaking at ``max_lr`` times each group's ``lr_factor``; momentum
-    cycled between ``max_momentum`` and ``base_momentum`` when ``cycle_momentum`` (torch's defaults)."""
+    cycled between ``max_momentum`` and ``base_momentum`` when ``cycle_momentum`` (torch's defaults).
+
+    ``last_epoch``: -1 for a new schedule (it writes its LR and momentum bounds into the optimizer's groups); S - 1
+    to resume after S steps (torch's resume: the bounds are read from the groups, and step S's LR set in them)."""
     return OneCycleLR(
         optimizer,
         max_lr=[max_lr * group.get("lr_factor", 1.0) for group in optimizer.param_groups],
@@ -89,19 +93,39 @@ def build_schedule(
         cycle_momentum=cycle_momentum,
         base_momentum=base_momentum,
         max_momentum=max_momentum,
+        last_epoch=last_epoch,
     )
 
 
-def build_epoch_decay(optimizer: torch.optim.Optimizer, lr_decay: float, steps_per_epoch: int) -> LambdaLR:
+def build_epoch_decay(
+    optimizer: torch.optim.Optimizer, lr_decay: float, steps_per_epoch: int, last_epoch: int = -1
+) -> LambdaLR:
     """The ``epoch_decay`` schedule, stepped every batch like OneCycleLR: the LR of step s is its group's initial LR
-    times ``lr_decay ** (s // steps_per_epoch)``. The factor is a closure, which LambdaLR's state_dict leaves out: a
-    resumed run goes on with this config's ``lr_decay`` from the step it resumes."""
+    times ``lr_decay ** (s // steps_per_epoch)``; ``last_epoch`` as :func:`build_schedule`'s."""
     steps_per_epoch = max(1, steps_per_epoch)
-    return LambdaLR(optimizer, lambda step: lr_decay ** (step // steps_per_epoch))
+    return LambdaLR(optimizer, lambda step: lr_decay ** (step // steps_per_epoch), last_epoch=last_epoch)
 
 
-def build_training_optimizer(attention: nn.Module, train: TrainConfig, total_steps: int):
-    """(optimizer, scheduler) of a training run from ``Config.train``."""
+def training_schedule(
+    optimizer: torch.optim.Optimizer, train: TrainConfig, total_steps: int, step: int = 0
+) -> LRScheduler:
+    """The schedule of ``Config.train`` (``train.schedule``) over ``total_steps``, at ``step`` (0: a new run; S: a
+    run resumed after S steps, whose optimizer's groups hold this config's bounds: ``tame.checkpoint.resume``)."""
+    if train.schedule == "epoch_decay":
+        return build_epoch_decay(optimizer, train.lr_decay, total_steps // train.epochs, last_epoch=step - 1)
+    return build_schedule(
+        optimizer,
+        train.max_lr,
+        total_steps,
+        cycle_momentum=train.cycle_momentum,
+        base_momentum=train.base_momentum,
+        max_momentum=train.max_momentum,
+        last_epoch=step - 1,
+    )
+
+
+def training_optimizer(attention: nn.Module, train: TrainConfig) -> torch.optim.SGD:
+    """The optimizer of a training run from ``Config.train`` (its schedule: :func:`training_schedule`)."""
     if train.schedule == "one_cycle" and train.cycle_momentum and train.momentum != TrainConfig.momentum:
         logger.warning(
             "train.momentum=%s is not used while train.cycle_momentum is true (momentum cycles between "
@@ -110,7 +134,7 @@ def build_training_optimizer(attention: nn.Module, train: TrainConfig, total_ste
             train.max_momentum,
             train.base_momentum,
         )
-    optimizer = build_optimizer(
+    return build_optimizer(
         attention,
         train.max_lr,
         train.weight_decay,
@@ -119,17 +143,12 @@ def build_training_optimizer(attention: nn.Module, train: TrainConfig, total_ste
         bias_lr_factor=train.bias_lr_factor,
         bias_weight_decay=train.bias_weight_decay,
     )
-    if train.schedule == "epoch_decay":
-        return optimizer, build_epoch_decay(optimizer, train.lr_decay, total_steps // train.epochs)
-    scheduler: LRScheduler = build_schedule(
-        optimizer,
-        train.max_lr,
-        total_steps,
-        cycle_momentum=train.cycle_momentum,
-        base_momentum=train.base_momentum,
-        max_momentum=train.max_momentum,
-    )
-    return optimizer, scheduler
+
+
+def build_training_optimizer(attention: nn.Module, train: TrainConfig, total_steps: int):
+    """(optimizer, scheduler) of a new training run from ``Config.train``."""
+    optimizer = training_optimizer(attention, train)
+    return optimizer, training_schedule(optimizer, train, total_steps)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

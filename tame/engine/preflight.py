@@ -29,8 +29,7 @@ from tame.engine.validation import validation_paths
 from tame.errors import TameError
 from tame.models import TameModel
 from tame.models.inspect import feature_layers, layer_problems
-from tame.models.preprocessing import resolve_config
-from tame.models.registry import classifier_from_config
+from tame.models.registry import classifier_from_config, resolve_config
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

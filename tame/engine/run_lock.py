@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from tame import distributed
-from tame.checkpoints import parse_name
+from tame.checkpoint.naming import parse_name
 from tame.distributed import Dist
 from tame.errors import TameError
 from tame.io import write_text_atomic

@@ -18,7 +18,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from tame.checkpoints import epoch_checkpoints, step_checkpoints
+from tame.checkpoint.naming import epoch_checkpoints, step_checkpoints
 from tame.engine.run_log import RECORD_FILE
 from tame.errors import TameError
 from tame.safe_yaml import load_yaml

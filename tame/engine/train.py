@@ -9,7 +9,7 @@ Four GPUs on one node (global batch 32 -> 8 per GPU; DDP synchronises the AM onl
 SLURM, one or several nodes: launch/slurm/*.sbatch (see launch/README.md).
 
 Killed, preempted or requeued? Run the same command again: ``train.resume: auto`` continues from the newest good
-checkpoint in ``output_dir``, mid-epoch included, without repeating or skipping a batch (``tame.engine.resume``).
+checkpoint in ``output_dir``, mid-epoch included, without repeating or skipping a batch (``tame.checkpoint.resume``).
 
 The model owns the step (``TameModel.training_step``, run through ``TrainingStep``); this engine owns the rest:
 DDP around that step (only the AM requires gradients, so only the AM is synchronised), the AM's BatchNorm
@@ -23,6 +23,7 @@ import os
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from functools import partial
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -32,17 +33,17 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from tame import distributed
+from tame.checkpoint.resume import Checkpoints
 from tame.config import Config, expand_path, save_config
 from tame.distributed import Dist, convert_sync_batchnorm
-from tame.engine.optim import build_training_optimizer
+from tame.engine.optim import training_optimizer, training_schedule
 from tame.engine.preemption import StopSignals
-from tame.engine.resume import Checkpoints
 from tame.engine.run_lock import take_run_folder
 from tame.engine.run_log import LossWindow, NonFiniteLoss, RunLog
 from tame.engine.validation import Validation, validation_paths
 from tame.errors import TameError
 from tame.models import TameModel
-from tame.models.preprocessing import resolve_config
+from tame.models.registry import resolve_config
 from tame.models.tame import TrainingStep
 
 logger = logging.getLogger(__name__)
@@ -98,9 +99,11 @@ def _train(cfg: Config, dist: Dist, setup: TrainingSetup, stop: StopSignals) -> 
     model, steps_per_epoch = setup.model, setup.steps_per_epoch
     output_dir = expand_path(cfg.output_dir, "output_dir")
     total_steps = cfg.train.epochs * steps_per_epoch
-    optimizer, scheduler = build_training_optimizer(model.attention, cfg.train, total_steps)
-    checkpoints = Checkpoints(cfg, dist, output_dir, setup, optimizer, scheduler)
+    optimizer = training_optimizer(model.attention, cfg.train)
+    schedule_at = partial(training_schedule, train=cfg.train, total_steps=total_steps)  # (optimizer, step=S)
+    checkpoints = Checkpoints(cfg, dist, output_dir, setup, optimizer, schedule_at)
     start_step = checkpoints.resume()
+    scheduler = checkpoints.scheduler  # this run's schedule, at the resumed step
     validation = Validation.build(cfg, dist, model, output_dir, steps_per_epoch)  # data.val_list (checked) or none
     if dist.is_main:
         save_config(cfg, output_dir / "config.yaml")

@@ -32,10 +32,10 @@ import torch
 
 from tame import distributed
 from tame.baselines import TameExplainer
-from tame.checkpoints import epoch_file
+from tame.checkpoint.format import rng_state, set_rng_state
+from tame.checkpoint.naming import epoch_file
 from tame.config import VAL_METRICS, Config, expand_path
 from tame.distributed import Dist
-from tame.engine.checkpoint import rng_state, set_rng_state
 from tame.engine.run_log import LOSS_KEYS, RunLog
 from tame.errors import TameError
 from tame.evaluation.loop import MetricSums, evaluate

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tame.baselines import create_explainer
-from tame.checkpoints import newest_epoch_checkpoint
+from tame.checkpoint.format import read_attention_file
+from tame.checkpoint.naming import newest_epoch_checkpoint
 from tame.config import expand_path
 from tame.evaluation.loop import EvaluationResult
 from tame.evaluation.run import EvaluationData, open_evaluation
@@ -29,7 +30,7 @@ from tame.evaluation.tables import (
     summary_columns,
 )
 from tame.io import write_text_atomic
-from tame.models import TameModel, read_attention_file
+from tame.models import TameModel
 
 FILES = ("compare.md", "compare.csv", "compare.json", "compare.png")
 PER_CLASS = "compare_per_class.csv"  # with per_class

@@ -17,7 +17,7 @@ import torch
 
 from tame import distributed
 from tame.baselines import Explainer, create_explainer
-from tame.checkpoints import checkpoints_to_evaluate
+from tame.checkpoint.naming import checkpoints_to_evaluate
 from tame.config import Config, expand_path
 from tame.data.boxes import Boxes, read_boxes, with_regions
 from tame.distributed import Dist
@@ -28,7 +28,7 @@ from tame.evaluation.tables import class_csv, csv_text, eval_report, image_csv
 from tame.io import write_text_atomic
 from tame.metrics import road
 from tame.models import TameModel
-from tame.models.preprocessing import resolve_config
+from tame.models.registry import resolve_config
 
 if TYPE_CHECKING:
     from tame.data.sharding import Loader

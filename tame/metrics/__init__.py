@@ -13,13 +13,12 @@ from tame.metrics.ad_ic import (
     pixel_order,
     top_count,
 )
-from tame.metrics.localisation import boxes_to_mask, energy_pointing_game, pointing_game
+from tame.metrics.localisation import energy_pointing_game, pointing_game
 from tame.metrics.road import linear_imputation, noisy_linear_imputation, removal_mask
 
 __all__ = [
     "LEVELS",
     "average_drop",
-    "boxes_to_mask",
     "class_probability",
     "confidence_drop",
     "confidence_increase",

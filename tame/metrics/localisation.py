@@ -1,8 +1,7 @@
 """Localisation against ground truth: pointing game and energy-based pointing game.
 
 Ground truth is a region mask per image (bool [B, H, W], the union of the explained class's objects), made
-from segmentation masks or from boxes with :func:`boxes_to_mask`. Boxes are ``[x0, y0, x1, y1]`` in pixel
-coordinates of the (cropped) input image, x1/y1 exclusive, as in slicing ``mask[y0:y1, x0:x1]``.
+from segmentation masks or from boxes with :func:`tame.data.boxes.boxes_to_mask`.
 
 - pointing game (Zhang et al. 2016): a hit when the map's maximum (first in raster order) lies in the region,
   or within ``tolerance`` pixels of it;
@@ -11,25 +10,9 @@ coordinates of the (cropped) input image, x1/y1 exclusive, as in slicing ``mask[
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-
 import torch
 
 from tame.errors import TameError
-
-
-def boxes_to_mask(boxes: Iterable[Sequence[float]], size: tuple[int, int]) -> torch.Tensor:
-    """Boxes ``[x0, y0, x1, y1]`` (pixels, x1/y1 exclusive, clipped to the image) -> bool [H, W], their union."""
-    height, width = size
-    mask = torch.zeros(height, width, dtype=torch.bool)
-    for box in boxes:
-        if len(box) != 4:
-            raise TameError(f"a box must be [x0, y0, x1, y1], got {list(box)!r}")
-        x0, y0, x1, y1 = (round(float(v)) for v in box)
-        if x1 <= x0 or y1 <= y0:
-            raise TameError(f"box {list(box)!r} is empty (expected x0 < x1 and y0 < y1)")
-        mask[max(y0, 0) : max(min(y1, height), 0), max(x0, 0) : max(min(x1, width), 0)] = True
-    return mask
 
 
 def _check(maps: torch.Tensor, regions: torch.Tensor) -> None:

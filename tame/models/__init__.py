@@ -2,7 +2,7 @@
 
 from tame.models.attention import AttentionMechanism
 from tame.models.registry import Classifier, create_classifier, list_backbones, register_backbone
-from tame.models.tame import Explanation, TameModel, explanation_maps, min_max_normalise, read_attention_file
+from tame.models.tame import Explanation, TameModel, explanation_maps, min_max_normalise
 from tame.models.taps import FeatureTaps, tokens_to_map
 from tame.models.versions import Version, build_attention, get_version, list_attention_versions, register_version
 
@@ -18,7 +18,6 @@ __all__ = [
     "list_attention_versions",
     "list_backbones",
     "min_max_normalise",
-    "read_attention_file",
     "register_version",
     "register_backbone",
     "tokens_to_map",

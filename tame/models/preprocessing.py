@@ -13,7 +13,6 @@ timm models carry a ``pretrained_cfg``; any module may, so a ``module:function``
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import math
@@ -24,6 +23,7 @@ from typing import Any
 
 from torch import nn
 
+from tame.checkpoint.format import read_attention_file
 from tame.config import check_mean_std
 from tame.errors import TameError
 
@@ -149,8 +149,6 @@ def config_values(model_cfg, data_cfg) -> dict[str, Any]:
 
 def checkpoint_preprocessing(path: str | Path) -> dict[str, Any]:
     """The preprocessing saved in an AM checkpoint's meta (empty for files that have none)."""
-    from tame.models.tame import read_attention_file
-
     _, meta = read_attention_file(path)
     saved = meta.get("preprocessing")
     return {key: saved[key] for key in KEYS if key in saved} if isinstance(saved, dict) else {}
@@ -164,32 +162,3 @@ def with_preprocessing(config, preprocessing: Preprocessing):
         config.data, resize=values["resize"], crop=values["crop"], interpolation=values["interpolation"]
     )
     return dataclasses.replace(config, model=model, data=data)
-
-
-def resolve_config(config, checkpoint: str | Path | None = None):
-    """The config with every preprocessing key resolved: explicit config values, then the checkpoint's saved
-    preprocessing, then the model's own (built without weights), then ImageNet's with a warning.
-
-    Commands call this right after ``load_config`` (``tame explain``/``eval`` with their ``--checkpoint``).
-    """
-    from tame.config import validate
-    from tame.models.registry import create_classifier
-
-    given = {key: value for key, value in config_values(config.model, config.data).items() if value is not None}
-    if checkpoint is not None and len(given) < len(KEYS):
-        saved = {}
-        with contextlib.suppress(TameError):  # unreadable: loading its weights says so in full, later
-            saved = {key: value for key, value in checkpoint_preprocessing(checkpoint).items() if key not in given}
-        check_mean_std(saved.get("mean"), saved.get("std"), *(f"checkpoint {checkpoint}: saved {k}" for k in _MEAN_STD))
-        given = {**saved, **given}
-    if len(given) == len(KEYS):
-        preprocessing = Preprocessing.from_dict(given)
-    else:
-        model_cfg = config.model
-        classifier = create_classifier(
-            model_cfg.name, pretrained=False, num_classes=model_cfg.num_classes, preprocessing=given
-        )
-        preprocessing = classifier.preprocessing
-    resolved = with_preprocessing(config, preprocessing)
-    validate(resolved)
-    return resolved

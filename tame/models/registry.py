@@ -7,19 +7,28 @@ and applies its own normalisation; ``classifier.preprocessing`` is the model's r
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
-import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from tame.checkpoint.format import check_finite, check_state_dict
+from tame.config import check_mean_std, validate
 from tame.errors import TameError
 from tame.io import load_tensor_file
-from tame.models.preprocessing import KEYS, Preprocessing, resolve_preprocessing
+from tame.models.preprocessing import (
+    KEYS,
+    Preprocessing,
+    checkpoint_preprocessing,
+    config_values,
+    resolve_preprocessing,
+    with_preprocessing,
+)
 from tame.registry import Registry, close_matches
 
 BackboneBuilder = Callable[..., nn.Module]
@@ -166,6 +175,34 @@ def create_classifier(
     return Classifier(net, name, resolved.mean, resolved.std, resolved, prefix_tokens)
 
 
+def resolve_config(config, checkpoint: str | Path | None = None):
+    """The config with every preprocessing key resolved: explicit config values, then the checkpoint's saved
+    preprocessing, then the model's own (built without weights), then ImageNet's with a warning.
+
+    Commands call this right after ``load_config`` (``tame explain``/``eval`` with their ``--checkpoint``).
+    """
+    given = {key: value for key, value in config_values(config.model, config.data).items() if value is not None}
+    if checkpoint is not None and len(given) < len(KEYS):
+        saved = {}
+        with contextlib.suppress(TameError):  # unreadable: loading its weights says so in full, later
+            saved = {key: value for key, value in checkpoint_preprocessing(checkpoint).items() if key not in given}
+        check_mean_std(
+            saved.get("mean"), saved.get("std"), *(f"checkpoint {checkpoint}: saved {k}" for k in ("mean", "std"))
+        )
+        given = {**saved, **given}
+    if len(given) == len(KEYS):
+        preprocessing = Preprocessing.from_dict(given)
+    else:
+        model_cfg = config.model
+        classifier = create_classifier(
+            model_cfg.name, pretrained=False, num_classes=model_cfg.num_classes, preprocessing=given
+        )
+        preprocessing = classifier.preprocessing
+    resolved = with_preprocessing(config, preprocessing)
+    validate(resolved)
+    return resolved
+
+
 def _build_from_path(name: str, pretrained: bool, kwargs: dict) -> nn.Module:
     """Import ``module:function`` and call it once, with keywords only (``pretrained=...``, ``num_classes=...``).
 
@@ -286,48 +323,3 @@ def load_classifier_weights(net: nn.Module, path: str | Path) -> None:
     check_state_dict(net.state_dict(), state, f"weights file {path}")
     check_finite(state, f"weights file {path}", "the classifier's weights are unusable")
     net.load_state_dict(state)
-
-
-def check_finite(values: Mapping[str, Any], what: str, consequence: str) -> None:
-    """Raise a TameError naming the first tensor or number in ``values`` (nested dicts and lists; dotted names)
-    that holds NaN or Inf: ``{what}: tensor NAME holds N NaN/Inf values of M; {consequence}``."""
-    for name, value in _leaves(values, ""):
-        if isinstance(value, torch.Tensor) and (value.is_floating_point() or value.is_complex()):
-            bad = int((~torch.isfinite(value)).sum())
-            if bad:
-                raise TameError(f"{what}: tensor {name} holds {bad} NaN/Inf value(s) of {value.numel()}; {consequence}")
-        elif isinstance(value, float) and not math.isfinite(value):
-            raise TameError(f"{what}: {name} is {value}; {consequence}")
-
-
-def _leaves(node: Any, prefix: str) -> Iterator[tuple[str, Any]]:
-    items = node.items() if isinstance(node, Mapping) else enumerate(node) if isinstance(node, (list, tuple)) else None
-    if items is None:
-        yield prefix.rstrip("."), node
-        return
-    for key, value in items:
-        yield from _leaves(value, f"{prefix}{key}.")
-
-
-def check_state_dict(expected: dict, given: dict, what: str) -> None:
-    """Raise a TameError naming missing/unexpected keys and shape mismatches."""
-    missing = [k for k in expected if k not in given]
-    unexpected = [k for k in given if k not in expected]
-    shapes = [
-        f"{k} {tuple(given[k].shape)} vs {tuple(expected[k].shape)}"
-        for k in expected
-        if k in given and given[k].shape != expected[k].shape
-    ]
-    problems = []
-    if missing:
-        problems.append(f"missing keys {_few(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys {_few(unexpected)}")
-    if shapes:
-        problems.append(f"shape mismatch {_few(shapes)} (file vs model)")
-    if problems:
-        raise TameError(f"{what} does not fit the model: {'; '.join(problems)}")
-
-
-def _few(items: list[str], n: int = 3) -> str:
-    return ", ".join(items[:n]) + (f" and {len(items) - n} more" if len(items) > n else "")

@@ -21,16 +21,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tame.checkpoint.format import check_state_dict, read_attention_file, save_attention_file
 from tame.errors import TameError
-from tame.io import load_tensor_file, save_atomic
 from tame.models.attention import AttentionMechanism
 from tame.models.loss import tame_loss
-from tame.models.registry import Classifier, check_finite, check_state_dict, classifier_from_config
+from tame.models.registry import Classifier, classifier_from_config
 from tame.models.taps import FeatureTaps
 from tame.models.versions import MASK_SPACES, build_attention, check_layer_count, get_version
 
 logger = logging.getLogger(__name__)
-ATTENTION_FORMAT = "tame-attention/1"
 LabelGather = Callable[[torch.Tensor], tuple[torch.Tensor, int]]  # local labels -> (global labels, own offset)
 
 
@@ -282,9 +281,9 @@ class TameModel(nn.Module):
         }
 
     def save_attention(self, path: str | Path) -> None:
-        """Write the AM weights and what they fit (model, layers, version) to ``path`` atomically."""
-        state = {k: v.detach().cpu() for k, v in self.attention.state_dict().items()}
-        save_atomic({"format": ATTENTION_FORMAT, "attention": state, "meta": self.attention_meta()}, path)
+        """Write the AM weights and what they fit (model, layers, version) to ``path`` atomically (the AM file format:
+        :mod:`tame.checkpoint.format`)."""
+        save_attention_file(path, self.attention.state_dict(), self.attention_meta())
 
     def load_attention(self, path: str | Path, *, allow_other_backbone: bool | None = None) -> None:
         """Load AM weights: our own files, training checkpoints, or original TAME checkpoints (``attn.`` keys).
@@ -325,22 +324,3 @@ class TrainingStep(nn.Module):
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """images [B, 3, H, W] in [0, 1]; labels long [B] (for ``label_source='list'``) -> {loss, ce, area, var}."""
         return self.model.training_step(images, labels)
-
-
-def read_attention_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """(AM state dict, meta) from any supported checkpoint file, loaded without executing code."""
-    data = load_tensor_file(path)
-    if isinstance(data.get("attention"), dict):  # our format and training checkpoints
-        state, meta = data["attention"], dict(data.get("meta") or {})
-    elif isinstance(data.get("state_dict"), dict):  # the original TAME snapshots
-        state, meta = {k.removeprefix("attn."): v for k, v in data["state_dict"].items() if k.startswith("attn.")}, {}
-        if not state:
-            raise TameError(f"checkpoint {path}: its state_dict has no 'attn.' keys (not a TAME checkpoint)")
-    elif data and all(isinstance(v, torch.Tensor) for v in data.values()):  # a bare AM state dict
-        state, meta = data, {}
-    else:
-        raise TameError(f"checkpoint {path}: not a TAME attention checkpoint (keys: {', '.join(list(data)[:5])})")
-    check_finite(
-        state, f"checkpoint {path}", "the attention weights are unusable (a diverged run?); use an earlier one"
-    )
-    return state, meta

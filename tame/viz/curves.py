@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from tame.io import atomic_path
@@ -55,11 +55,11 @@ def plot_lr_range(
     *,
     minimum_lr: float | None = None,
     note: str = "",
+    format_lr: Callable[[float], str] = "{:.1e}".format,
 ) -> Path:
-    """Smoothed loss against the LR (log axis), the suggested max LR and the minimum marked, ``note`` (why there is
-    no suggestion) written on the plot; writes ``path``."""
-    from tame.engine.lr_suggestion import format_lr
-
+    """Smoothed loss against the LR (log axis), the suggested max LR and the minimum marked (their legend writes
+    LRs with ``format_lr``: the engine passes its own), ``note`` (why there is no suggestion) written on the plot;
+    writes ``path``."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ax.plot(lrs, losses, linewidth=1.2)

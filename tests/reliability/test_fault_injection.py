@@ -191,7 +191,7 @@ def _read_only(monkeypatch) -> None:
 def test_failing_write_is_one_line_and_keeps_the_previous_checkpoint(
     cli_here, data, reference, tmp_path, monkeypatch, failure, message
 ):
-    from tame.engine.checkpoint import load_checkpoint
+    from tame.checkpoint.format import load_checkpoint
 
     shutil.copytree(reference, tmp_path, dirs_exist_ok=True)
     (tmp_path / "epoch_2.pt").unlink()  # the run resumes from step_10 and must write epoch_2.pt
@@ -210,7 +210,7 @@ def test_failing_write_is_one_line_and_keeps_the_previous_checkpoint(
 # -- torchrun ------------------------------------------------------------------------------------------------------
 def test_the_saved_random_state_of_rank_1_restores():
     """Each rank restores its row of the checkpoint's stacked states (a view at an offset, which crashed torch)."""
-    from tame.engine.checkpoint import rng_state, set_rng_state
+    from tame.checkpoint.format import rng_state, set_rng_state
 
     cpu = torch.device("cpu")
     torch.manual_seed(0)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from train_helpers import make_training_data, one_thread, tiny_overrides  # noqa: F401
 
-from tame.engine.checkpoint import load_checkpoint
+from tame.checkpoint.format import load_checkpoint
 from tame.models import TameModel
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -17,7 +17,7 @@ from tame.engine.optim import build_training_optimizer, parameter_groups
 from tame.engine.train import train
 from tame.errors import TameError
 from tame.models import create_classifier, register_backbone
-from tame.models.preprocessing import resolve_config
+from tame.models.registry import resolve_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

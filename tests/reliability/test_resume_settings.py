@@ -11,7 +11,7 @@ import pytest
 import torch
 from train_helpers import tiny_overrides
 
-from tame.checkpoints import parse_name
+from tame.checkpoint.naming import parse_name
 from tame.engine.optim import build_schedule
 
 

@@ -4,8 +4,8 @@
 - ``step_{S}.pt`` every ``train.checkpoint_every`` optimiser steps (the newest ``train.keep_checkpoints`` kept);
 - ``.epoch_{N}.pt.tmp{pid}`` / ``.step_{S}.pt.tmp{pid}``: :func:`tame.io.save_atomic`'s file while it writes.
 
-Only names and folders here (no torch, no engine): training (:mod:`tame.engine.checkpoint`) writes and loads the
-files, evaluation and the demo find them.
+Only names and folders here (no torch): :mod:`tame.checkpoint.format` writes and reads the files,
+:mod:`tame.checkpoint.resume` resumes from them, evaluation and the demo find them.
 """
 
 from __future__ import annotations
@@ -39,6 +39,14 @@ def parse_name(name: str) -> tuple[str, int] | None:
 def is_temporary(name: str) -> bool:
     """Whether ``name`` is the temporary file of a checkpoint write (left behind if its process was killed)."""
     return _TEMPORARY.match(name) is not None
+
+
+def remove_temporaries(directory: Path) -> None:
+    """Delete the temporary files of checkpoint writes that never finished (their process was killed)."""
+    if directory.is_dir():
+        for path in directory.iterdir():
+            if is_temporary(path.name):
+                path.unlink(missing_ok=True)
 
 
 def checkpoint_path(directory: Path, step: int, steps_per_epoch: int) -> Path:

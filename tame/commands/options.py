@@ -1,4 +1,4 @@
-"""Command-line options that several commands share, spelled once: the device, the verbosity."""
+"""Command-line options that several commands (and ``tame/cli.py``) share, spelled once: the device, the verbosity."""
 
 from __future__ import annotations
 

@@ -2,47 +2,72 @@
 
 Rank 0 decides what to resume from (``auto``: the newest checkpoint that loads, skipping corrupt ones with a
 warning; ``none``; or a path), checks that it fits this run and reports changed settings; every rank then takes
-that decision, so all ranks restore the same step. File naming, atomic writes and loading: ``tame.engine.checkpoint``.
+that decision, so all ranks restore the same step. File format and loading: :mod:`tame.checkpoint.format`; names:
+:mod:`tame.checkpoint.naming`.
+
+What a resumed run may change, and how a change takes effect. The one-cycle LR schedule (``tame.engine.optim``) is
+laid out over ``train.epochs * steps_per_epoch`` steps when a run starts, and the sampler's position is counted in
+batches, so two kinds of settings differ on resume:
+
+- refused, with one line naming the checkpoint's value and this run's: ``train.epochs`` (a longer run would train
+  the rest of the old schedule and then fail; a shorter one would end at once or past its own end) and
+  ``data.batch_size`` (the position in the epoch would point at other images). A changed number of steps per
+  epoch (data list, batch size, ``train.max_steps_per_epoch``) is refused by :meth:`Checkpoints._check`, and so
+  is another ``train.schedule``;
+- adopted from the resumed step on, with a warning that says so: ``train.max_lr`` (the schedule continues at the
+  same step with the new peak: what ``stopped`` advises after a non-finite loss), ``train.weight_decay``, the bias
+  settings (``bias_lr_factor``, ``bias_weight_decay``), ``train.lr_decay`` and the momentum settings. The
+  checkpoint's optimiser state would otherwise bring back the old values silently: :meth:`Checkpoints._restore`
+  puts this config's values back after loading it, and builds the schedule anew at the resumed step (the
+  scheduler's ``last_epoch``, torch's way to resume one) from this config.
 """
 
 from __future__ import annotations
 
 import logging
-import warnings
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import torch
 
 from tame import distributed
+from tame.checkpoint.format import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from tame.checkpoint.naming import checkpoint_files, checkpoint_path, remove_temporaries
 from tame.config import Config, expand_path
 from tame.distributed import Dist
-from tame.engine.checkpoint import (
-    checkpoint_files,
-    checkpoint_path,
-    load_checkpoint,
-    newest_good_checkpoint,
-    remove_temporaries,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
-)
-from tame.engine.resumed_settings import check_resumed_settings
 from tame.errors import TameError
 
-if TYPE_CHECKING:
-    from tame.engine.train import TrainingSetup
-
 logger = logging.getLogger(__name__)
+REFUSED = (("train", "epochs"), ("data", "batch_size"), ("train", "schedule"))
+ADOPTED = ("max_lr", "weight_decay", "momentum", "cycle_momentum", "base_momentum", "max_momentum", "nesterov")
+ADOPTED += ("bias_lr_factor", "bias_weight_decay", "lr_decay")
+
+
+class TrainingState(Protocol):
+    """What :class:`Checkpoints` saves and restores of a run (``tame.engine.train.TrainingSetup`` is one)."""
+
+    model: Any  # a TameModel: ``attention``, ``attention_meta()``, ``load_attention(path)``
+    scaler: torch.amp.GradScaler
+    steps_per_epoch: int
+
+
+ScheduleAt = Callable[..., Any]  # schedule_at(optimizer, step=S) -> this config's LR schedule at step S
 
 
 class Checkpoints:
     """Writes (rank 0) and restores (every rank) the full training state of a run."""
 
-    def __init__(self, cfg: Config, dist: Dist, output_dir: Path, setup: TrainingSetup, optimizer, scheduler) -> None:
+    def __init__(
+        self, cfg: Config, dist: Dist, output_dir: Path, setup: TrainingState, optimizer, schedule_at: ScheduleAt
+    ) -> None:
+        """``schedule_at(optimizer, step=S)``: this config's LR schedule over ``optimizer`` at ``step`` (0: a new run;
+        it sets the schedule's values in the optimizer's groups). :attr:`scheduler` is the one to step: the new
+        run's, or after :meth:`resume` the one rebuilt at the resumed step."""
         self.cfg, self.dist, self.output_dir, self.setup = cfg, dist, output_dir, setup
-        self.optimizer, self.scheduler = optimizer, scheduler
+        self.optimizer, self.schedule_at = optimizer, schedule_at
+        self.scheduler = schedule_at(optimizer, step=0)
         self.last_written: Path | None = None  # the newest checkpoint on disk: this run's, or the one it resumed
 
     def save(self, step: int) -> None:
@@ -151,34 +176,56 @@ class Checkpoints:
         self.setup.model.load_attention(path)  # checks that the AM fits: model layers, version, shapes
         keys = _GROUP_KEYS + (() if self.cfg.train.cycle_momentum else ("momentum",))
         groups = [{k: g[k] for k in keys if k in g} for g in self.optimizer.param_groups]  # this config's values
-        schedule = {k: getattr(self.scheduler, k) for k in _SCHEDULE_ATTRIBUTES if hasattr(self.scheduler, k)}
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self._keep_current_schedule(groups, schedule)
+        self.optimizer.load_state_dict(state["optimizer"])  # momentum buffers, and the old run's schedule values
+        for group, fresh in zip(self.optimizer.param_groups, groups):
+            group.update(fresh)
+        # the schedule of this config, at the resumed step: its LR (and cycled momentum) of that step in the groups
+        self.scheduler = self.schedule_at(self.optimizer, step=int(state["step"]))
         if state["scaler"]:
             self.setup.scaler.load_state_dict(state["scaler"])
         if int(state.get("world_size", 1)) == self.dist.world_size:
             set_rng_state({k: v[self.dist.rank] for k, v in state["rng"].items()}, self.dist.device)
 
-    def _keep_current_schedule(self, groups: list[dict], schedule: dict) -> None:
-        """The checkpoint's optimizer and scheduler states carry the old run's LR schedule and momentum; a resumed
-        run with changed ``train.max_lr``, ``epochs``, momentum or weight decay keeps this config's values and
-        goes on from this step on the schedule they define (unchanged settings: the checkpoint's state as saved)."""
-        changed = [
-            g for g, fresh in zip(self.optimizer.param_groups, groups) if any(g[k] != v for k, v in fresh.items())
-        ]
-        for group, fresh in zip(self.optimizer.param_groups, groups):
-            group.update(fresh)
-        for key, value in schedule.items():
-            if getattr(self.scheduler, key) != value:
-                setattr(self.scheduler, key, value)
-                changed.append(key)
-        if changed:  # this step's LR (and cycled momentum) from the current schedule
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)  # get_lr outside step(): what we mean here
-                for group, lr in zip(self.optimizer.param_groups, self.scheduler.get_lr()):
-                    group["lr"] = lr
-            self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+def newest_good_checkpoint(directory: Path, steps_per_epoch: int, warn) -> tuple[Path, dict] | None:
+    """The newest checkpoint that loads; each corrupt newer one is reported through ``warn`` and skipped."""
+    for _, path in checkpoint_files(directory, steps_per_epoch):
+        try:
+            return path, load_checkpoint(path)
+        except TameError as err:
+            warn(f"skipping checkpoint {path.name}: {err}; trying the previous one")
+    return None
+
+
+def check_resumed_settings(path: Path, saved: dict, cfg: Config, step: int) -> None:
+    """Refuse a change of :data:`REFUSED` keys; announce a change of :data:`ADOPTED` ones (rank 0)."""
+    for section, key in REFUSED:
+        old, new = saved.get(section, {}).get(key), getattr(getattr(cfg, section), key)
+        if old is not None and old != new:
+            raise TameError(
+                f"checkpoint {path} belongs to a run with {section}.{key}={old}, this run has {section}.{key}={new}: "
+                f"{_WHY[key]}; keep {section}.{key}={old} to continue it, or start a new run in another output_dir"
+            )
+    changed = changed_adopted(saved, cfg)
+    if changed:
+        logger.warning(
+            "%s changed: in effect from step %d on (the LR schedule goes on from that step with the new values)",
+            ", ".join(f"train.{key}" for key in changed),
+            step + 1,
+        )
+
+
+_WHY = {
+    "epochs": "the one-cycle LR schedule is laid out over the run's length when it starts and cannot be stretched "
+    "or cut mid-run",
+    "batch_size": "the position within the epoch is counted in batches, so resuming would repeat or skip images",
+    "schedule": "the checkpoint's optimizer state belongs to the other schedule",
+}
+
+
+def changed_adopted(saved: dict, cfg: Config) -> list[str]:
+    train = saved.get("train", {})
+    return [key for key in ADOPTED if key in train and train[key] != getattr(cfg.train, key)]
 
 
 _GROUP_KEYS = (
@@ -191,8 +238,6 @@ _GROUP_KEYS = (
     "nesterov",
     "lr_factor",
 )
-# the schedule's own settings (OneCycleLR's; LambdaLR, epoch_decay, has only base_lrs: its lambda is not saved)
-_SCHEDULE_ATTRIBUTES = ("total_steps", "_schedule_phases", "cycle_momentum", "base_lrs")
 
 
 def _changed_settings(saved: dict, current: dict, prefix: str = "") -> list[str]:
