@@ -122,6 +122,7 @@ def eval_batches(cfg, list_file: Path, boxes_file: Path):
     """(images, labels, box regions, shape masks) over a list, in list order."""
     from tame.data import build_loader
     from tame.data.boxes import read_boxes
+    from tame.distributed import Dist
 
     boxes = read_boxes(boxes_file, cfg.data.resize, cfg.data.crop)
     meta = json.loads(boxes_file.read_text())["images"]
@@ -130,8 +131,8 @@ def eval_batches(cfg, list_file: Path, boxes_file: Path):
         list_file,
         list_file.parent,
         train=False,
-        device=torch.device("cpu"),
-        batch_size=64,
+        dist=Dist.local(),
+        global_batch_size=64,
         num_classes=cfg.model.num_classes,
     )
     plan = loader.plan()

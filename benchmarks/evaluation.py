@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.harness import (
+    Timing,
     compare,
     judged_clock,
     machine,
@@ -74,7 +75,7 @@ def reference_style(model: TameModel, images: torch.Tensor) -> dict[str, float]:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="resnet50")
     parser.add_argument("--layers", nargs="+", default=["layer2", "layer3", "layer4"])
@@ -89,9 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.size = 64
-    set_threads(args.threads)
-    device = resolve_device(args.device)
+    return args
 
+
+def time_the_three(args: argparse.Namespace, device: torch.device) -> tuple[dict, dict[str, Timing]]:
+    """The reference loop, the batched evaluation and the limit on the same random images, timed interleaved after
+    a warm-up; (their AD/IC: reference and batched, their timings)."""
     torch.manual_seed(0)
     model = TameModel(create_classifier(args.model, pretrained=False), args.layers, input_size=args.size)
     model = model.to(device).eval()
@@ -120,36 +124,56 @@ def main(argv: list[str] | None = None) -> int:
 
     limit()
     functions = {"reference": reference, "batched": batched, "limit": limit}
-    timings = compare(functions, args.repeats, warmup=0, device=device)
-    clock = judged_clock(device)
-    other = "wall" if clock == "cpu" else "cpu"
-    speedups = {c: ratio(timings, "reference", "batched", c) for c in ("wall", "cpu")}
-    speedup = speedups[clock]
-    over_limit = {c: ratio(timings, "batched", "limit", c) for c in ("wall", "cpu")}
-    limit_speedups = {c: ratio(timings, "reference", "limit", c) for c in ("wall", "cpu")}
-    largest_gap = max(abs(numbers["batched"][c] - numbers["reference"][c]) for c in numbers["reference"])
-    rates = {name: args.images / t.median for name, t in timings.items()}
-    target = TARGETS.get(device.type, TARGETS["cpu"])
+    return numbers, compare(functions, args.repeats, warmup=0, device=device)
 
+
+def summarise(timings: dict[str, Timing], numbers: dict, images: int, device: torch.device) -> dict:
+    """Speed-ups on both clocks (the judged one first), images per second, the target and the AD/IC gap."""
+    clock = judged_clock(device)
+    return {
+        "clock": clock,
+        "other": "wall" if clock == "cpu" else "cpu",
+        "speedups": {c: ratio(timings, "reference", "batched", c) for c in ("wall", "cpu")},
+        "over_limit": {c: ratio(timings, "batched", "limit", c) for c in ("wall", "cpu")},
+        "limit_speedups": {c: ratio(timings, "reference", "limit", c) for c in ("wall", "cpu")},
+        "largest_gap": max(abs(numbers["batched"][c] - numbers["reference"][c]) for c in numbers["reference"]),
+        "rates": {name: images / t.median for name, t in timings.items()},
+        "target": TARGETS.get(device.type, TARGETS["cpu"]),
+    }
+
+
+def print_results(args: argparse.Namespace, device: torch.device, numbers: dict, s: dict) -> None:
+    """The AD/IC of both ways side by side, then images/s and speed-ups against the target."""
+    clock, other = s["clock"], s["other"]
+    rates, speedups, limit_speedups = s["rates"], s["speedups"], s["limit_speedups"]
     print(
         f"AD/IC evaluation, {args.model} {args.size} px, {args.images} images, {device} "
         f"({torch.get_num_threads()} threads), {args.repeats} interleaved rounds; images/s from the median wall "
         f"time; speed-up: median of per-round ratios of {clock} time ({other} time in brackets)"
     )
     print(table(["", *numbers["reference"]], [[name, *numbers[name].values()] for name in ("reference", "batched")]))
-    print(f"largest AD/IC difference: {largest_gap:.2g} percentage points\n")
+    print(f"largest AD/IC difference: {s['largest_gap']:.2g} percentage points\n")
     print(
         table(
             ["way", "images/s", "speed-up", "", "target", ""],
             [
                 ["reference (one image, all K maps, AM re-run)", rates["reference"], 1.0, "", "", ""],
-                [f"batched (batch {args.batch_size})", rates["batched"], speedup, f"({speedups[other]:.3g})"]
-                + [f">= {target:g}", verdict(speedup, target, at_most=False)],
+                [f"batched (batch {args.batch_size})", rates["batched"], speedups[clock], f"({speedups[other]:.3g})"]
+                + [f">= {s['target']:g}", verdict(speedups[clock], s["target"], at_most=False)],
                 ["limit: 4 bare forwards per image, same batches", rates["limit"], limit_speedups[clock]]
                 + [f"({limit_speedups[other]:.3g})", "", ""],
             ],
         )
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    set_threads(args.threads)
+    device = resolve_device(args.device)
+    numbers, timings = time_the_three(args, device)
+    s = summarise(timings, numbers, args.images, device)
+    print_results(args, device, numbers, s)
     report = {
         "machine": machine(device),
         "device": str(device),
@@ -161,17 +185,17 @@ def main(argv: list[str] | None = None) -> int:
         "repeats": args.repeats,
         "seconds": {name: t.wall for name, t in timings.items()},
         "cpu_seconds": {name: t.cpu for name, t in timings.items()},
-        "reference_images_per_s": rates["reference"],
-        "batched_images_per_s": rates["batched"],
-        "clock": clock,  # the clock of "speedup"
-        "speedup": speedup,
-        "speedups": speedups,
-        "batched_over_limit": over_limit,  # the batched evaluation's time / the limit's
-        "reference_over_limit": limit_speedups,  # the most any batched evaluation could gain
-        "target_speedup": target,
+        "reference_images_per_s": s["rates"]["reference"],
+        "batched_images_per_s": s["rates"]["batched"],
+        "clock": s["clock"],  # the clock of "speedup"
+        "speedup": s["speedups"][s["clock"]],
+        "speedups": s["speedups"],
+        "batched_over_limit": s["over_limit"],  # the batched evaluation's time / the limit's
+        "reference_over_limit": s["limit_speedups"],  # the most any batched evaluation could gain
+        "target_speedup": s["target"],
         "reference": numbers["reference"],
         "batched": numbers["batched"],
-        "largest_difference": largest_gap,
+        "largest_difference": s["largest_gap"],
     }
     print(f"wrote {write_report('evaluation', report, args.out)}")
     return 0

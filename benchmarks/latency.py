@@ -38,6 +38,7 @@ from tame.models import Classifier, TameModel, create_classifier
 
 TARGET = 1.2  # TAME / a bare forward
 RISE_MASKS = 4000
+UNIT = 64  # Score-CAM's and RISE's masked images per forward (their default batch size)
 
 
 class PartialScoreCam(ScoreCam):
@@ -65,7 +66,7 @@ def scaled_seconds(
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="resnet50")
     parser.add_argument("--layers", nargs="+", default=["layer2", "layer3", "layer4"])
@@ -82,6 +83,62 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.size = 64
     args.repeats = args.repeats or (5 if args.quick else 40)
+    return args
+
+
+def time_slow_methods(
+    args: argparse.Namespace, model: TameModel, images: torch.Tensor, device: torch.device, measured: dict
+) -> dict:
+    """Score-CAM and RISE, scaled from two slices of their work (and measured in full with ``--full``); their
+    seconds, ratios to the forward and how they were found go into ``measured``; returns the slices' details."""
+    seconds, ratios, how = measured["seconds"], measured["ratios"], measured["how"]
+    layer = model.layers[-1]
+    channels = model.feature_shapes[-1][0]
+    slow = {
+        "scorecam": (lambda n: PartialScoreCam(model.classifier, layer, n), channels),
+        "rise": (lambda n: Rise(model.classifier, num_masks=n), RISE_MASKS),
+    }
+    details = {}
+    for name, (build, full) in slow.items():
+        counts = (UNIT, 3 * UNIT) if full > 3 * UNIT else (full // 2, full)
+        details[name] = scaled_seconds(build, counts, full, images, args.slow_repeats, device)
+        how[name] = "scaled"
+        times = {c: details[name][c]["seconds"] for c in ("wall", "cpu")}
+        if args.full:
+            whole = create_explainer(name, model, **({"num_masks": full} if name == "rise" else {}))
+            timing = compare({name: lambda e=whole: e.explain(images)}, 1, warmup=0, device=device)[name]
+            times = {c: timing.median_of(c) for c in ("wall", "cpu")}
+            how[name] = "measured"
+            details[name]["measured_s"] = times
+        for c in ("wall", "cpu"):
+            seconds[c][name] = times[c]
+            ratios[c][name] = times[c] / seconds[c]["forward"]
+    return details
+
+
+def print_results(args: argparse.Namespace, device: torch.device, model: TameModel, clock: str, measured: dict) -> None:
+    seconds, ratios, how = measured["seconds"], measured["ratios"], measured["how"]
+    other = "wall" if clock == "cpu" else "cpu"
+    print(
+        f"Explanation latency, {args.model} {args.size} px, {args.batch_size} image(s) per call, {device} "
+        f"({torch.get_num_threads()} threads); fast methods: {args.repeats} interleaved rounds; medians of "
+        f"{clock} time ({other} time in brackets)"
+    )
+    rows = []
+    for name in seconds[clock]:
+        target = f"<= {TARGET}" if name == "tame" else ""
+        check = verdict(ratios[clock][name], TARGET) if name == "tame" else ""
+        ms = 1e3 * seconds[clock][name] / args.batch_size
+        rows.append([name, ms, ratios[clock][name], f"({ratios[other][name]:.3g})", target, check, how[name]])
+    print(table(["method", "ms/image", "x forward", "", "target", "", "how"], rows))
+    print(
+        f"(Score-CAM: {model.feature_shapes[-1][0]} channels of {model.layers[-1]}; RISE: {RISE_MASKS} masks; "
+        f"scaled = timed on {UNIT} and {3 * UNIT} and extrapolated linearly)"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     set_threads(args.threads)
     device = resolve_device(args.device)
 
@@ -102,50 +159,13 @@ def main(argv: list[str] | None = None) -> int:
         device=device,
     )
     clock = judged_clock(device)
-    other = "wall" if clock == "cpu" else "cpu"
-    seconds = {c: {name: timing.median_of(c) for name, timing in fast.items()} for c in ("wall", "cpu")}
-    ratios = {c: {name: ratio(fast, name, "forward", c) for name in fast} for c in ("wall", "cpu")}
-    how = dict.fromkeys(fast, "measured")
-
-    layer = model.layers[-1]
-    channels = model.feature_shapes[-1][0]
-    slow = {
-        "scorecam": (lambda n: PartialScoreCam(model.classifier, layer, n), channels),
-        "rise": (lambda n: Rise(model.classifier, num_masks=n), RISE_MASKS),
+    measured = {
+        "seconds": {c: {name: timing.median_of(c) for name, timing in fast.items()} for c in ("wall", "cpu")},
+        "ratios": {c: {name: ratio(fast, name, "forward", c) for name in fast} for c in ("wall", "cpu")},
+        "how": dict.fromkeys(fast, "measured"),
     }
-    unit = 64  # Score-CAM's and RISE's masked images per forward (their default batch size)
-    details = {}
-    for name, (build, full) in slow.items():
-        counts = (unit, 3 * unit) if full > 3 * unit else (full // 2, full)
-        details[name] = scaled_seconds(build, counts, full, images, args.slow_repeats, device)
-        how[name] = "scaled"
-        measured = {c: details[name][c]["seconds"] for c in ("wall", "cpu")}
-        if args.full:
-            whole = create_explainer(name, model, **({"num_masks": full} if name == "rise" else {}))
-            timing = compare({name: lambda e=whole: e.explain(images)}, 1, warmup=0, device=device)[name]
-            measured = {c: timing.median_of(c) for c in ("wall", "cpu")}
-            how[name] = "measured"
-            details[name]["measured_s"] = measured
-        for c in ("wall", "cpu"):
-            seconds[c][name] = measured[c]
-            ratios[c][name] = measured[c] / seconds[c]["forward"]
-
-    print(
-        f"Explanation latency, {args.model} {args.size} px, {args.batch_size} image(s) per call, {device} "
-        f"({torch.get_num_threads()} threads); fast methods: {args.repeats} interleaved rounds; medians of "
-        f"{clock} time ({other} time in brackets)"
-    )
-    rows = []
-    for name in seconds[clock]:
-        target = f"<= {TARGET}" if name == "tame" else ""
-        check = verdict(ratios[clock][name], TARGET) if name == "tame" else ""
-        ms = 1e3 * seconds[clock][name] / args.batch_size
-        rows.append([name, ms, ratios[clock][name], f"({ratios[other][name]:.3g})", target, check, how[name]])
-    print(table(["method", "ms/image", "x forward", "", "target", "", "how"], rows))
-    print(
-        f"(Score-CAM: {channels} channels of {layer}; RISE: {RISE_MASKS} masks; scaled = timed on "
-        f"{unit} and {3 * unit} and extrapolated linearly)"
-    )
+    details = time_slow_methods(args, model, images, device, measured)
+    print_results(args, device, model, clock, measured)
     report = {
         "machine": machine(device),
         "device": str(device),
@@ -156,11 +176,13 @@ def main(argv: list[str] | None = None) -> int:
         "repeats": args.repeats,
         "target_tame_over_forward": TARGET,
         "clock": clock,  # the clock of "ms_per_image" and "over_forward"
-        "ms_per_image": {name: 1e3 * t / args.batch_size for name, t in seconds[clock].items()},
-        "over_forward": ratios[clock],
-        "how": how,
-        "ms_per_image_by_clock": {c: {n: 1e3 * t / args.batch_size for n, t in v.items()} for c, v in seconds.items()},
-        "over_forward_by_clock": ratios,
+        "ms_per_image": {name: 1e3 * t / args.batch_size for name, t in measured["seconds"][clock].items()},
+        "over_forward": measured["ratios"][clock],
+        "how": measured["how"],
+        "ms_per_image_by_clock": {
+            c: {n: 1e3 * t / args.batch_size for n, t in v.items()} for c, v in measured["seconds"].items()
+        },
+        "over_forward_by_clock": measured["ratios"],
         "seconds": {name: t.wall for name, t in fast.items()},
         "cpu_seconds": {name: t.cpu for name, t in fast.items()},
         "slow_methods": details,

@@ -24,12 +24,13 @@ from tame.config import DataConfig
 from tame.data import build_loader
 from tame.data.dali import dali_available
 from tame.data.synthetic import make_synthetic
+from tame.distributed import Dist
 
 LOADERS = ("dali-cpu", "torch", "dali-mixed")
 
 
 def images_per_second(cfg: DataConfig, list_file: Path, root: Path, device: torch.device, train: bool, epochs: int):
-    loader = build_loader(cfg, list_file, root, train=train, device=device)
+    loader = build_loader(cfg, list_file, root, train=train, dist=Dist.local(device))
     for _ in loader:  # warm-up epoch
         pass
     count, start = 0, time.perf_counter()

@@ -82,7 +82,7 @@ def run_child(args: argparse.Namespace, name: str, variant: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=list(LAYERS), choices=list(LAYERS))
     parser.add_argument("--size", type=int, default=224)
@@ -97,6 +97,33 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.size, args.batch_size = 64, 4
+    return args
+
+
+def print_table(args: argparse.Namespace, device: torch.device, results: list[dict], what: str) -> None:
+    """Peak and per-step memory of the three variants side by side, one row per model."""
+    print(
+        f"\nMemory of one training step, {args.size} px, batch {args.batch_size}, {device}, amp {args.amp}, "
+        f"{'channels_last' if args.channels_last else 'contiguous'} ({what}; step = peak - before the step)"
+    )
+    rows = []
+    for name in args.models:
+        by = {r["variant"]: r for r in results if r["model"] == name}
+        rows.append(
+            [name]
+            + [by[v]["peak_bytes"] / MIB for v in VARIANTS]
+            + [by[v]["step_bytes"] / MIB for v in VARIANTS]
+            + [
+                by["tame"]["step_bytes"] / by["limit"]["step_bytes"],
+                by["all K"]["step_bytes"] / by["tame"]["step_bytes"],
+            ]
+        )
+    headers = ["model", "peak limit MiB", "peak TAME MiB", "peak all-K MiB", "step limit", "step TAME", "step all-K"]
+    print(table([*headers, "TAME/limit", "all-K/TAME"], rows))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     set_threads(args.threads)
     device = resolve_device(args.device)
 
@@ -119,24 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:>9} {result['variant']:>6}: peak {result['peak_bytes'] / MIB:8.0f} MiB", flush=True)
 
     what = "peak RSS" if device.type == "cpu" else "max_memory_allocated"
-    print(
-        f"\nMemory of one training step, {args.size} px, batch {args.batch_size}, {device}, amp {args.amp}, "
-        f"{'channels_last' if args.channels_last else 'contiguous'} ({what}; step = peak - before the step)"
-    )
-    rows = []
-    for name in args.models:
-        by = {r["variant"]: r for r in results if r["model"] == name}
-        rows.append(
-            [name]
-            + [by[v]["peak_bytes"] / MIB for v in VARIANTS]
-            + [by[v]["step_bytes"] / MIB for v in VARIANTS]
-            + [
-                by["tame"]["step_bytes"] / by["limit"]["step_bytes"],
-                by["all K"]["step_bytes"] / by["tame"]["step_bytes"],
-            ]
-        )
-    headers = ["model", "peak limit MiB", "peak TAME MiB", "peak all-K MiB", "step limit", "step TAME", "step all-K"]
-    print(table([*headers, "TAME/limit", "all-K/TAME"], rows))
+    print_table(args, device, results, what)
     report = {
         "machine": machine(device),
         "device": str(device),

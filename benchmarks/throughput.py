@@ -20,6 +20,7 @@ import os
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -30,6 +31,7 @@ from benchmarks.training import LAYERS
 from tame.config import Config, DataConfig, LogConfig, ModelConfig, TrainConfig
 from tame.data import build_loader
 from tame.data.dali import dali_available
+from tame.distributed import Dist
 from tame.engine.train import train
 
 TARGETS = {"resnet50": 2500.0, "vgg16": 900.0}  # images/s per H100, end to end with DALI (bf16, channels_last)
@@ -104,7 +106,7 @@ def run_config(cfg: Config, loader, warmup: int, steps: int, device: torch.devic
     }
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=list(LAYERS), choices=list(LAYERS))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -122,86 +124,80 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch (0: torch's default)")
     parser.add_argument("--quick", action="store_true", help="64 px crops, batch 4, 3 steps (a check, not a number)")
     parser.add_argument("--out", help="JSON file (default benchmarks/results/throughput.json)")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
-    device = resolve_device(args.device)
-    gpu = device.type == "cuda"
-    batch = args.batch_size or (4 if args.quick else 256 if gpu else 8)
-    steps = args.steps or (3 if args.quick else 40 if gpu else 4)
-    warmup = args.warmup if args.warmup is not None else (10 if gpu else 1)
-    compile_modes = args.compile or (["off", "on"] if gpu else ["off"])
-    amp = args.amp or ("bf16" if gpu else "off")
-    crop, resize = (64, 73) if args.quick else (224, 256)
-    images = 64 if args.quick and args.images == 2048 else args.images
-    if gpu:
-        torch.cuda.set_device(device)
-    else:
-        set_threads(args.threads)
+
+@dataclass
+class Plan:
+    """The options with the device's defaults filled in."""
+
+    batch: int
+    steps: int
+    warmup: int
+    compile_modes: list[str]
+    amp: str
+    crop: int
+    resize: int
+    images: int
+    backend: str
+    loader_name: str
+
+
+def plan(args: argparse.Namespace, gpu: bool) -> Plan:
     backend = args.loader
     if backend == "auto":
         backend = "dali" if dali_available(cpu_only=not gpu) else "torch"
-    loader_name = f"dali-{'mixed' if gpu else 'cpu'}" if backend == "dali" else "torch (PIL)"
+    crop, resize = (64, 73) if args.quick else (224, 256)
+    return Plan(
+        batch=args.batch_size or (4 if args.quick else 256 if gpu else 8),
+        steps=args.steps or (3 if args.quick else 40 if gpu else 4),
+        warmup=args.warmup if args.warmup is not None else (10 if gpu else 1),
+        compile_modes=args.compile or (["off", "on"] if gpu else ["off"]),
+        amp=args.amp or ("bf16" if gpu else "off"),
+        crop=crop,
+        resize=resize,
+        images=64 if args.quick and args.images == 2048 else args.images,
+        backend=backend,
+        loader_name=f"dali-{'mixed' if gpu else 'cpu'}" if backend == "dali" else "torch (PIL)",
+    )
 
-    needed = (warmup + steps + 1) * batch
-    list_file = write_jpegs(args.data, images, entries=needed)
-    root = list_file.parent
-    report = {
-        "machine": machine(device),
-        "device": str(device),
-        "batch_size": batch,
-        "crop": crop,
-        "steps": steps,
-        "warmup": warmup,
-        "amp": amp,
-        "channels_last": not args.no_channels_last,
-        "loader": loader_name,
-        "workers": args.workers,
-        "images": images,
-        "targets": TARGETS if gpu and not args.quick else None,
-        "results": [],
-    }
-    for compile_mode in compile_modes:  # every model uncompiled first: those numbers come early
-        for name in args.models:
-            cfg = Config(
-                model=ModelConfig(name=name, pretrained=False, layers=LAYERS[name]),
-                data=DataConfig(
-                    root=str(root),
-                    train_list=str(list_file),
-                    backend=backend,
-                    batch_size=batch,
-                    workers=args.workers,
-                    resize=resize,
-                    crop=crop,
-                    interpolation="bilinear",
-                    validate="none",
-                ),
-                train=TrainConfig(
-                    epochs=1,
-                    device=device.type,
-                    amp=amp,
-                    channels_last=not args.no_channels_last,
-                    compile=compile_mode == "on",
-                    resume="none",
-                    max_steps_per_epoch=warmup + steps + 1,
-                ),
-                log=LogConfig(wandb="disabled", tensorboard=False, images_per_epoch=0),
-            )
-            loader = build_loader(cfg.data, list_file, root, train=True, device=device, seed=cfg.train.seed)
-            result = {"model": name, "compile": compile_mode, "loader": loader_name, "batch_size": batch}
-            result["end_to_end"] = run_config(cfg, loader, warmup, steps, device)
-            if not args.no_model_only and compile_mode == "off":
-                first = next(iter(loader))
-                repeated = RepeatedBatch(first, warmup + steps + 1)
-                result["model_only"] = run_config(cfg, repeated, warmup, steps, device)
-            report["results"].append(result)
-            write_report("throughput", report, args.out)  # after each: a run cut short keeps what it measured
-            rate = result["end_to_end"]["images_per_s"]
-            print(f"{name} compile={compile_mode}: {rate:.1f} images/s end to end", flush=True)
 
+def config(
+    args: argparse.Namespace, p: Plan, name: str, compile_mode: str, list_file: Path, device: torch.device
+) -> Config:
+    """One epoch of ``warmup + steps + 1`` steps of ``name`` on the JPEGs of ``list_file``."""
+    return Config(
+        model=ModelConfig(name=name, pretrained=False, layers=LAYERS[name]),
+        data=DataConfig(
+            root=str(list_file.parent),
+            train_list=str(list_file),
+            backend=p.backend,
+            batch_size=p.batch,
+            workers=args.workers,
+            resize=p.resize,
+            crop=p.crop,
+            interpolation="bilinear",
+            validate="none",
+        ),
+        train=TrainConfig(
+            epochs=1,
+            device=device.type,
+            amp=p.amp,
+            channels_last=not args.no_channels_last,
+            compile=compile_mode == "on",
+            resume="none",
+            max_steps_per_epoch=p.warmup + p.steps + 1,
+        ),
+        log=LogConfig(wandb="disabled", tensorboard=False, images_per_epoch=0),
+    )
+
+
+def print_table(args: argparse.Namespace, p: Plan, device: torch.device, report: dict) -> None:
+    gpu = device.type == "cuda"
     print(
-        f"\nTAME training, {crop} px, batch {batch}, {device}, amp {amp}, "
-        f"{'contiguous' if args.no_channels_last else 'channels_last'}, loader {loader_name}; "
-        f"{steps} timed steps after {warmup}"
+        f"\nTAME training, {p.crop} px, batch {p.batch}, {device}, amp {p.amp}, "
+        f"{'contiguous' if args.no_channels_last else 'channels_last'}, loader {p.loader_name}; "
+        f"{p.steps} timed steps after {p.warmup}"
     )
     rows = []
     for r in report["results"]:
@@ -222,6 +218,49 @@ def main(argv: list[str] | None = None) -> int:
         )
     headers = ["model", "compile", "images/s", "model only", "target", "", "peak GiB", "warm-up s"]
     print(table(headers, rows))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    device = resolve_device(args.device)
+    gpu = device.type == "cuda"
+    if gpu:
+        torch.cuda.set_device(device)
+    else:
+        set_threads(args.threads)
+    p = plan(args, gpu)
+    list_file = write_jpegs(args.data, p.images, entries=(p.warmup + p.steps + 1) * p.batch)
+    report = {
+        "machine": machine(device),
+        "device": str(device),
+        "batch_size": p.batch,
+        "crop": p.crop,
+        "steps": p.steps,
+        "warmup": p.warmup,
+        "amp": p.amp,
+        "channels_last": not args.no_channels_last,
+        "loader": p.loader_name,
+        "workers": args.workers,
+        "images": p.images,
+        "targets": TARGETS if gpu and not args.quick else None,
+        "results": [],
+    }
+    for compile_mode in p.compile_modes:  # every model uncompiled first: those numbers come early
+        for name in args.models:
+            cfg = config(args, p, name, compile_mode, list_file, device)
+            loader = build_loader(
+                cfg.data, list_file, list_file.parent, train=True, dist=Dist.local(device), seed=cfg.train.seed
+            )
+            result = {"model": name, "compile": compile_mode, "loader": p.loader_name, "batch_size": p.batch}
+            result["end_to_end"] = run_config(cfg, loader, p.warmup, p.steps, device)
+            if not args.no_model_only and compile_mode == "off":
+                repeated = RepeatedBatch(next(iter(loader)), p.warmup + p.steps + 1)
+                result["model_only"] = run_config(cfg, repeated, p.warmup, p.steps, device)
+            report["results"].append(result)
+            write_report("throughput", report, args.out)  # after each: a run cut short keeps what it measured
+            rate = result["end_to_end"]["images_per_s"]
+            print(f"{name} compile={compile_mode}: {rate:.1f} images/s end to end", flush=True)
+    print_table(args, p, device, report)
     print(f"wrote {write_report('throughput', report, args.out)}")
     return 0
 

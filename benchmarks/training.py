@@ -21,6 +21,7 @@ Random weights (nothing downloaded); results go to ``benchmarks/results/training
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -95,18 +96,9 @@ def build(name: str, size: int, device: torch.device, backbone_mode: str = "eval
     return model, build_optimizer(model.attention, 1e-4, 5e-4, 0.9)
 
 
-def bench_model(name: str, size: int, batch: int, repeats: int, device: torch.device, backbone_mode: str) -> dict:
-    model, optimizer = build(name, size, device, backbone_mode)
-    images = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
-
-    # the same numbers both ways, on one AM state (before any optimiser step)
-    state = {k: v.clone() for k, v in model.attention.state_dict().items()}
-    ours = {k: float(v.detach()) for k, v in model.training_step(images).items()}
-    model.attention.load_state_dict(state)
-    theirs = {k: float(v.detach()) for k, v in all_maps_training_step(model, images).items()}
-    model.attention.load_state_dict(state)
-    gap = max(abs(ours[k] - theirs[k]) / max(abs(theirs[k]), 1e-12) for k in ours)
-
+def am_functions(model: TameModel, images: torch.Tensor) -> dict[str, Callable[[], None]]:
+    """The AM alone, forward and backward on the images' fixed features (labels: the predicted classes): the
+    class-selective fuse, the fuse before issue #7 (resize + concat sum(C_i) channels, then conv) and all K maps."""
     with torch.no_grad():
         logits, features = model.features(images)
     targets = logits.argmax(dim=1)
@@ -121,12 +113,28 @@ def bench_model(name: str, size: int, batch: int, repeats: int, device: torch.de
         am = model.attention
         F.conv2d(am.fuser_input(features), am.fuser.weight[targets], am.fuser.bias[targets]).sum().backward()
 
+    return {"selective": am_selective, "concat": am_concat, "all K": am_all}
+
+
+def bench_model(name: str, size: int, batch: int, repeats: int, device: torch.device, backbone_mode: str) -> dict:
+    model, optimizer = build(name, size, device, backbone_mode)
+    images = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
+
+    # the same numbers both ways, on one AM state (before any optimiser step)
+    state = {k: v.clone() for k, v in model.attention.state_dict().items()}
+    ours = {k: float(v.detach()) for k, v in model.training_step(images).items()}
+    model.attention.load_state_dict(state)
+    theirs = {k: float(v.detach()) for k, v in all_maps_training_step(model, images).items()}
+    model.attention.load_state_dict(state)
+    gap = max(abs(ours[k] - theirs[k]) / max(abs(theirs[k]), 1e-12) for k in ours)
+
+    am_alone = am_functions(model, images)
     steps = compare(
         {variant: step_function(variant, model, optimizer, images) for variant in VARIANTS},
         repeats,
         device=device,
     )
-    am = compare({"selective": am_selective, "concat": am_concat, "all K": am_all}, repeats, device=device)
+    am = compare(am_alone, repeats, device=device)
     model.attention.zero_grad(set_to_none=True)
     clocks = ("wall", "cpu")
     ratios = {
@@ -160,7 +168,7 @@ def bench_model(name: str, size: int, batch: int, repeats: int, device: torch.de
     }
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=list(LAYERS), choices=list(LAYERS))
     parser.add_argument("--size", type=int, default=224)
@@ -174,6 +182,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.size, args.batch_size = 64, 4
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     set_threads(args.threads)
     device = resolve_device(args.device)
 
@@ -188,6 +201,22 @@ def main(argv: list[str] | None = None) -> int:
             f"{result['largest_relative_loss_difference']:.1e}",
             flush=True,
         )
+    print_tables(args, device, results)
+    report = {
+        "machine": machine(device),
+        "device": str(device),
+        "size": args.size,
+        "batch_size": args.batch_size,
+        "backbone_mode": args.backbone_mode,
+        "target_tame_over_limit": TARGET,
+        "results": results,
+    }
+    print(f"wrote {write_report('training', report, args.out)}")
+    return 0
+
+
+def print_tables(args: argparse.Namespace, device: torch.device, results: list[dict]) -> None:
+    """The training step's ratios (judged clock, the other in brackets) and the AM alone, one row per model."""
     clock = judged_clock(device)
     other = "wall" if clock == "cpu" else "cpu"
     print(
@@ -218,17 +247,6 @@ def main(argv: list[str] | None = None) -> int:
         "(selective: each branch projected on the labels' fuser weights, then resized; concat: the selective fuse "
         "before issue #7, all sum(C_i) channels resized and concatenated, then a conv with the gathered weights)"
     )
-    report = {
-        "machine": machine(device),
-        "device": str(device),
-        "size": args.size,
-        "batch_size": args.batch_size,
-        "backbone_mode": args.backbone_mode,
-        "target_tame_over_limit": TARGET,
-        "results": results,
-    }
-    print(f"wrote {write_report('training', report, args.out)}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ class DataConfig:
     val_list: str | None = None  # validated during training (tame.engine.validation); null/"": no validation
     eval_list: str = "datalist/ILSVRC/Evaluation_2000.txt"
     backend: str = "auto"  # dali | torch | auto (DALI where available)
-    batch_size: int = 32  # global batch; each of N ranks gets batch_size / N
+    batch_size: int = 32  # global batch; each of N ranks gets batch_size / N (a multiple of N: tame.session)
     workers: int = 4  # decoding threads (DALI) or loader processes (torch) per rank
     resize: int | None = None  # shorter side before cropping; null/auto: the model's own (crop / crop_pct)
     crop: int | None = None  # null/auto: the model's input size

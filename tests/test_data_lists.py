@@ -11,19 +11,18 @@ from tame.errors import TameError
 @pytest.mark.parametrize(
     ("name", "count"), [("Validation_2000.txt", 2000), ("Evaluation_2000.txt", 2000), ("val.txt", 50000)]
 )
-def test_reference_lists_parse(shared_data, name, count):
-    entries = read_list(shared_data / "reference-lists" / name, num_classes=1000)
+def test_reference_lists_parse(reference_lists, name, count):
+    entries = read_list(reference_lists / name, num_classes=1000)
     assert len(entries) == count
     assert [entry.line for entry in entries] == list(range(1, count + 1))
     assert all(entry.path.startswith("ILSVRC2012_val_") and entry.path.endswith(".JPEG") for entry in entries)
     assert all(0 <= entry.label < 1000 for entry in entries)
 
 
-def test_reference_subsets_are_disjoint_and_agree_with_val(shared_data):
-    lists = shared_data / "reference-lists"
-    val = {entry.path: entry.label for entry in read_list(lists / "val.txt")}
-    validation = read_list(lists / "Validation_2000.txt")
-    evaluation = read_list(lists / "Evaluation_2000.txt")  # its lines end with a stray space
+def test_reference_subsets_are_disjoint_and_agree_with_val(reference_lists):
+    val = {entry.path: entry.label for entry in read_list(reference_lists / "val.txt")}
+    validation = read_list(reference_lists / "Validation_2000.txt")
+    evaluation = read_list(reference_lists / "Evaluation_2000.txt")  # its lines end with a stray space
     assert not {entry.path for entry in validation} & {entry.path for entry in evaluation}
     assert all(val[entry.path] == entry.label for entry in validation + evaluation)
 

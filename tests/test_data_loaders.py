@@ -1,7 +1,7 @@
 """Both loader backends (DALI CPU pipeline and PIL fallback): contract, agreement, sharding, resume, bad input.
 
-Measured agreement of the two backends (mean |DALI - PIL| over [0, 1] images, CPU): about 0.0007 on the shared
-ImageNet images (eval and train crops), i.e. under 0.2 grey levels; the bound below is 0.002.
+Measured agreement of the two backends (mean |DALI - PIL| over [0, 1] images, CPU): about 0.0007 on the ten
+ImageNet photos of tests/data (eval and train crops), i.e. under 0.2 grey levels; the bound below is 0.002.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from tame.data import build_loader, plan_epoch, resolve_backend
 from tame.data.dali import dali_available
 from tame.data.images import eval_image
 from tame.data.synthetic import make_synthetic
+from tame.distributed import Dist
 from tame.errors import TameError
 
 CPU = torch.device("cpu")
@@ -30,15 +31,21 @@ def _run(loader):
     return [(images.clone(), labels.clone()) for images, labels in loader]
 
 
-def _loader(list_file, root, backend, *, train=False, batch_size=4, resize=72, crop=64, **kwargs):
+def _loader(list_file, root, backend, *, train=False, batch_size=4, resize=72, crop=64, rank=0, world_size=1, **kwargs):
+    """``batch_size``: the global batch (data.batch_size), split over ``world_size`` simulated ranks."""
     cfg = DataConfig(backend=backend, batch_size=batch_size, workers=0, resize=resize, crop=crop)
-    return build_loader(cfg, list_file, root, train=train, device=CPU, **kwargs)
+    return build_loader(cfg, list_file, root, train=train, dist=_dist(rank, world_size), **kwargs)
+
+
+def _dist(rank: int = 0, world_size: int = 1) -> Dist:
+    """Rank ``rank`` of ``world_size`` on the CPU, without a process group (a loader needs only the numbers)."""
+    return Dist(rank=rank, world_size=world_size, local_rank=rank, device=CPU)
 
 
 @pytest.fixture(scope="module")
-def shared_list(tmp_path_factory, shared_data):
-    """The ten shared ImageNet images (one RGBA PNG, sizes 138x150 to 469x500); label = number before '_' / '.'."""
-    root = shared_data / "images"
+def shared_list(tmp_path_factory, example_images):
+    """The ten photos of tests/data (one RGBA PNG, sizes 138x150 to 469x500); label = the number before '_' / '.'."""
+    root = example_images
     names = sorted(path.name for path in root.iterdir())
     labels = [int(re.match(r"\d+", name).group()) for name in names]
     list_file = tmp_path_factory.mktemp("lists") / "images.txt"
@@ -213,14 +220,14 @@ def test_truncated_jpeg_is_named(truncated, backend):
             list_file,
             root,
             train=False,
-            device=CPU,
+            dist=Dist.local(),
         )
     loader = build_loader(
         DataConfig(backend=backend, batch_size=2, validate="cheap", workers=0, resize=72, crop=64),
         list_file,
         root,
         train=False,
-        device=CPU,
+        dist=Dist.local(),
     )
     with pytest.raises(TameError, match=r"list.txt:4: bad.jpg: cannot decode: image file is truncated") as err:
         _run(loader)
@@ -238,11 +245,11 @@ def test_dali_failure_on_a_file_pil_reads_names_the_lines(truncated, monkeypatch
 
 def test_batch_size_and_backend_choices(synth, numbered):
     cfg = DataConfig(backend="torch", batch_size=6, workers=0)
-    with pytest.raises(TameError, match="multiple of the number of processes"):
-        build_loader(cfg, synth.val_list, synth.root, train=False, device=CPU, world_size=4)
+    with pytest.raises(TameError, match="global batch 6 does not split evenly over 4 processes"):
+        build_loader(cfg, synth.val_list, synth.root, train=False, dist=_dist(0, 4))
     with pytest.raises(TameError, match="fewer than one global batch"):
-        build_loader(cfg, synth.val_list, synth.root, train=True, device=CPU, world_size=2, batch_size=7)
-    loader = build_loader(cfg, synth.val_list, synth.root, train=False, device=CPU, max_samples=5)
+        build_loader(cfg, synth.val_list, synth.root, train=True, dist=_dist(0, 2), global_batch_size=14)
+    loader = build_loader(cfg, synth.val_list, synth.root, train=False, dist=Dist.local(), max_samples=5)
     assert loader.num_samples == 5 and len(loader) == 1
     assert resolve_backend("torch", CPU) == "torch"
     assert resolve_backend("auto", CPU) == ("dali" if dali_available(cpu_only=True) else "torch")
@@ -250,7 +257,7 @@ def test_batch_size_and_backend_choices(synth, numbered):
 
 def test_torch_loader_worker_processes(synth):
     cfg = DataConfig(backend="torch", batch_size=4, workers=2, resize=72, crop=64)
-    in_workers = _run(build_loader(cfg, synth.train_list, synth.root, train=True, device=CPU))
+    in_workers = _run(build_loader(cfg, synth.train_list, synth.root, train=True, dist=Dist.local()))
     in_main = _run(_loader(synth.train_list, synth.root, "torch", train=True))
     assert all(torch.equal(a, b) and torch.equal(y, z) for (a, y), (b, z) in zip(in_workers, in_main))
 
@@ -260,7 +267,7 @@ def test_torch_loader_worker_processes(synth):
 def test_dali_mixed_on_gpu_matches_cpu(synth):
     cuda = torch.device("cuda", 0)
     cfg = DataConfig(backend="dali", batch_size=4, workers=2, resize=72, crop=64)
-    gpu = _run(build_loader(cfg, synth.train_list, synth.root, train=True, device=cuda, seed=1))
+    gpu = _run(build_loader(cfg, synth.train_list, synth.root, train=True, dist=Dist.local(cuda), seed=1))
     cpu = _run(_loader(synth.train_list, synth.root, "dali", train=True, seed=1))
     for (a, labels_a), (b, labels_b) in zip(gpu, cpu):
         assert a.device == cuda and labels_a.device == cuda

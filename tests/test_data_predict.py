@@ -12,10 +12,13 @@ import torch
 from tame.cli import main
 from tame.config import DataConfig
 from tame.data import build_loader, read_list
-from tame.data.predict import merge_shards, predict_shard, write_shard
+from tame.data.predict import merge_shards, write_shard
 from tame.data.synthetic import make_synthetic
+from tame.distributed import Dist
 from tame.errors import TameError
+from tame.evaluation.predict import predict_shard
 
+CPU = torch.device("cpu")
 CFG = DataConfig(backend="torch", batch_size=4, workers=0, resize=72, crop=64)
 
 
@@ -26,7 +29,7 @@ def synth(tmp_path_factory):
 
 def _reference(model, synth):
     """Predictions of one process, image by image in list order."""
-    loader = build_loader(CFG, synth.val_list, synth.root, train=False, device=torch.device("cpu"), batch_size=1)
+    loader = build_loader(CFG, synth.val_list, synth.root, train=False, dist=Dist.local(), global_batch_size=1)
     with torch.inference_mode():
         return [int(model(images).argmax()) for images, _ in loader]
 
@@ -35,7 +38,11 @@ def test_two_simulated_ranks_merge_in_list_order(tmp_path, synth, tiny_classifie
     output = tmp_path / "predicted.txt"
     for rank in (0, 1):
         loader = build_loader(
-            CFG, synth.val_list, synth.root, train=False, device=torch.device("cpu"), rank=rank, world_size=2
+            CFG,
+            synth.val_list,
+            synth.root,
+            train=False,
+            dist=Dist(rank=rank, world_size=2, local_rank=rank, device=CPU),
         )
         write_shard(output, rank, *predict_shard(tiny_classifier, loader))
     entries = read_list(synth.val_list)

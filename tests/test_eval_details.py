@@ -112,7 +112,7 @@ def test_two_processes_write_the_per_image_csv_of_one(run_dir, tmp_path):  # noq
         checkpoint=str(root / "epoch_2.pt"),
         boxes=str(synthetic.boxes),
         max_samples=5,  # odd: rank 1 reads one padding sample
-        batch_size=1,  # every image alone in its forward, in both runs
+        batch_size=1,  # every image alone in its forward, in both runs (the two processes: a global batch of 2)
         device="cpu",
         progress=False,
         per_class=True,
@@ -126,7 +126,7 @@ def test_two_processes_write_the_per_image_csv_of_one(run_dir, tmp_path):  # noq
     two = tmp_path / "two"
     mp.spawn(
         _per_image_rank,
-        args=(2, str(tmp_path / "init"), {**options, "out": two, "per_image": two / "images.csv"}),
+        args=(2, str(tmp_path / "init"), {**options, "batch_size": 2, "out": two, "per_image": two / "images.csv"}),
         nprocs=2,
     )
     text = (one / "images.csv").read_text()

@@ -249,11 +249,12 @@ def test_eval_command_writes_the_reference_csv_for_every_epoch(run_dir, capsys):
     # the same numbers as the loop on the same images, for the last epoch
     from tame.config import load_config
     from tame.data import build_loader
+    from tame.distributed import Dist
 
     cfg = load_config(root / "config.yaml")
     model = TameModel.from_config(cfg.model, input_size=SIZE).eval()
     model.load_attention(root / "epoch_2.pt")
-    loader = build_loader(cfg.data, synthetic.val_list, synthetic.root, train=False, device=torch.device("cpu"))
+    loader = build_loader(cfg.data, synthetic.val_list, synthetic.root, train=False, dist=Dist.local())
     direct = evaluate(TameExplainer(model), loader)
     assert [float(v) for v in rows[2][1:7]] == pytest.approx(
         [v for k, v in direct.columns().items() if "(" in k], abs=1e-3

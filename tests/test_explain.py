@@ -1,4 +1,4 @@
-"""`tame explain` on the shared real images (RGBA PNG, 469x500 and 138x150 JPEGs) with a tiny random model."""
+"""`tame explain` on the real images of tests/data (RGBA PNG, 469x500 and 138x150 JPEGs) with a tiny random model."""
 
 from __future__ import annotations
 
@@ -31,8 +31,8 @@ def run_dir(tmp_path):
     return tmp_path
 
 
-def test_explain_writes_overlays_maps_and_gallery(run_dir, shared_data, capsys):
-    images = shared_data / "images"
+def test_explain_writes_overlays_maps_and_gallery(run_dir, example_images, capsys):
+    images = example_images
     (run_dir / "junk").mkdir()
     (run_dir / "junk" / "notes.JPEG").write_bytes(b"not an image at all")
     out = run_dir / "out"
@@ -51,9 +51,9 @@ def test_explain_writes_overlays_maps_and_gallery(run_dir, shared_data, capsys):
     assert any(e["image"].endswith("232.JPEG") for e in record["maps"])  # the 469x500 image
 
 
-def test_explain_class_and_no_crop(run_dir, shared_data):
+def test_explain_class_and_no_crop(run_dir, example_images):
     out = run_dir / "out"
-    image = shared_data / "images" / "162_166.JPEG"
+    image = example_images / "162_166.JPEG"
     assert explain(run_dir, str(image), "--out", str(out), "--class", "7", "--no-crop") == 0
     assert (out / "162_166_class7.npy").is_file()
 
@@ -65,8 +65,8 @@ def test_explain_class_and_no_crop(run_dir, shared_data):
         (["--layers", "layer3", "layer4"], "trained with layers="),
     ],
 )
-def test_explain_bad_input_is_one_line(run_dir, shared_data, capsys, extra, message):
-    code = explain(run_dir, str(shared_data / "images" / "885.JPEG"), "--out", str(run_dir / "out"), *extra)
+def test_explain_bad_input_is_one_line(run_dir, example_images, capsys, extra, message):
+    code = explain(run_dir, str(example_images / "885.JPEG"), "--out", str(run_dir / "out"), *extra)
     err = capsys.readouterr().err
     assert code == 2 and message in err and "Traceback" not in err
 
@@ -89,7 +89,7 @@ def test_comparison_figure_and_random_control(tiny_model, tmp_path):
     assert (tmp_path / "cmp.png").stat().st_size > 1000
 
 
-def test_explain_images_is_the_typed_api_the_cli_calls(run_dir, shared_data):
+def test_explain_images_is_the_typed_api_the_cli_calls(run_dir, example_images):
     """The library call (no argparse) gives the CLI's files; the maps are the model's explanations, bit for bit."""
     from tame.data.images import eval_image
     from tame.explain import ExplainSpec, explain_images
@@ -97,7 +97,7 @@ def test_explain_images_is_the_typed_api_the_cli_calls(run_dir, shared_data):
     model = TameModel(create_classifier("test_resnet", pretrained=False), ["layer2", "layer3", "layer4"], input_size=64)
     model.load_attention(run_dir / "am.pt")
     model.eval()
-    image = shared_data / "images" / "162_166.JPEG"
+    image = example_images / "162_166.JPEG"
     result = explain_images(model, [image, run_dir / "missing.jpg"], run_dir / "out", ExplainSpec(resize=72, crop=64))
     assert result.images == 1 and [str(p) for p, _ in result.skipped] == [str(run_dir / "missing.jpg")]
     entry = result.entries[0]
@@ -107,11 +107,11 @@ def test_explain_images_is_the_typed_api_the_cli_calls(run_dir, shared_data):
     assert written == sorted([entry["map"], entry["overlay"], "explanations.json", "index.html"])  # no temporaries
 
 
-def test_config_overrides_go_among_the_paths(run_dir, shared_data, monkeypatch):
+def test_config_overrides_go_among_the_paths(run_dir, example_images, monkeypatch):
     """`key=value` among the paths, as `tame eval`/`tame train` take them; an existing file of that shape is a path."""
     from tame.commands.explain import split_overrides
 
-    image = shared_data / "images" / "162_166.JPEG"
+    image = example_images / "162_166.JPEG"
     out = run_dir / "out"
     assert explain(run_dir, "data.resize=56", str(image), "data.crop=48", "--out", str(out)) == 0
     entry = json.loads((out / "explanations.json").read_text())["maps"][0]
@@ -122,9 +122,9 @@ def test_config_overrides_go_among_the_paths(run_dir, shared_data, monkeypatch):
     assert paths == ["x.jpg", "a=b.jpg", "./c=d.jpg"] and overrides == ["model.name=x", "output_dir=o", "data.crop="]
 
 
-def test_a_bad_override_is_one_line(run_dir, shared_data, capsys):
+def test_a_bad_override_is_one_line(run_dir, example_images, capsys):
     out = run_dir / "out"
-    code = explain(run_dir, str(shared_data / "images" / "885.JPEG"), "data.crp=48", "--out", str(out))
+    code = explain(run_dir, str(example_images / "885.JPEG"), "data.crp=48", "--out", str(out))
     assert code == 2 and "unknown config key data.crp (did you mean data.crop?)" in capsys.readouterr().err
     assert not out.exists()
 
@@ -137,11 +137,11 @@ def fixed_classifier(run_dir):
     return classifier.eval()
 
 
-def test_methods_side_by_side_on_one_scale(run_dir, shared_data, capsys):
+def test_methods_side_by_side_on_one_scale(run_dir, example_images, capsys):
     """`--methods tame gradcam`: each method's map and overlay, one comparison figure per image and class, and a
     gallery card that shows the figure and links every map; the tame maps are those of a tame-only run."""
     fixed_classifier(run_dir)
-    image = str(shared_data / "images" / "885.JPEG")
+    image = str(example_images / "885.JPEG")
     out, alone = run_dir / "out", run_dir / "alone"
     assert explain(run_dir, image, "--methods", "tame", "gradcam", "--top-k", "2", "--out", str(out)) == 0
     assert "explained 1 images (4 maps)" in capsys.readouterr().out
@@ -162,13 +162,13 @@ def test_methods_side_by_side_on_one_scale(run_dir, shared_data, capsys):
         assert np.array_equal(np.load(out / entry["map"]), np.load(alone / entry["map"]))
 
 
-def test_a_baseline_needs_no_checkpoint_and_takes_its_layer(run_dir, shared_data):
+def test_a_baseline_needs_no_checkpoint_and_takes_its_layer(run_dir, example_images):
     """`--method gradcam --layer layer3` without --checkpoint: the maps of create_explainer on the same classifier."""
     from tame.baselines import create_explainer
     from tame.data.images import eval_image
 
     classifier = fixed_classifier(run_dir)
-    image = shared_data / "images" / "162_166.JPEG"
+    image = example_images / "162_166.JPEG"
     out = run_dir / "out"
     argv = ["explain", str(image), "--config", str(run_dir / "config.yaml"), "--out", str(out)]
     assert main([*argv, "--method", "GradCAM", "--layer", "layer3"]) == 0
@@ -179,12 +179,12 @@ def test_a_baseline_needs_no_checkpoint_and_takes_its_layer(run_dir, shared_data
     assert np.array_equal(np.load(out / entry["map"]), expected)
 
 
-def test_class_names_file_names_the_classes(run_dir, shared_data):
+def test_class_names_file_names_the_classes(run_dir, example_images):
     """model.class_names (`label name` lines) in the overlay titles, the gallery and explanations.json; RISE with
     its options, for a 4-class classifier (no ImageNet names)."""
     (run_dir / "names.txt").write_text("0 cat\n1 sea lion\n2 dog\n3 tree frog\n")
     out = run_dir / "out"
-    image = str(shared_data / "images" / "885.JPEG")
+    image = str(example_images / "885.JPEG")
     argv = ["explain", image, "--config", str(run_dir / "config.yaml"), "--out", str(out), "--top-k", "4"]
     overrides = ["model.num_classes=4", f"model.class_names={run_dir / 'names.txt'}"]
     assert main([*argv, *overrides, "--method", "rise", "--num-masks", "8", "--mask-batch", "4"]) == 0
@@ -211,38 +211,38 @@ def test_class_names_file_names_the_classes(run_dir, shared_data):
         (["--runtime", "onnx", "--method", "gradcam"], "runs the exported TAME graph"),
     ],
 )
-def test_bad_options_are_one_line_and_write_nothing(run_dir, shared_data, capsys, monkeypatch, extra, message):
+def test_bad_options_are_one_line_and_write_nothing(run_dir, example_images, capsys, monkeypatch, extra, message):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     out = run_dir / "out"
-    code = explain(run_dir, str(shared_data / "images" / "885.JPEG"), str(run_dir / "x.jpg"), "--out", str(out), *extra)
+    code = explain(run_dir, str(example_images / "885.JPEG"), str(run_dir / "x.jpg"), "--out", str(out), *extra)
     errors = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("tame: warning:")]
     assert code == 2 and len(errors) == 1 and re.search(message, errors[0]), errors
     assert not out.exists()
 
 
-def test_empty_path_and_bad_device_spelling_write_nothing(run_dir, shared_data, capsys, monkeypatch):
+def test_empty_path_and_bad_device_spelling_write_nothing(run_dir, example_images, capsys, monkeypatch):
     """`tame explain ""` would read the current folder: refused. `--device foo` is argparse's usage error."""
     monkeypatch.chdir(run_dir)
     out = run_dir / "out"
     assert explain(run_dir, "", "--out", str(out)) == 2
     assert "an empty path names no image (give . for the current folder)" in capsys.readouterr().err
     with pytest.raises(SystemExit) as caught:
-        explain(run_dir, str(shared_data / "images" / "885.JPEG"), "--out", str(out), "--device", "foo")
+        explain(run_dir, str(example_images / "885.JPEG"), "--out", str(out), "--device", "foo")
     err = capsys.readouterr().err.strip().splitlines()
     assert caught.value.code == 2 and "argument --device: device must be auto, cpu, cuda or cuda:N" in err[-1]
     assert not out.exists()
 
 
-def test_tame_without_checkpoint(run_dir, shared_data, capsys):
-    image = str(shared_data / "images" / "885.JPEG")
+def test_tame_without_checkpoint(run_dir, example_images, capsys):
+    image = str(example_images / "885.JPEG")
     assert main(["explain", image, "--config", str(run_dir / "config.yaml"), "--out", str(run_dir / "o")]) == 2
     assert "--checkpoint is required for method tame" in capsys.readouterr().err
 
 
-def test_only_paths_and_overrides_may_follow_the_options(run_dir, shared_data, capsys):
+def test_only_paths_and_overrides_may_follow_the_options(run_dir, example_images, capsys):
     """Paths after the options join the paths; an unknown option is still argparse's error (and so for commands
     without a list positional, e.g. `tame inspect`)."""
-    image = str(shared_data / "images" / "885.JPEG")
+    image = str(example_images / "885.JPEG")
     with pytest.raises(SystemExit) as caught:
         explain(run_dir, image, "--out", str(run_dir / "out"), "--bogus", image)
     assert caught.value.code == 2 and "unrecognized arguments: --bogus" in capsys.readouterr().err

@@ -115,12 +115,12 @@ def test_onnx_falls_back_to_the_torchscript_exporter(resnet, tmp_path, monkeypat
     assert open_exported(tmp_path / "m.onnx").meta["exporter"] == "torch.onnx.export(dynamo=False)"
 
 
-def test_cli_export_and_onnx_runtime_explain_match_tame_explain(resnet, tmp_path, shared_data, capsys):
+def test_cli_export_and_onnx_runtime_explain_match_tame_explain(resnet, tmp_path, example_images, capsys):
     resnet.save_attention(tmp_path / "am.pt")
     torch.save(resnet.classifier.net.state_dict(), tmp_path / "classifier.pth")  # the same classifier in both runs
     weights = f"weights: {tmp_path / 'classifier.pth'}"
     (tmp_path / "config.yaml").write_text(CONFIG.replace("pretrained: false", weights))
-    images = [str(shared_data / "images" / name) for name in ("885.JPEG", "129_130.png")]  # a JPEG, an RGBA PNG
+    images = [str(example_images / name) for name in ("885.JPEG", "129_130.png")]  # a JPEG, an RGBA PNG
     config = ["--config", str(tmp_path / "config.yaml"), "--checkpoint", str(tmp_path / "am.pt")]
     model_file = tmp_path / "model.onnx"
     assert main(["export", *config, "-o", str(model_file), "--dynamic-batch", "--verify-images", *images]) == 0
@@ -167,7 +167,10 @@ def test_bad_input_is_one_line_and_leaves_no_file(resnet, tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["am.pt", "config.yaml", "other_layers.pt", "other_shapes.pt"]
 
 
-@pytest.mark.skipif(not hasattr(__import__("os"), "geteuid") or __import__("os").geteuid() == 0, reason="root")
+@pytest.mark.skipif(
+    not hasattr(__import__("os"), "geteuid") or __import__("os").geteuid() == 0,
+    reason="needs a non-root POSIX user: root may write into a read-only folder",
+)
 def test_read_only_folder_is_refused(resnet, tmp_path):
     folder = tmp_path / "locked"
     folder.mkdir()

@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "tame"
 MAX_FUNCTION_LINES = 60
 MAX_MODULE_LINES = 350
-SIZE_ROOTS = ("tame",)  # folders whose functions and modules the size rules hold (issue 22 adds benchmarks/)
+SIZE_ROOTS = ("tame", "benchmarks")  # the folders whose functions and modules the size rules cover
 ARCHITECTURE = REPO / "docs" / "ARCHITECTURE.md"
 CLI_PLACES = ("tame/cli.py", "tame/commands/")  # the only places a function may take an argparse.Namespace
 

@@ -6,17 +6,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from train_helpers import make_training_data, one_thread, tiny_overrides  # noqa: F401
+from train_helpers import one_thread, tiny_overrides  # noqa: F401
 
 from tame.cli import main
 from tame.models import create_classifier
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    return make_training_data(tmp_path_factory.mktemp("synthetic"))
 
 
 def check(data: Path, out: Path, capsys, *extra: str) -> tuple[int, str, list[str]]:

@@ -96,8 +96,8 @@ def test_config_rejects_unknown_interpolation():
         load_config(None, ["data.interpolation=nearest"])
 
 
-def test_eval_image_honours_interpolation(shared_data):
-    path = shared_data / "images" / "409_aclock.JPEG"
+def test_eval_image_honours_interpolation(example_images):
+    path = example_images / "409_aclock.JPEG"
     bilinear = eval_image(path, 256, 224, interpolation="bilinear")
     bicubic = eval_image(path, 256, 224, interpolation="bicubic")
     assert bilinear.shape == bicubic.shape == (3, 224, 224)
@@ -105,19 +105,20 @@ def test_eval_image_honours_interpolation(shared_data):
 
 
 @pytest.mark.parametrize("backend", ["torch", "dali"])
-def test_loaders_honour_interpolation(shared_data, tmp_path, backend):
+def test_loaders_honour_interpolation(example_images, tmp_path, backend):
     from tame.config import DataConfig
     from tame.data import build_loader
     from tame.data.dali import dali_available
+    from tame.distributed import Dist
 
     if backend == "dali" and not dali_available(cpu_only=True):
         pytest.skip("DALI cannot run CPU-only here")
-    root = shared_data / "images"
+    root = example_images
     (tmp_path / "list.txt").write_text("409_aclock.JPEG 409\n232.JPEG 232\n")
     batches = {}
     for interpolation in ("bilinear", "bicubic"):
         cfg = DataConfig(backend=backend, batch_size=2, workers=0, resize=256, crop=224, interpolation=interpolation)
-        (images, _), *_ = list(build_loader(cfg, tmp_path / "list.txt", root, train=False, device=CPU))
+        (images, _), *_ = list(build_loader(cfg, tmp_path / "list.txt", root, train=False, dist=Dist.local()))
         batches[interpolation] = images
         names = ("409_aclock.JPEG", "232.JPEG")
         expected = torch.stack([eval_image(root / n, 256, 224, interpolation=interpolation) for n in names])

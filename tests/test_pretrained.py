@@ -1,5 +1,5 @@
 """A real ImageNet network through every command: EfficientNet-Lite0 (a pip package's 17 MB of weights) as "your own
-model" (``examples.efficientnet_lite0:build``) on the ten shared photos, with its own preprocessing."""
+model" (``examples.efficientnet_lite0:build``) on the ten photos of tests/data, with its own preprocessing."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import torch
 from tame.cli import main
 from tame.config import load_config, save_config
 from tame.data import build_loader, read_list
+from tame.distributed import Dist
 from tame.models import create_classifier
 from tame.models.preprocessing import Preprocessing
 from tame.models.registry import resolve_config
@@ -31,9 +32,9 @@ def repo_on_path(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def photos(tmp_path_factory, shared_data):
+def photos(tmp_path_factory, example_images):
     """The ten photos as a list; the label is the number the file name starts with."""
-    root = shared_data / "images"
+    root = example_images
     names = sorted(path.name for path in root.iterdir())
     list_file = tmp_path_factory.mktemp("lists") / "photos.txt"
     labels = [re.match(r"\d+", name).group() for name in names]
@@ -62,7 +63,7 @@ def test_true_class_in_top5(photos):
     cfg = resolve_config(load_config(CONFIG, ["data.backend=torch", "data.workers=0", "data.batch_size=10"]))
     classifier = create_classifier(cfg.model.name, mean=cfg.model.mean, std=cfg.model.std)
     assert classifier.preprocessing == Preprocessing((0.5,) * 3, (0.5,) * 3, 256, 224, "bicubic")
-    (images, labels), *_ = list(build_loader(cfg.data, list_file, root, train=False, device=torch.device("cpu")))
+    (images, labels), *_ = list(build_loader(cfg.data, list_file, root, train=False, dist=Dist.local()))
     with torch.inference_mode():
         top5 = classifier(images).topk(5, dim=1).indices  # [10, 5]
     hits = (top5 == labels[:, None]).any(dim=1)

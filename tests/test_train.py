@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from train_helpers import make_training_data, one_thread, tiny_config, tiny_overrides  # noqa: F401
+from train_helpers import attention_of, one_thread, tiny_config, tiny_overrides  # noqa: F401
 
 from tame.checkpoint.format import load_checkpoint
 from tame.cli import main
@@ -24,11 +24,6 @@ from tame.models import TameModel
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    return make_training_data(tmp_path_factory.mktemp("synthetic"))
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +38,6 @@ def reference_run(data, tmp_path_factory) -> Path:
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(False)
     return out
-
-
-def attention_of(path: Path) -> dict[str, torch.Tensor]:
-    return torch.load(path, map_location="cpu", weights_only=True)["attention"]
 
 
 def test_loss_goes_down_and_run_is_recorded(reference_run):

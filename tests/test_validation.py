@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from train_helpers import make_training_data, one_thread, tiny_config, tiny_overrides  # noqa: F401
+from train_helpers import attention_of, one_thread, tiny_config, tiny_overrides  # noqa: F401
 
 from tame.checkpoint.naming import checkpoint_files, checkpoints_to_evaluate
 from tame.cli import main
@@ -29,11 +29,6 @@ REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("one_thread")
 CPU = Dist(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
 METRIC_KEYS = {"loss", "ce", "area", "var", "accuracy", "images", "seconds", *AD_IC_COLUMNS}
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    return make_training_data(tmp_path_factory.mktemp("synthetic"))  # 6 validation images
 
 
 def validated(data: Path, out: Path, *extra: str) -> list[str]:
@@ -65,10 +60,6 @@ def plain_run(data, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("plain")
     run_once(tiny_config(data, out))
     return out
-
-
-def attention_of(path: Path) -> dict[str, torch.Tensor]:
-    return torch.load(path, map_location="cpu", weights_only=True)["attention"]
 
 
 def assert_same_weights(a: Path, b: Path) -> None:

@@ -27,6 +27,11 @@ def make_training_data(folder: Path) -> Path:
     return make_synthetic(folder, classes=3, train_per_class=16, val_per_class=2, size=32, seed=0).root
 
 
+def attention_of(path: Path) -> dict[str, torch.Tensor]:
+    """The attention module's weights in a training checkpoint, on the CPU."""
+    return torch.load(path, map_location="cpu", weights_only=True)["attention"]
+
+
 def tiny_overrides(data: Path, output_dir: Path, *extra: str) -> list[str]:
     return [
         "model.name=test_resnet",

@@ -123,7 +123,7 @@ def _add_predict(parser: argparse.ArgumentParser) -> None:
 
 def _run_predict(args: argparse.Namespace) -> int:
     from tame.config import DataConfig, load_config
-    from tame.data.predict import predict_list
+    from tame.evaluation.predict import predict_list
 
     if (args.config is None) == (args.model is None):
         raise TameError("give --model NAME or --config FILE")

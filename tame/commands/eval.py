@@ -37,7 +37,9 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root", help="image root of the list (default: data.val_root of the config)")
     parser.add_argument("--out", help="output folder")
     parser.add_argument(
-        "--batch-size", type=int, help="images per batch and process (default: data.batch_size / processes)"
+        "--batch-size",
+        type=int,
+        help="global batch: images per step over all processes, a multiple of their number (default: data.batch_size)",
     )
     parser.add_argument(
         "--chunk", type=int, help="images per classifier forward on masked copies (default: all of a batch)"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -18,6 +19,9 @@ from tame.data.check import validate_list
 from tame.data.lists import first_problem_error, read_list
 from tame.data.sharding import Loader
 from tame.errors import TameError
+
+if TYPE_CHECKING:
+    from tame.distributed import Dist  # only its rank, world_size and device are read
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +44,16 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     return "dali" if dali_available(cpu_only=device.type != "cuda") else "torch"
 
 
-def per_rank_batch(global_batch: int, world_size: int) -> int:
-    """The per-rank batch of a global ``data.batch_size`` split over ``world_size`` ranks."""
+def per_rank_batch(global_batch: int, world_size: int, source: str = "config key data.batch_size") -> int:
+    """The local (per-process) batch of a global batch split over ``world_size`` processes.
+
+    The one home of the rule every entry point applies (train, lr-find, eval, compare, datalist predict): a global
+    batch that does not split evenly is refused, never rounded. ``source``: what the message names.
+    """
     if global_batch < 1 or global_batch % world_size:
         raise TameError(
-            f"config key data.batch_size: the global batch {global_batch} must be a positive multiple "
-            f"of the number of processes ({world_size})"
+            f"{source}: the global batch {global_batch} does not split evenly over {world_size} processes; "
+            f"use a positive multiple of {world_size}"
         )
     return global_batch // world_size
 
@@ -56,29 +64,29 @@ def build_loader(
     root: str | os.PathLike,
     *,
     train: bool,
-    device: torch.device,
-    rank: int = 0,
-    world_size: int = 1,
+    dist: Dist,
     seed: int = 0,
-    batch_size: int | None = None,
+    global_batch_size: int | None = None,
     num_classes: int | None = None,
     max_samples: int | None = None,
 ) -> Loader:
-    """A loader over ``list_file`` (paths relative to ``root``) for this rank; see :class:`Loader` for the contract.
+    """A loader over ``list_file`` (paths relative to ``root``) for this process of ``dist`` (its rank, world size
+    and device: ``Dist.local(device)`` for one process); see :class:`Loader` for the contract.
 
-    ``batch_size`` is per rank (default ``data_cfg.batch_size // world_size``); ``num_classes`` bounds the labels;
-    ``max_samples`` keeps only the first entries of the list (smoke runs).
+    ``global_batch_size``: the images of one step over all processes (default ``data_cfg.batch_size``), each process
+    reading its :func:`per_rank_batch`; ``num_classes`` bounds the labels; ``max_samples`` keeps only the first
+    entries of the list (smoke runs).
     """
+    rank, world_size, device = dist.rank, dist.world_size, dist.device
     if not 0 <= rank < world_size:
         raise TameError(f"rank {rank} is outside 0..{world_size - 1}")
     if seed < 0:
         raise TameError(f"config key train.seed: must not be negative, got {seed}")
-    if batch_size is None:
+    if global_batch_size is None:
         batch_size = per_rank_batch(data_cfg.batch_size, world_size)
-    elif batch_size < 1:
-        raise TameError(f"batch size must be positive, got {batch_size}")
+    else:
+        batch_size = per_rank_batch(global_batch_size, world_size, "batch size")
     resize, crop = _sizes(data_cfg)
-    device = torch.device(device)
     entries = read_list(list_file, root, num_classes)
     if max_samples is not None:
         entries = entries[:max_samples]

@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from tame.config import DataConfig
 from tame.data.loaders import build_loader
+from tame.distributed import Dist
 from tame.errors import TameError
 from tame.io import save_atomic
 from tame.models import create_classifier
@@ -66,9 +67,9 @@ def train_classifier(recipe: ClassifierRecipe, data: DataConfig, num_classes: in
         data.train_list,
         data.root,
         train=True,
-        device=device,
+        dist=Dist.local(device),
         seed=recipe.seed,
-        batch_size=recipe.batch_size,
+        global_batch_size=recipe.batch_size,
         num_classes=num_classes,
     )
     val_loader = build_loader(
@@ -76,8 +77,8 @@ def train_classifier(recipe: ClassifierRecipe, data: DataConfig, num_classes: in
         data.val_list,
         data.val_root,
         train=False,
-        device=device,
-        batch_size=recipe.batch_size,
+        dist=Dist.local(device),
+        global_batch_size=recipe.batch_size,
         num_classes=num_classes,
     )
     optimizer = torch.optim.AdamW(net.parameters(), lr=recipe.max_lr, weight_decay=recipe.weight_decay)

@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-
 from tame.baselines import create_explainer
 from tame.checkpoint.naming import epoch_file
 from tame.config import Config
 from tame.data.boxes import read_boxes
 from tame.data.class_names import class_names
 from tame.data.loaders import build_loader
+from tame.distributed import Dist
 from tame.evaluation.spec import split_method
 from tame.models import TameModel
 from tame.viz.overlay import method_label, save_comparison
@@ -28,8 +27,8 @@ def write_gallery(cfg: Config, out: Path, count: int, methods: Sequence[str]) ->
         cfg.data.val_list,
         cfg.data.val_root,
         train=False,
-        device=torch.device("cpu"),
-        batch_size=count,
+        dist=Dist.local(),
+        global_batch_size=count,
         max_samples=count,
     )
     images, _ = next(iter(loader))

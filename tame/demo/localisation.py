@@ -16,6 +16,7 @@ from tame.baselines import create_explainer
 from tame.config import Config
 from tame.data.boxes import read_boxes, with_regions
 from tame.data.loaders import build_loader
+from tame.distributed import Dist
 from tame.metrics.localisation import pointing_game
 from tame.models import TameModel
 
@@ -32,7 +33,7 @@ def per_class_pointing_game(cfg: Config, checkpoint: Path, folder: Path) -> list
         folder / "val.txt",
         folder,
         train=False,
-        device=torch.device("cpu"),
+        dist=Dist.local(),
         num_classes=cfg.model.num_classes,
     )
     boxes = read_boxes(folder / "boxes.json", cfg.data.resize, cfg.data.crop)

@@ -44,6 +44,11 @@ class Dist:
     local_rank: int
     device: torch.device
 
+    @classmethod
+    def local(cls, device: str | torch.device = "cpu") -> Dist:
+        """One process on ``device``, no process group (a loader or an evaluation outside any launch)."""
+        return cls(rank=0, world_size=1, local_rank=0, device=torch.device(device))
+
     @property
     def is_main(self) -> bool:
         return self.rank == 0

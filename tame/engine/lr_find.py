@@ -23,15 +23,14 @@ from dataclasses import asdict, dataclass, field
 from itertools import islice
 from pathlib import Path
 
-from tame import distributed
 from tame.config import Config, expand_path
 from tame.distributed import Dist, all_reduce_mean
 from tame.engine.lr_suggestion import format_lr, suggest_max_lr
 from tame.engine.optim import build_optimizer, set_lr
-from tame.engine.train import TrainingSetup, build_training, check_data_paths, check_world_size
+from tame.engine.train import TrainingSetup, build_training, check_data_paths
 from tame.errors import TameError
 from tame.io import write_text_atomic
-from tame.models.registry import resolve_config
+from tame.session import run_session
 
 logger = logging.getLogger(__name__)
 RESULT_FILE = "lr_find.json"
@@ -78,17 +77,13 @@ def lr_range_test(
         raise TameError(f"--smoothing {smoothing}: must be in [0, 1)")
     output_dir = output_dir or default_output_dir(cfg)
     data_paths = check_data_paths(cfg)
-    cfg = resolve_config(cfg)
-    dist = distributed.setup(cfg.train.device)
-    try:
-        check_world_size(cfg, dist.world_size)
+    with run_session(cfg, output_dir=output_dir) as session:  # the resolved config, the process group
+        cfg, dist = session.cfg, session.dist
         setup = build_training(cfg, dist, data_paths=data_paths)
         steps = min(steps or setup.steps_per_epoch, len(setup.loader))
         result = sweep(cfg, dist, setup, start_lr=start_lr, end_lr=end_lr, steps=steps, smoothing=smoothing)
         if dist.is_main:
-            report(result, *write_result(result, cfg, output_dir))
-    finally:
-        distributed.cleanup()
+            report(result, *write_result(result, cfg, session.output_dir))
     return result
 
 

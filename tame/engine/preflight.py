@@ -21,10 +21,10 @@ from tame import distributed
 from tame.config import Config, expand_path
 from tame.data.check import validate_list
 from tame.data.lists import ListEntry, Problem, first_problem_error, parse_list
-from tame.data.loaders import resolve_backend
+from tame.data.loaders import per_rank_batch, resolve_backend
 from tame.data.sharding import num_batches
 from tame.engine.run_lock import check_output_dir
-from tame.engine.train import check_data_paths, check_world_size
+from tame.engine.train import check_data_paths
 from tame.engine.validation import validation_paths
 from tame.errors import TameError
 from tame.models import TameModel
@@ -59,7 +59,7 @@ class Preflight:
 def check_training(cfg: Config, processes_per_node: int = 1) -> Preflight:
     """Everything ``tame train`` (on ``processes_per_node`` processes per node) can be checked for before it starts."""
     report = Preflight()
-    report.attempt(check_world_size, cfg, processes_per_node)
+    report.attempt(per_rank_batch, cfg.data.batch_size, processes_per_node)  # the global batch splits evenly
     device = report.attempt(
         distributed.pick_device, cfg.train.device, local_rank=0, local_world_size=processes_per_node
     )

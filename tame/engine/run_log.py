@@ -28,7 +28,6 @@ logger = logging.getLogger(__name__)
 LOSS_KEYS = ("loss", "ce", "area", "var")
 RECORD_FILE = "train_record.json"
 CURVE_FILE = "loss_curve.png"
-logger = logging.getLogger(__name__)
 
 
 class NonFiniteLoss(Exception):

@@ -43,8 +43,8 @@ from tame.engine.run_log import LossWindow, NonFiniteLoss, RunLog
 from tame.engine.validation import Validation, validation_paths
 from tame.errors import TameError
 from tame.models import TameModel
-from tame.models.registry import resolve_config
 from tame.models.tame import TrainingStep
+from tame.session import RunSession, run_session
 
 logger = logging.getLogger(__name__)
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}
@@ -83,21 +83,16 @@ def train(cfg: Config, loader: Any = None) -> Path:
     """
     data_paths = None if loader is not None else check_data_paths(cfg)  # fail before any work starts
     validation_paths(cfg)  # likewise the validation list, when one is set
-    cfg = resolve_config(cfg)  # the model's own sizes and normalisation where the config leaves them to it
-    dist = distributed.setup(cfg.train.device)
-    try:
-        check_world_size(cfg, dist.world_size)
-        output_dir = expand_path(cfg.output_dir, "output_dir")
-        with take_run_folder(cfg.output_dir, output_dir, dist), StopSignals(dist) as stop:  # one writer; SIGTERM
+    with run_session(cfg) as session:  # the resolved config, the process group; the global batch checked
+        cfg, dist = session.cfg, session.dist
+        with take_run_folder(cfg.output_dir, session.output_dir, dist), StopSignals(dist) as stop:  # one writer
             setup = build_training(cfg, dist, loader, data_paths)
-            return _train(cfg, dist, setup, stop)
-    finally:
-        distributed.cleanup()
+            return _train(session, setup, stop)
 
 
-def _train(cfg: Config, dist: Dist, setup: TrainingSetup, stop: StopSignals) -> Path:
+def _train(session: RunSession, setup: TrainingSetup, stop: StopSignals) -> Path:
+    cfg, dist, output_dir = session.cfg, session.dist, session.output_dir
     model, steps_per_epoch = setup.model, setup.steps_per_epoch
-    output_dir = expand_path(cfg.output_dir, "output_dir")
     total_steps = cfg.train.epochs * steps_per_epoch
     optimizer = training_optimizer(model.attention, cfg.train)
     schedule_at = partial(training_schedule, train=cfg.train, total_steps=total_steps)  # (optimizer, step=S)
@@ -127,8 +122,9 @@ def _train(cfg: Config, dist: Dist, setup: TrainingSetup, stop: StopSignals) -> 
                 setup.update(optimizer, losses["loss"])
                 window.add(step, losses, lr=optimizer.param_groups[0]["lr"])  # the weights' LR of this step
                 scheduler.step()
+                agreed = stop.agreed()  # a collective: every rank calls it at every step, whatever else holds
                 mid_epoch = step % steps_per_epoch != 0
-                stopping = stop.agreed() and mid_epoch  # a stop signal on any rank: save this step, then stop
+                stopping = agreed and mid_epoch  # a stop signal on any rank: save this step, then stop
                 save_now = mid_epoch and (stopping or (every > 0 and step % every == 0))
                 if save_now or (cfg.log.log_every and step % cfg.log.log_every == 0):
                     log.scalars(step, window.flush(dist))  # raises NonFiniteLoss: nothing is saved past a NaN
@@ -178,9 +174,7 @@ def build_training(
             list_file,
             root,
             train=True,
-            device=dist.device,
-            rank=dist.rank,
-            world_size=dist.world_size,
+            dist=dist,
             seed=cfg.train.seed,
             num_classes=model.num_classes if cfg.train.label_source == "list" else None,
         )
@@ -252,15 +246,6 @@ def check_data_paths(cfg: Config) -> tuple[Path, Path]:
             "with train.label_source=model)"
         )
     return root, list_file
-
-
-def check_world_size(cfg: Config, world_size: int) -> None:
-    """The global batch must split evenly over the processes."""
-    if cfg.data.batch_size % world_size:
-        raise TameError(
-            f"config key data.batch_size: {cfg.data.batch_size} does not split evenly over "
-            f"{world_size} processes; use a multiple of {world_size}"
-        )
 
 
 def log_explanations(log: RunLog, model: TameModel, images: torch.Tensor, step: int) -> None:

@@ -39,8 +39,10 @@ from tame.distributed import Dist
 from tame.engine.run_log import LOSS_KEYS, RunLog
 from tame.errors import TameError
 from tame.evaluation.loop import MetricSums, evaluate
+from tame.evaluation.samples import SampleLog
 from tame.io import atomic_path
-from tame.models import Explanation, TameModel
+from tame.metrics import ad_ic
+from tame.models import TameModel
 
 logger = logging.getLogger(__name__)
 BEST_FILE = "best.pt"
@@ -64,16 +66,6 @@ def validation_paths(cfg: Config) -> tuple[Path, Path] | None:
             f"config key data.val_root: image folder {root} not found (set data.val_root=/path/to/images, or {without})"
         )
     return root, list_file
-
-
-class _Recording(TameExplainer):
-    """A TAME explainer that keeps its last explanation (its logits give the accuracy without another forward)."""
-
-    last: Explanation | None = None
-
-    def explain(self, images: torch.Tensor, classes: torch.Tensor | int | None = None) -> Explanation:
-        self.last = super().explain(images, classes)
-        return self.last
 
 
 class Validation:
@@ -102,9 +94,7 @@ class Validation:
             list_file,
             root,
             train=False,
-            device=dist.device,
-            rank=dist.rank,
-            world_size=dist.world_size,
+            dist=dist,
             num_classes=model.num_classes,
             max_samples=cfg.train.val_samples or None,
         )
@@ -165,10 +155,12 @@ class Validation:
         rng, gather, started = rng_state(device), model.label_gather, time.perf_counter()
         model.label_gather = None  # each rank's own batch (ranks may hold different numbers of real samples)
         try:
-            explainer = _Recording(model)  # puts the model in eval mode
+            explainer = TameExplainer(model)  # puts the model in eval mode
             sums = MetricSums(["images", "correct", *LOSS_KEYS], device)
+            samples = SampleLog(ad_ic.LEVELS)  # the explained class of each real image: the accuracy
             with torch.no_grad():
-                result = evaluate(explainer, self._batches(explainer, sums))
+                result = evaluate(explainer, self._batches(sums), samples=samples)
+                sums.add("correct", samples.correct())
                 self._panel_fixed = True
                 if self.panel is not None:
                     explanation = model.explain(self.panel)
@@ -186,8 +178,9 @@ class Validation:
         values["seconds"] = time.perf_counter() - started
         return values
 
-    def _batches(self, explainer: _Recording, sums: MetricSums) -> Iterator:
-        """The loader's batches for :func:`evaluate`, adding each batch's losses and correct predictions to ``sums``.
+    def _batches(self, sums: MetricSums) -> Iterator:
+        """The loader's batches for :func:`evaluate`, adding each batch's losses to ``sums`` (data flows one way: the
+        consumer's explanations are read back from its sample log, not from here).
 
         Padding (label -1) is left to ``evaluate`` to drop; the loss terms and the panel take the real samples.
         """
@@ -202,8 +195,6 @@ class Validation:
                 sums.add("images", real.shape[0])
                 self._collect_panel(real)
             yield images, labels
-            if real.shape[0]:  # evaluate has explained this batch's real samples
-                sums.add("correct", explainer.last.logits.argmax(dim=1) == targets.to(explainer.last.logits.device))
 
     def _collect_panel(self, images: torch.Tensor) -> None:
         """Keep rank 0's first ``PANEL_SIZE`` validation images (during the first validation only)."""

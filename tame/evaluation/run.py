@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from tame import distributed
 from tame.baselines import Explainer, create_explainer
 from tame.checkpoint.naming import checkpoints_to_evaluate
 from tame.config import Config, expand_path
@@ -28,7 +27,7 @@ from tame.evaluation.tables import class_csv, csv_text, eval_report, image_csv
 from tame.io import write_text_atomic
 from tame.metrics import road
 from tame.models import TameModel
-from tame.models.registry import resolve_config
+from tame.session import run_session
 
 if TYPE_CHECKING:
     from tame.data.sharding import Loader
@@ -114,16 +113,19 @@ def open_evaluation(options: EvalOptions) -> Iterator[EvaluationData]:
     """Config, process group, model (classifier + an untrained AM) and loader; the process group ends with it."""
     from tame.data import build_loader
 
-    cfg = resolve_config(options.load_config(), checkpoint=_checkpoint_file(getattr(options, "checkpoint", None)))
+    cfg = options.load_config()
     list_file = (
         expand_path(str(options.list_file), "--list")
         if options.list_file
         else expand_path(cfg.data.eval_list, "data.eval_list")
     )
     root = expand_path(str(options.root), "--root") if options.root else expand_path(cfg.data.val_root, "data.val_root")
-    boxes = read_boxes(options.boxes, cfg.data.resize, cfg.data.crop) if options.boxes else None
-    dist = distributed.setup(options.device)
-    try:
+    checkpoint = _checkpoint_file(getattr(options, "checkpoint", None))
+    with run_session(
+        cfg, device=options.device, checkpoint=checkpoint, global_batch_size=options.batch_size
+    ) as session:
+        cfg, dist = session.cfg, session.dist
+        boxes = read_boxes(options.boxes, cfg.data.resize, cfg.data.crop) if options.boxes else None  # resolved sizes
         torch.manual_seed(cfg.train.seed)  # a classifier without weights (pretrained: false) is the same every run
         model = TameModel.from_config(cfg.model, data_cfg=cfg.data).to(dist.device).eval()
         loader = build_loader(
@@ -131,17 +133,11 @@ def open_evaluation(options: EvalOptions) -> Iterator[EvaluationData]:
             list_file,
             root,
             train=False,
-            device=dist.device,
-            rank=dist.rank,
-            world_size=dist.world_size,
-            batch_size=options.batch_size or max(1, cfg.data.batch_size // dist.world_size),
+            dist=dist,
             num_classes=model.num_classes,
             max_samples=options.max_samples,
         )
         yield EvaluationData(options, cfg, dist, model, loader, list_file, boxes)
-    finally:
-        if dist.distributed:
-            distributed.cleanup()
 
 
 @dataclass

@@ -52,6 +52,10 @@ class SampleLog:
     def __len__(self) -> int:
         return sum(len(part["y"]) for part in self._parts)
 
+    def correct(self) -> int:
+        """How many recorded images were explained as their list label (the classifier's top-1 hits)."""
+        return sum(int((part["predicted"] == part["label"]).sum()) for part in self._parts)
+
     def rows(self, indices: Sequence[int], paths: Sequence[str]) -> list[ImageRow]:
         """The recorded images as rows; ``indices`` / ``paths``: the list positions and paths, in reading order."""
         if len(indices) != len(self):

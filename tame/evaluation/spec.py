@@ -27,13 +27,13 @@ class EvalOptions:
 
     ``config``: a YAML path or a :class:`Config` (``overrides``, ``key=value``, apply to a path only; None: the
     defaults). ``list_file`` / ``root``: the evaluation list and its image root (default: ``data.eval_list`` and
-    ``data.val_root``). ``out``: the output folder (default: beside the checkpoints). ``boxes``: ground-truth
-    boxes (adds the pointing games). ``batch_size``: per process (default: ``data.batch_size`` / processes);
-    ``chunk``: images per classifier forward on masked copies (None: a whole batch's); ``max_samples``: only the
-    list's first N. ``num_masks`` (RISE) and ``layer`` (the CAM methods' target layer) go to the methods that take
-    them. ``device``: ``auto``, ``cpu`` or ``cuda[:N]``. ``per_image``: a CSV file for one row per image (list path,
-    label, prediction, Y, O at each level, pointing hit); ``per_class``: the results per class of the list's labels
-    too (:mod:`tame.evaluation.samples`).
+    ``data.val_root``). ``out``: the output folder (default: beside the checkpoints). ``boxes``: ground-truth boxes
+    (adds the pointing games). ``batch_size``: the GLOBAL batch, split evenly over the processes (default:
+    ``data.batch_size``, global too); ``chunk``: images per classifier forward on masked copies (None: a whole
+    batch's); ``max_samples``: only the list's first N. ``num_masks`` (RISE) and ``layer`` (the CAM methods' target
+    layer) go to the methods that take them. ``device``: ``auto``, ``cpu`` or ``cuda[:N]``. ``per_image``: a CSV
+    file for one row per image (list path, label, prediction, Y, O at each level, pointing hit); ``per_class``: the
+    results per class of the list's labels too (:mod:`tame.evaluation.samples`).
     """
 
     config: PathLike | Config | None = None

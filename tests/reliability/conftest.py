@@ -70,19 +70,11 @@ def cli_here(capsys, monkeypatch):
 
 
 @pytest.fixture(scope="session")
-def training_data(tmp_path_factory):
-    """The tiny synthetic training set of tests/train_helpers.py (2 epochs of 6 steps)."""
-    from train_helpers import make_training_data
-
-    return make_training_data(tmp_path_factory.mktemp("synthetic"))
-
-
-@pytest.fixture(scope="session")
-def reference_run(runner, training_data, tmp_path_factory):
+def reference_run(runner, data, tmp_path_factory):
     """The uninterrupted tiny run (``tame train`` with tests/train_helpers.py's overrides): its run folder."""
     from train_helpers import tiny_overrides
 
     out = tmp_path_factory.mktemp("reference")
-    status, _, err = runner.run(["train", *tiny_overrides(training_data, out)])
+    status, _, err = runner.run(["train", *tiny_overrides(data, out)])
     assert status == 0, err
     return out

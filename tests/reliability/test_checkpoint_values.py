@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from train_helpers import one_thread, tiny_config, tiny_overrides  # noqa: F401
+from train_helpers import attention_of, one_thread, tiny_config, tiny_overrides  # noqa: F401
 
 from tame.engine.train import train
 from tame.errors import TameError
@@ -24,17 +24,12 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def data(training_data) -> Path:
-    return training_data
-
-
-@pytest.fixture(scope="module")
-def run(reference_run, training_data, tmp_path_factory) -> Path:
+def run(reference_run, data, tmp_path_factory) -> Path:
     """A copy of the session's uninterrupted 2-epoch run (checkpoints step_4, epoch_1, step_8, step_10, epoch_2;
     tests/reliability/conftest.py) and its config file."""
     out = tmp_path_factory.mktemp("run")
     shutil.copytree(reference_run, out, dirs_exist_ok=True)
-    (out / "cfg.yaml").write_text(yaml.safe_dump(asdict(tiny_config(training_data, out / "unused"))))
+    (out / "cfg.yaml").write_text(yaml.safe_dump(asdict(tiny_config(data, out / "unused"))))
     return out
 
 
@@ -56,11 +51,7 @@ def model(*extra: str) -> TameModel:
 
 @pytest.fixture(scope="module")
 def am_key(run) -> str:
-    return next(
-        k
-        for k, v in torch.load(run / "epoch_2.pt", weights_only=True)["attention"].items()
-        if v.dtype.is_floating_point
-    )
+    return next(k for k, v in attention_of(run / "epoch_2.pt").items() if v.dtype.is_floating_point)
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")], ids=["nan", "inf", "-inf"])
@@ -68,7 +59,7 @@ def am_key(run) -> str:
     "form", ["training-checkpoint", "attention-file", "original-snapshot", "bare-state-dict", "safetensors"]
 )
 def test_non_finite_am_weights_are_refused_naming_file_and_tensor(run, am_key, tmp_path, form, value):
-    attention = torch.load(run / "epoch_2.pt", weights_only=True)["attention"]
+    attention = attention_of(run / "epoch_2.pt")
     attention[am_key].view(-1)[3] = value
     path = tmp_path / ("am.safetensors" if form == "safetensors" else "am.pt")
     if form == "training-checkpoint":
@@ -140,8 +131,8 @@ def test_auto_resume_skips_a_non_finite_newest_checkpoint(run, data, tmp_path, c
     train(tiny_config(data, folder))
     err = capsys.readouterr().err
     assert re.search(r"skipping checkpoint step_10\.pt: .*optimizer\.state\.0\.momentum_buffer holds 1 NaN/Inf", err)
-    expected = torch.load(run / "epoch_2.pt", weights_only=True)["attention"]
-    got = torch.load(folder / "epoch_2.pt", weights_only=True)["attention"]
+    expected = attention_of(run / "epoch_2.pt")
+    got = attention_of(folder / "epoch_2.pt")
     assert all(torch.equal(expected[k], got[k]) for k in expected)
 
 
@@ -165,7 +156,7 @@ def test_a_checkpoint_of_another_backbone_is_refused_naming_both(run, tmp_path, 
 
 def test_a_deliberate_transfer_loads_with_a_warning(run, tmp_path, caplog):
     other = with_model_name(run / "epoch_2.pt", tmp_path / "resnet18_am.pt", "resnet18")
-    expected = torch.load(run / "epoch_2.pt", weights_only=True)["attention"]
+    expected = attention_of(run / "epoch_2.pt")
     for loaded in (model("model.allow_other_backbone=true"), model()):
         if loaded.allow_other_backbone:
             loaded.load_attention(other)  # the config key
@@ -176,7 +167,7 @@ def test_a_deliberate_transfer_loads_with_a_warning(run, tmp_path, caplog):
 
 
 def test_original_snapshots_without_meta_load_as_before(run, tmp_path):
-    attention = torch.load(run / "epoch_2.pt", weights_only=True)["attention"]
+    attention = attention_of(run / "epoch_2.pt")
     torch.save({"state_dict": {f"attn.{k}": v for k, v in attention.items()}}, tmp_path / "snapshot.pt")
     model().load_attention(tmp_path / "snapshot.pt")
 

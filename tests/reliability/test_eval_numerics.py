@@ -7,16 +7,11 @@ import json
 
 import pytest
 import torch
-from train_helpers import make_training_data, one_thread, tiny_config, tiny_overrides  # noqa: F401
+from train_helpers import one_thread, tiny_config, tiny_overrides  # noqa: F401
 
 from tame.models import TameModel
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return make_training_data(tmp_path_factory.mktemp("synthetic"))
 
 
 def eval_overrides(data, tmp_path) -> list[str]:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from train_helpers import one_thread, tiny_overrides  # noqa: F401
+from train_helpers import attention_of, one_thread, tiny_overrides  # noqa: F401
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -34,10 +34,6 @@ def checkpoint_name(step: int) -> str:
     return f"epoch_{step // STEPS_PER_EPOCH}.pt" if step % STEPS_PER_EPOCH == 0 else f"step_{step}.pt"
 
 
-def attention_of(path: Path) -> dict[str, torch.Tensor]:
-    return torch.load(path, map_location="cpu", weights_only=True)["attention"]
-
-
 def assert_same_attention(expected: Path, got: Path) -> None:
     want, have = attention_of(expected), attention_of(got)
     assert want.keys() == have.keys()
@@ -47,11 +43,6 @@ def assert_same_attention(expected: Path, got: Path) -> None:
 
 def temporaries(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if ".tmp" in p.name)
-
-
-@pytest.fixture(scope="module")
-def data(training_data) -> Path:
-    return training_data
 
 
 def train_argv(data: Path, output_dir: Path, *extra: str) -> list[str]:

@@ -9,17 +9,12 @@ import re
 
 import pytest
 import torch
-from train_helpers import make_training_data, one_thread, tiny_overrides  # noqa: F401
+from train_helpers import one_thread, tiny_overrides  # noqa: F401
 
 from tame.checkpoint.format import load_checkpoint
 from tame.models import TameModel
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return make_training_data(tmp_path_factory.mktemp("synthetic"))
 
 
 def poison_step(monkeypatch, step: int, value: float) -> None:

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 from torch.optim.lr_scheduler import OneCycleLR
-from train_helpers import make_training_data, one_thread, tiny_config  # noqa: F401
+from train_helpers import attention_of, one_thread, tiny_config  # noqa: F401
 
 from tame.config import load_config
 from tame.engine.optim import build_training_optimizer, parameter_groups
@@ -54,14 +54,9 @@ def test_default_is_the_reference_optimiser_bit_for_bit():
     assert our_momenta == their_momenta and our_momenta[0] == pytest.approx(0.95) and min(our_momenta) < 0.86
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    return make_training_data(tmp_path_factory.mktemp("synthetic"))
-
-
 def final_weights(data: Path, out: Path, *extra: str) -> dict[str, torch.Tensor]:
     train(tiny_config(data, out, "train.epochs=1", "train.checkpoint_every=0", *extra))
-    return torch.load(out / "epoch_1.pt", weights_only=True)["attention"]
+    return attention_of(out / "epoch_1.pt")
 
 
 def same(a: dict, b: dict) -> bool:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from train_helpers import tiny_overrides
+from train_helpers import attention_of, tiny_overrides
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -28,19 +28,13 @@ TRIALS = [("SIGTERM", step) for step in sorted(_rng.sample(range(1, 12), 3))] + 
 TRIALS += [("SIGTERM", 6)]  # an epoch's last step: the epoch checkpoint is the stop's
 
 
-def attention(path: Path) -> dict[str, torch.Tensor]:
-    return torch.load(path, map_location="cpu", weights_only=True)["attention"]
-
-
 def checkpoint_name(step: int) -> str:
     return f"epoch_{step // 6}.pt" if step % 6 == 0 else f"step_{step}.pt"
 
 
 @pytest.mark.parametrize(("name", "at"), TRIALS, ids=[f"{n}-{s}" for n, s in TRIALS])
-def test_a_signal_saves_the_step_and_exits_143_then_resumes_exactly(
-    runner, training_data, reference_run, tmp_path, name, at
-):
-    argv = ["train", *tiny_overrides(training_data, tmp_path, SPARSE)]
+def test_a_signal_saves_the_step_and_exits_143_then_resumes_exactly(runner, data, reference_run, tmp_path, name, at):
+    argv = ["train", *tiny_overrides(data, tmp_path, SPARSE)]
     status, out, err = runner.run(argv, {"kind": "signal", "at": at, "signal": name})
     saved = tmp_path / checkpoint_name(at)
     assert status == 143, err  # used to die by the signal (-15, or -10 for SIGUSR1) with nothing saved
@@ -54,27 +48,27 @@ def test_a_signal_saves_the_step_and_exits_143_then_resumes_exactly(
     status, out, err = runner.run(argv)
     assert status == 0 and err == "", err
     assert f"resuming from {saved} (step {at})" in out  # no step lost
-    want, have = attention(reference_run / "epoch_2.pt"), attention(tmp_path / "epoch_2.pt")
+    want, have = attention_of(reference_run / "epoch_2.pt"), attention_of(tmp_path / "epoch_2.pt")
     assert all(torch.equal(want[k], have[k]) for k in want)
 
 
-def test_a_signal_at_the_last_step_lets_the_run_finish(runner, training_data, reference_run, tmp_path):
+def test_a_signal_at_the_last_step_lets_the_run_finish(runner, data, reference_run, tmp_path):
     status, out, err = runner.run(
-        ["train", *tiny_overrides(training_data, tmp_path, SPARSE)], {"kind": "signal", "at": 12, "signal": "SIGTERM"}
+        ["train", *tiny_overrides(data, tmp_path, SPARSE)], {"kind": "signal", "at": 12, "signal": "SIGTERM"}
     )
     assert status == 0 and err == "" and "training done" in out, err
-    want, have = attention(reference_run / "epoch_2.pt"), attention(tmp_path / "epoch_2.pt")
+    want, have = attention_of(reference_run / "epoch_2.pt"), attention_of(tmp_path / "epoch_2.pt")
     assert all(torch.equal(want[k], have[k]) for k in want)
 
 
-def test_a_signal_to_one_torchrun_worker_stops_both_at_the_same_step(training_data, reference_run, tmp_path):
+def test_a_signal_to_one_torchrun_worker_stops_both_at_the_same_step(data, reference_run, tmp_path):
     """2 processes (gloo); only rank 1 gets SIGTERM, during its step 3. The ranks agree one step later (the
     all-reduce started at step 3 is read at step 4): both write nothing but step_4.pt, both exit 143; the rerun
     resumes from it to the one-process run's weights (within 1e-5, as test_worker_crash_under_torchrun...)."""
     run = tmp_path / "run"
     fault = {"kind": "signal", "at": 3, "rank": 1, "signal": "SIGTERM"}
     launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    argv = ["train", *tiny_overrides(training_data, run, SPARSE)]
+    argv = ["train", *tiny_overrides(data, run, SPARSE)]
     stopped = subprocess.run(
         [*launch, str(HERE / "fault_runner.py"), "run", json.dumps(fault), "--", *argv],
         cwd=REPO,
@@ -94,8 +88,8 @@ def test_a_signal_to_one_torchrun_worker_stops_both_at_the_same_step(training_da
     )
     output = done.stdout + done.stderr
     assert done.returncode == 0 and f"resuming from {run / 'step_4.pt'} (step 4)" in output, output[-4000:]
-    expected = attention(reference_run / "epoch_2.pt")
-    for key, value in attention(run / "epoch_2.pt").items():
+    expected = attention_of(reference_run / "epoch_2.pt")
+    for key, value in attention_of(run / "epoch_2.pt").items():
         torch.testing.assert_close(value, expected[key], atol=1e-5, rtol=0, msg=key)
 
 

@@ -29,27 +29,25 @@ def copy_up_to(reference: Path, folder: Path, step: int) -> None:
 
 
 @pytest.mark.parametrize(("epochs", "from_step"), [(3, 12), (3, 8), (1, 8), (1, 12)])
-def test_changed_epochs_on_resume_is_refused_naming_both_values(
-    cli, training_data, reference_run, tmp_path, epochs, from_step
-):
+def test_changed_epochs_on_resume_is_refused_naming_both_values(cli, data, reference_run, tmp_path, epochs, from_step):
     """More epochs used to train the rest of the old schedule and then die in OneCycleLR (the new epochs never
     ran); fewer ended at once with exit 0, rewriting config.yaml with the new value."""
     copy_up_to(reference_run, tmp_path, from_step)
     before = files_of(tmp_path)
-    result = cli("train", *tiny_overrides(training_data, tmp_path, f"train.epochs={epochs}"))
+    result = cli("train", *tiny_overrides(data, tmp_path, f"train.epochs={epochs}"))
     result.assert_one_error_line(r"belongs to a run with train\.epochs=2, this run has train\.epochs=" + str(epochs))
     assert "cannot be stretched or cut mid-run" in result.err
     assert files_of(tmp_path) == before  # nothing written, the lock file gone
 
 
-def test_changed_batch_size_with_the_same_steps_per_epoch_is_refused(cli, training_data, tmp_path):
+def test_changed_batch_size_with_the_same_steps_per_epoch_is_refused(cli, data, tmp_path):
     """With ``train.max_steps_per_epoch`` capping both, batch 8 and batch 4 give the same steps per epoch: the
     resumed position (2 batches into the epoch) would point at other images."""
     capped = ("train.max_steps_per_epoch=3", "train.checkpoint_every=2")
-    status = cli("train", *tiny_overrides(training_data, tmp_path, *capped, "train.epochs=1")).code
+    status = cli("train", *tiny_overrides(data, tmp_path, *capped, "train.epochs=1")).code
     assert status == 0
     (tmp_path / "epoch_1.pt").unlink()  # resume from step_2.pt
-    result = cli("train", *tiny_overrides(training_data, tmp_path, *capped, "train.epochs=1", "data.batch_size=4"))
+    result = cli("train", *tiny_overrides(data, tmp_path, *capped, "train.epochs=1", "data.batch_size=4"))
     result.assert_one_error_line(r"data\.batch_size=8, this run has data\.batch_size=4")
 
 
@@ -66,11 +64,11 @@ def one_cycle_lrs(max_lr: float, total: int) -> list[float]:
     return lrs
 
 
-def test_changed_max_lr_and_weight_decay_take_effect_from_the_resumed_step(cli, training_data, reference_run, tmp_path):
+def test_changed_max_lr_and_weight_decay_take_effect_from_the_resumed_step(cli, data, reference_run, tmp_path):
     """The non-finite-loss message advises a lower ``train.max_lr`` and a rerun; the checkpoint's optimiser state
     used to bring the old LR back silently (the warning listed the change, the run ignored it)."""
     copy_up_to(reference_run, tmp_path, 6)
-    result = cli("train", *tiny_overrides(training_data, tmp_path, "train.max_lr=5e-3", "train.weight_decay=0.01"))
+    result = cli("train", *tiny_overrides(data, tmp_path, "train.max_lr=5e-3", "train.weight_decay=0.01"))
     assert result.code == 0, result.err
     assert "train.max_lr, train.weight_decay changed: in effect from step 7 on" in result.err
     old, new = one_cycle_lrs(1e-2, 12), one_cycle_lrs(5e-3, 12)
@@ -82,11 +80,11 @@ def test_changed_max_lr_and_weight_decay_take_effect_from_the_resumed_step(cli, 
     assert [g["weight_decay"] for g in groups] == [0.01, 0.0] and groups[0]["max_lr"] == 5e-3
 
 
-def test_unchanged_resume_keeps_the_checkpoint_schedule_exactly(cli, training_data, reference_run, tmp_path):
+def test_unchanged_resume_keeps_the_checkpoint_schedule_exactly(cli, data, reference_run, tmp_path):
     """Nothing changed: the saved optimiser and schedule state are used as they are (same weights as the
     uninterrupted run; no warning)."""
     copy_up_to(reference_run, tmp_path, 8)
-    result = cli("train", *tiny_overrides(training_data, tmp_path))
+    result = cli("train", *tiny_overrides(data, tmp_path))
     assert result.code == 0 and result.err == "", result.err
     want = torch.load(reference_run / "epoch_2.pt", weights_only=True)
     have = torch.load(tmp_path / "epoch_2.pt", weights_only=True)

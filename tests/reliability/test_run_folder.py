@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from train_helpers import one_thread, tiny_overrides  # noqa: F401
+from train_helpers import attention_of, one_thread, tiny_overrides  # noqa: F401
 
 from tame.engine.run_lock import LOCK_FILE, MARKER, check_output_dir
 from tame.errors import TameError
@@ -29,7 +29,7 @@ def files_of(folder: Path) -> dict[str, bytes]:
 
 
 def same_attention(a: Path, b: Path) -> bool:
-    want, have = (torch.load(p, weights_only=True)["attention"] for p in (a, b))
+    want, have = (attention_of(p) for p in (a, b))
     return want.keys() == have.keys() and all(torch.equal(want[k], have[k]) for k in want)
 
 
@@ -47,7 +47,7 @@ def same_attention(a: Path, b: Path) -> bool:
     ],
 )
 def test_current_or_home_folder_is_refused_and_nothing_is_written(
-    cli_here, training_data, tmp_path, monkeypatch, value, message
+    cli_here, data, tmp_path, monkeypatch, value, message
 ):
     """``output_dir=''`` used to train into the current folder, over the user's own config.yaml and
     train_record.json."""
@@ -59,7 +59,7 @@ def test_current_or_home_folder_is_refused_and_nothing_is_written(
     monkeypatch.chdir(work)
     monkeypatch.setenv("HOME", str(home))
     before = {folder: files_of(folder) for folder in (work, home)}
-    result = cli_here("train", *tiny_overrides(training_data, Path("unused")), f"output_dir={value}")
+    result = cli_here("train", *tiny_overrides(data, Path("unused")), f"output_dir={value}")
     result.assert_one_error_line(f"^tame: error: config key output_dir: .*{message}")
     for folder, files in before.items():
         assert files_of(folder) == files and sorted(p.name for p in folder.iterdir()) == sorted(files)
@@ -71,37 +71,37 @@ def test_a_file_system_root_is_refused(value):
         check_output_dir(value, Path(value))
 
 
-def test_a_folder_of_someone_elses_files_is_refused(cli, training_data, tmp_path):
+def test_a_folder_of_someone_elses_files_is_refused(cli, data, tmp_path):
     folder = tmp_path / "my_project"
     folder.mkdir()
     (folder / "config.yaml").write_text("my: own config\n")
     (folder / "train_record.json").write_text('{"mine": true}')
     before = files_of(folder)
-    result = cli("train", *tiny_overrides(training_data, folder))
+    result = cli("train", *tiny_overrides(data, folder))
     result.assert_one_error_line(f"output_dir: {folder} is not empty and holds no tame run .*choose a new or empty")
     assert files_of(folder) == before and sorted(p.name for p in folder.iterdir()) == sorted(before)
-    check = cli("train", "--check", *tiny_overrides(training_data, folder))  # the SLURM scripts' pre-flight check
+    check = cli("train", "--check", *tiny_overrides(data, folder))  # the SLURM scripts' pre-flight check
     check.assert_one_error_line("is not empty and holds no tame run")
 
 
-def test_a_run_folder_of_an_older_tame_without_the_marker_is_resumed(cli, training_data, reference_run, tmp_path):
+def test_a_run_folder_of_an_older_tame_without_the_marker_is_resumed(cli, data, reference_run, tmp_path):
     shutil.copytree(reference_run, tmp_path, dirs_exist_ok=True)
     (tmp_path / MARKER).unlink()
     (tmp_path / "epoch_2.pt").unlink()
-    result = cli("train", *tiny_overrides(training_data, tmp_path))
+    result = cli("train", *tiny_overrides(data, tmp_path))
     assert result.code == 0 and "(step 10)" in result.out, result.err
     assert (tmp_path / MARKER).is_file() and same_attention(reference_run / "epoch_2.pt", tmp_path / "epoch_2.pt")
 
 
 # -- one writer per run folder -------------------------------------------------------------------------------------
-def test_a_second_run_on_a_live_run_folder_fails_fast_naming_the_holder(cli, training_data, reference_run, tmp_path):
+def test_a_second_run_on_a_live_run_folder_fails_fast_naming_the_holder(cli, data, reference_run, tmp_path):
     """Two live runs on one folder used to mix silently: the second "resumed" from the first's step_2.pt and both
     exited 0. Now the second stops at once with one line naming the first (pid, host)."""
     run, ready, go = tmp_path / "run", tmp_path / "ready", tmp_path / "go"
     fault = {"kind": "pause", "at": 3, "ready": str(ready), "go": str(go)}  # the first waits at its 3rd step
     command = [sys.executable, str(HERE / "fault_runner.py"), "run", json.dumps(fault), "--"]
     first = subprocess.Popen(
-        [*command, "train", *tiny_overrides(training_data, run)],
+        [*command, "train", *tiny_overrides(data, run)],
         env=ENV,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -113,7 +113,7 @@ def test_a_second_run_on_a_live_run_folder_fails_fast_naming_the_holder(cli, tra
             assert first.poll() is None and time.monotonic() < deadline, first.stdout.read() if first.poll() else ""
             time.sleep(0.1)
         started = time.monotonic()
-        second = cli("train", *tiny_overrides(training_data, run))
+        second = cli("train", *tiny_overrides(data, run))
         took = time.monotonic() - started
         second.assert_one_error_line(
             f"output_dir {run} is in use by another run \\(pid {first.pid} on {socket.gethostname()}, since "
@@ -127,11 +127,11 @@ def test_a_second_run_on_a_live_run_folder_fails_fast_naming_the_holder(cli, tra
     assert not (run / LOCK_FILE).exists()
 
 
-def test_a_stale_lock_of_another_machine_is_taken_over_with_a_warning(cli, training_data, reference_run, tmp_path):
+def test_a_stale_lock_of_another_machine_is_taken_over_with_a_warning(cli, data, reference_run, tmp_path):
     shutil.copytree(reference_run, tmp_path, dirs_exist_ok=True)
     (tmp_path / "epoch_2.pt").unlink()
     (tmp_path / LOCK_FILE).write_text("pid 4242 on node-17, since 2026-01-01 00:00:00\n")  # its job was requeued
-    result = cli("train", *tiny_overrides(training_data, tmp_path))
+    result = cli("train", *tiny_overrides(data, tmp_path))
     assert result.code == 0, result.err
     assert result.err == (
         f"tame: warning: taking over the lock {tmp_path / LOCK_FILE} left by a run that is no longer alive "

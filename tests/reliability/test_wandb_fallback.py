@@ -12,14 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from train_helpers import make_training_data, tiny_overrides
+from train_helpers import tiny_overrides
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    return make_training_data(tmp_path_factory.mktemp("synthetic"))
 
 
 def short_run(data: Path, out: Path, *extra: str) -> list[str]:
