@@ -29,7 +29,7 @@ from tame.engine.validation import validation_paths
 from tame.errors import TameError
 from tame.models import TameModel
 from tame.models.inspect import feature_layers, layer_problems
-from tame.models.registry import classifier_from_config, resolve_config
+from tame.models.registry import build_classifier
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -83,9 +83,8 @@ def check_model(cfg: Config, report: Preflight) -> TameModel | None:
     """Build the classifier (weights included) and the AM as ``TameModel.from_config`` does; every bad layer name
     is its own problem. Adds the model, layer and AM lines to the summary."""
     try:
-        cfg = resolve_config(cfg)  # imports a module:function name; the model's own preprocessing
+        cfg, classifier = build_classifier(cfg)  # imports a module:function name; the model's own preprocessing
         model_cfg, data_cfg = cfg.model, cfg.data
-        classifier = classifier_from_config(model_cfg, data_cfg)
         layers = feature_layers(classifier, data_cfg.crop)
     except TameError as err:
         report.problems.append(str(err))
@@ -106,7 +105,8 @@ def check_model(cfg: Config, report: Preflight) -> TameModel | None:
         f"model      {model_cfg.name}: {model.num_classes} classes, {data_cfg.crop}x{data_cfg.crop} crop of "
         f"{p.resize} ({p.interpolation}), mean {_floats(p.mean)} std {_floats(p.std)}",
         f"layers     {', '.join(shapes)}",
-        f"attention  {model_cfg.version}: {am_size:,} parameters, maps {height}x{width}",
+        f"attention  {model_cfg.version}: {am_size:,} parameters, maps {height}x{width}, training mask on the "
+        f"{'normalised image' if model.mask_space == 'normalised' else 'image in [0, 1]'}",
     ]
     return model
 

@@ -46,6 +46,7 @@ from tame.evaluation.loop import MetricSums, evaluate
 from tame.evaluation.samples import SampleLog
 from tame.io import atomic_path
 from tame.metrics import ad_ic
+from tame.metrics.class_sensitivity import TILES
 from tame.models import TameModel
 
 logger = logging.getLogger(__name__)
@@ -86,6 +87,9 @@ class Validation:
     @classmethod
     def build(cls, cfg: Config, dist: Dist, model: TameModel, output_dir: Path, steps_per_epoch: int) -> Validation:
         """The validation of a run (its loader built and its list checked now); a no-op one without a list."""
+        if cfg.train.val_class_sensitivity not in (0, *TILES):
+            got = cfg.train.val_class_sensitivity
+            raise TameError(f"config key train.val_class_sensitivity: 2 or 4 images per composite (0: off), got {got}")
         paths = validation_paths(cfg)
         if paths is None:
             logger.info("no validation during training: data.val_list is not set")

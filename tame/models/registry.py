@@ -7,7 +7,7 @@ and applies its own normalisation; ``classifier.preprocessing`` is the model's r
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import importlib
 import inspect
 from collections.abc import Callable, Mapping, Sequence
@@ -18,14 +18,14 @@ import torch
 from torch import nn
 
 from tame.checkpoint.format import check_finite, check_state_dict
-from tame.config import check_mean_std, validate
+from tame.config import validate
 from tame.errors import TameError
 from tame.io import load_tensor_file
 from tame.models.preprocessing import (
+    DEFAULT,
     KEYS,
     Preprocessing,
-    checkpoint_preprocessing,
-    config_values,
+    given_preprocessing,
     resolve_preprocessing,
     with_preprocessing,
 )
@@ -52,7 +52,7 @@ class Classifier(nn.Module):
     """A frozen image classifier taking images in [0, 1]; normalises inside.
 
     ``net`` is the original model (layer names for feature taps are ``net.named_modules()`` names);
-    ``preprocessing`` the eval transform it expects (None: ``mean``/``std`` with ImageNet's sizes).
+    ``preprocessing`` the eval transform it expects (None: ``mean``/``std`` with the default's sizes).
     """
 
     def __init__(
@@ -62,19 +62,33 @@ class Classifier(nn.Module):
         mean: Sequence[float],
         std: Sequence[float],
         preprocessing: Preprocessing | None = None,
+        prefix_tokens: int | None = None,
     ) -> None:
         super().__init__()
         self.net = net
         self.name = name
-        self.preprocessing = preprocessing or Preprocessing(tuple(mean), tuple(std), 256, 224, "bilinear")
+        self.prefix_tokens = prefix_tokens  # None: what the model tells (:func:`model_prefix_tokens`)
+        self.preprocessing = preprocessing or dataclasses.replace(DEFAULT, mean=tuple(mean), std=tuple(std))
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.freeze()
 
     @property
     def num_prefix_tokens(self) -> int:
-        """Class/register tokens in front of a ViT's patch tokens (0 for CNNs)."""
-        return int(getattr(self.net, "num_prefix_tokens", 0))
+        """Class/register tokens in front of a transformer's patch tokens: ``model.prefix_tokens`` when given, else
+        what the model tells (:func:`model_prefix_tokens`), else 0 (CNNs)."""
+        if self.prefix_tokens is not None:
+            return self.prefix_tokens
+        return model_prefix_tokens(self.net) or 0
+
+    @property
+    def has_tokens(self) -> bool:
+        """Whether [B, N, D] outputs are token sequences (a transformer the model or the config describes)."""
+        return (
+            self.prefix_tokens is not None
+            or model_prefix_tokens(self.net) is not None
+            or hasattr(self.net, "patch_embed")
+        )
 
     def freeze(self) -> None:
         self.net.requires_grad_(False)
@@ -87,6 +101,18 @@ class Classifier(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """images: [B, 3, H, W] in [0, 1] -> logits [B, K]."""
         return self.net(self.normalise(images))
+
+
+def model_prefix_tokens(net: nn.Module) -> int | None:
+    """How many tokens precede the patch tokens, where the model tells: timm's ``num_prefix_tokens``, or the
+    ``class_token`` parameter [1, 1, D] of torchvision's ``VisionTransformer`` (index 0 of its sequence); None when
+    it tells nothing (set ``model.prefix_tokens`` for other transformers)."""
+    if hasattr(net, "num_prefix_tokens"):
+        return int(net.num_prefix_tokens)
+    class_token = getattr(net, "class_token", None)
+    if isinstance(class_token, torch.Tensor) and class_token.dim() == 3:
+        return int(class_token.shape[1])
+    return None
 
 
 def classifier_from_config(model_cfg, data_cfg=None, crop: int | None = None) -> Classifier:
@@ -103,7 +129,28 @@ def classifier_from_config(model_cfg, data_cfg=None, crop: int | None = None) ->
         mean=model_cfg.mean,
         std=model_cfg.std,
         preprocessing=sizes,
+        prefix_tokens=getattr(model_cfg, "prefix_tokens", None),
     )
+
+
+def build_classifier(config, checkpoint: str | Path | None = None) -> tuple[Any, Classifier]:
+    """(``config`` with every preprocessing key resolved, the classifier ``config.model`` names): built once, weights
+    included, and the config's auto values read from it. Per key: the config's value, then ``checkpoint``'s saved
+    preprocessing (an AM file), then the model's own, then ImageNet's with a warning
+    (:func:`tame.models.preprocessing.resolve_preprocessing`). Pass the classifier on to
+    ``TameModel.from_config(..., classifier=...)``; a seed set before this call fixes a weightless classifier."""
+    model_cfg = config.model
+    classifier = create_classifier(
+        model_cfg.name,
+        pretrained=model_cfg.pretrained,
+        weights=model_cfg.weights,
+        num_classes=model_cfg.num_classes,
+        preprocessing=given_preprocessing(config, checkpoint),
+        prefix_tokens=model_cfg.prefix_tokens,
+    )
+    resolved = with_preprocessing(config, classifier.preprocessing)
+    validate(resolved)
+    return resolved, classifier
 
 
 def create_classifier(
@@ -115,6 +162,7 @@ def create_classifier(
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     preprocessing: Mapping[str, Any] | None = None,
+    prefix_tokens: int | None = None,
 ) -> Classifier:
     """Build a frozen classifier by name.
 
@@ -123,7 +171,8 @@ def create_classifier(
     loaded instead of a download (``.pth``, ``.pt``, ``.safetensors``; loaded without executing pickled code).
     ``mean``/``std``, then ``preprocessing`` (known values of ``tame.models.preprocessing.KEYS``), then the
     model's ``pretrained_cfg`` make ``classifier.preprocessing``; a fallback to ImageNet's values is logged as a
-    warning (about mean/std only, unless ``preprocessing`` is given).
+    warning (about mean/std only, unless ``preprocessing`` is given). ``prefix_tokens``: the tokens before a
+    transformer's patch tokens (None: what the model tells, see :func:`model_prefix_tokens`).
     """
     use_download = pretrained and weights is None
     kwargs = {} if num_classes is None else {"num_classes": num_classes}
@@ -143,35 +192,7 @@ def create_classifier(
         resolved, _ = resolve_preprocessing(net, name, given, warn_keys=warn_keys)
     except TameError as err:
         raise TameError(f"backbone {name!r}: {err}") from None
-    return Classifier(net, name, resolved.mean, resolved.std, resolved)
-
-
-def resolve_config(config, checkpoint: str | Path | None = None):
-    """The config with every preprocessing key resolved: explicit config values, then the checkpoint's saved
-    preprocessing, then the model's own (built without weights), then ImageNet's with a warning.
-
-    Commands call this right after ``load_config`` (``tame explain``/``eval`` with their ``--checkpoint``).
-    """
-    given = {key: value for key, value in config_values(config.model, config.data).items() if value is not None}
-    if checkpoint is not None and len(given) < len(KEYS):
-        saved = {}
-        with contextlib.suppress(TameError):  # unreadable: loading its weights says so in full, later
-            saved = {key: value for key, value in checkpoint_preprocessing(checkpoint).items() if key not in given}
-        check_mean_std(
-            saved.get("mean"), saved.get("std"), *(f"checkpoint {checkpoint}: saved {k}" for k in ("mean", "std"))
-        )
-        given = {**saved, **given}
-    if len(given) == len(KEYS):
-        preprocessing = Preprocessing.from_dict(given)
-    else:
-        model_cfg = config.model
-        classifier = create_classifier(
-            model_cfg.name, pretrained=False, num_classes=model_cfg.num_classes, preprocessing=given
-        )
-        preprocessing = classifier.preprocessing
-    resolved = with_preprocessing(config, preprocessing)
-    validate(resolved)
-    return resolved
+    return Classifier(net, name, resolved.mean, resolved.std, resolved, prefix_tokens)
 
 
 def _build_from_path(name: str, pretrained: bool, kwargs: dict) -> nn.Module:
