@@ -22,6 +22,9 @@ BackboneMode = Literal["eval", "train"]  # train reproduces the reference
 Device = Literal["auto", "cuda", "cpu"]
 Amp = Literal["auto", "bf16", "fp16", "off"]
 Wandb = Literal["online", "offline", "disabled"]
+MaskSpace = Literal["pixels", "normalised"]  # where the training mask multiplies the image (tame.models.versions)
+MaskSpaceSetting = Literal["auto", MaskSpace]  # train.mask_space; auto: the version's
+Schedule = Literal["one_cycle", "epoch_decay"]  # train.schedule (tame.engine.optim)
 
 
 def allowed(alias: Any) -> tuple[str, ...]:

@@ -15,6 +15,7 @@ from tame.config import Config, load_config
 from tame.errors import TameError
 from tame.io import check_writable_folder, writable_target
 from tame.metrics import ad_ic
+from tame.metrics.class_sensitivity import TILES
 
 PathLike = str | os.PathLike
 
@@ -36,7 +37,11 @@ class EvalOptions:
     batch's); ``max_samples``: only the list's first N. ``num_masks`` (RISE) and ``layer`` (the CAM methods' target
     layer) go to the methods that take them. ``device``: ``auto``, ``cpu`` or ``cuda[:N]``. ``per_image``: a CSV
     file for one row per image (list path, label, prediction, Y, O at each level, pointing hit); ``per_class``: the
-    results per class of the list's labels too (:mod:`tame.evaluation.samples`).
+    results per class of the list's labels too (:mod:`tame.evaluation.samples`). ``class_sensitivity``: 2 or 4
+    adds the class-sensitivity protocol on composites of that many images (:mod:`tame.evaluation.class_sensitivity`;
+    0: off), ``composites`` of them (default: the list's images / tiles). ``sanity_checks``: N > 0 adds the
+    cascading-randomisation and random-logit checks on the list's first N images (:mod:`tame.evaluation.sanity`;
+    ``tame compare`` only).
     """
 
     config: PathLike | Config | None = None
@@ -58,9 +63,16 @@ class EvalOptions:
     progress: bool = True
     per_image: PathLike | None = None
     per_class: bool = False
+    class_sensitivity: int = 0
+    composites: int | None = None
+    sanity_checks: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "chunk", "max_samples", "num_masks", "road_workers"):
+        if self.class_sensitivity not in (0, *TILES):
+            raise TameError(f"--class-sensitivity takes 2 or 4 images per composite, got {self.class_sensitivity}")
+        if self.sanity_checks < 0:
+            raise TameError(f"--sanity-checks takes a number of images, got {self.sanity_checks}")
+        for name in ("batch_size", "chunk", "max_samples", "num_masks", "road_workers", "composites"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise TameError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
@@ -100,6 +112,8 @@ class EvalOptions:
     def method_options(self, method: str) -> dict:
         """The keyword arguments ``method`` takes from these options (RISE's mask count, the CAM target layer; a
         ``name@layer`` entry of :class:`CompareSpec` brings its own layer)."""
+        if trained_entry(method) is not None:
+            return {}
         method, layer = split_method(method)
         options = {"num_masks": self.num_masks} if method == "rise" else {}
         if (layer or self.layer) and method not in ("tame", "rise"):
@@ -113,14 +127,34 @@ def split_method(entry: str) -> tuple[str, str | None]:
     return name, layer or None
 
 
+def trained_entry(entry: str) -> tuple[str, str] | None:
+    """``"lcam-img=snapshots/lcam/"`` -> ``("lcam-img", "snapshots/lcam/")``: a trained AM of any version, its
+    layers and version read from the checkpoint; None for a method name."""
+    label, sep, checkpoint = entry.partition("=")
+    return (label, checkpoint) if sep else None
+
+
 def row_label(entry: str) -> str:
-    """The name a comparison's row carries: ``"gradcam@layer3"`` -> ``"gradcam (layer3)"``."""
+    """The name a comparison's row carries: ``"gradcam@layer3"`` -> ``"gradcam (layer3)"``, ``"lcam-img=PATH"``
+    -> ``"lcam-img"``."""
+    trained = trained_entry(entry)
+    if trained is not None:
+        return trained[0]
     name, layer = split_method(entry)
     return f"{name} ({layer})" if layer else name
 
 
 def _resolve_entry(entry: str) -> str:
-    """A method name, or ``name@layer`` for a CAM method on a given target layer, with the name resolved."""
+    """A method name, ``name@layer`` for a CAM method on a given target layer (the name resolved), or
+    ``label=checkpoint`` for a trained AM."""
+    trained = trained_entry(entry)
+    if trained is not None:
+        label, checkpoint = trained
+        if not label or not checkpoint or "@" in label:
+            raise TameError(f"a trained method is LABEL=CHECKPOINT (e.g. lcam-img=snapshots/lcam/), got {entry!r}")
+        if label in METHODS:
+            raise TameError(f"{entry!r}: {label!r} names a built-in method; give the trained one another label")
+        return entry
     name, layer = split_method(entry)
     key = resolve_method(name)
     if layer is None:
@@ -149,7 +183,9 @@ class CompareSpec(EvalOptions):
     """Several methods on one list under one protocol; ``checkpoint``: TAME's weights (a folder: its newest epoch).
 
     A CAM method may be given as ``name@layer`` (e.g. ``gradcam@layer3``) and more than once with different layers;
-    its rows are then labelled ``name (layer)``."""
+    its rows are then labelled ``name (layer)``. Any other trained AM of the family joins as ``label=checkpoint``
+    (e.g. ``lcam-img=snapshots/lcam/``): its version and layers come from the checkpoint, the classifier is the
+    config's."""
 
     methods: Sequence[str] = field(default_factory=list_methods)
     checkpoint: PathLike | None = None
