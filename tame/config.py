@@ -125,7 +125,7 @@ _POSITIVE += ("train.bias_lr_factor", "train.lr_decay")
 _AUTO = ("model.mean", "model.std", "model.prefix_tokens", "data.resize", "data.crop", "data.interpolation")
 _NON_NEGATIVE = ("model.prefix_tokens", "data.workers", "train.weight_decay", "train.checkpoint_every")
 _NON_NEGATIVE += ("train.max_steps_per_epoch", "train.val_every", "train.val_samples")
-_NON_NEGATIVE += ("log.log_every", "log.images_per_epoch")
+_NON_NEGATIVE += ("log.log_every", "log.images_per_epoch", "train.seed")
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
@@ -256,8 +256,6 @@ def validate(config: Config) -> None:
             f"config key train.select_by: {config.train.select_by!r} is not a validation metric (lower is better: "
             f"{', '.join(lower)}; higher is better: {', '.join(higher)})"
         )
-    if not 0 <= config.train.seed < 2**63:
-        raise TameError(f"config key train.seed: must be in 0..2**63-1, got {config.train.seed}")
     if (classes := config.model.num_classes) is not None and classes < 1:
         raise TameError(f"config key model.num_classes: must be at least 1, got {classes} (0 removes the head)")
     if not config.model.layers:

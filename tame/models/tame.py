@@ -88,9 +88,7 @@ def check_map_size(layer: str, size: tuple[int, ...], input_size: int) -> None:
             f"least {MIN_MAP_SIDE}x{MIN_MAP_SIDE} (a 1x1 map is constant, so every map would be blank); {advice}"
         )
     if min(height, width) < COARSE_MAP_SIDE:
-        logger.warning(
-            "layer %s gives only %dx%d feature maps: explanations will be coarse (%s)", layer, height, width, advice
-        )
+        logger.warning("layer %s gives only %dx%d feature maps: coarse explanations (%s)", layer, height, width, advice)
 
 
 def min_max_normalise(maps: torch.Tensor) -> torch.Tensor:
@@ -318,9 +316,8 @@ class TameModel(nn.Module):
         self.attention.load_state_dict(state)
 
     def check_fits(self, path, meta: dict, state: dict, *, allow_other_backbone: bool | None = None) -> None:
-        """Refuse AM weights ``state`` (saved with ``meta``, read from ``path``) that this model cannot load: another
-        layer list, version, token transform or backbone (see :meth:`load_attention`), non-float tensors, missing
-        or unexpected keys, other shapes. A resume checks this first: it is the reason a run cannot continue."""
+        """Refuse AM weights ``state`` (with ``meta``, from ``path``) this model cannot load (:meth:`load_attention`;
+        non-float tensors, keys, shapes too). A resume checks this first: it is why a run cannot continue."""
         current = {"layers": self.layers, "version": self.version, "token_transform": self.taps.token_transform}
         for key, value in current.items():
             if key in meta and meta[key] != value:

@@ -33,7 +33,7 @@ def test_one_by_one_maps_are_refused(layers, crop, shown):
 def test_two_by_two_maps_are_a_warning_and_four_are_silent(caplog):
     with caplog.at_level(logging.WARNING):
         assert _model("model.layers=[layer3]").attention.size == (2, 2)
-        assert "explanations will be coarse" in caplog.text
+        assert "coarse explanations" in caplog.text
         caplog.clear()
         assert _model("model.layers=[layer2, layer3]").attention.size == (4, 4)
         assert not caplog.text
@@ -45,9 +45,9 @@ def test_num_classes_below_one_is_refused(value):
         load_config(None, [f"model.num_classes={value}"])
 
 
-@pytest.mark.parametrize("value", ["-1", str(2**63)])
+@pytest.mark.parametrize("value", ["-1", "-5"])
 def test_seed_out_of_range_is_refused(value):
-    with pytest.raises(TameError, match=r"config key train\.seed: must be in 0\.\.2\*\*63-1"):
+    with pytest.raises(TameError, match=rf"config key train\.seed: must not be negative, got {value}"):
         load_config(None, [f"train.seed={value}"])
 
 
@@ -56,7 +56,7 @@ def _bad_settings(tmp_path):
     return {
         "1x1-maps": (["model.layers=[layer4]"], r"layer4 gives 1x1 feature maps"),
         "num-classes-0": (["model.num_classes=0"], r"model\.num_classes: must be at least 1"),
-        "seed-minus-1": (["train.seed=-1"], r"train\.seed: must be in"),
+        "seed-minus-1": (["train.seed=-1"], r"train\.seed: must not be negative"),
         "missing-resume": ([f"train.resume={tmp_path}/nonexistent.pt"], r"train\.resume: checkpoint .* not found"),
         "output-under-proc": (["output_dir=/proc/tame-run"], r"output_dir: /proc/tame-run cannot be made in /proc"),
         "output-under-a-file": ([f"output_dir={tmp_path}/a-file/run"], r"cannot be made: .*a-file is a file"),
