@@ -23,7 +23,7 @@ import yaml
 
 from tame import choices
 from tame.errors import TameError
-from tame.safe_yaml import load_yaml
+from tame.safe_yaml import load_yaml, load_yaml_file
 
 
 @dataclass
@@ -125,17 +125,14 @@ _POSITIVE += ("train.bias_lr_factor", "train.lr_decay")
 _AUTO = ("model.mean", "model.std", "model.prefix_tokens", "data.resize", "data.crop", "data.interpolation")
 _NON_NEGATIVE = ("model.prefix_tokens", "data.workers", "train.weight_decay", "train.checkpoint_every")
 _NON_NEGATIVE += ("train.max_steps_per_epoch", "train.val_every", "train.val_samples")
-_NON_NEGATIVE += ("log.log_every", "log.images_per_epoch")
+_NON_NEGATIVE += ("log.log_every", "log.images_per_epoch", "train.seed")
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Read a YAML config (or start from defaults), apply ``key=value`` overrides and validate."""
     raw: dict[str, Any] = {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise TameError(f"config file not found: {path}")
-        raw = load_yaml(path.read_bytes(), str(path)) or {}  # bytes: YAML detects the encoding, refuses bad bytes
+        raw = load_yaml_file(Path(path), "config file")
         if not isinstance(raw, dict):
             raise TameError(f"{path}: the top level must be a mapping of sections (model:, data:, train:, log:)")
     for item in overrides:
@@ -259,6 +256,8 @@ def validate(config: Config) -> None:
             f"config key train.select_by: {config.train.select_by!r} is not a validation metric (lower is better: "
             f"{', '.join(lower)}; higher is better: {', '.join(higher)})"
         )
+    if (classes := config.model.num_classes) is not None and classes < 1:
+        raise TameError(f"config key model.num_classes: must be at least 1, got {classes} (0 removes the head)")
     if not config.model.layers:
         raise TameError("config key model.layers: name at least one layer (see `tame-inspect MODEL`)")
     if config.data.crop is not None and config.data.resize is not None and config.data.crop > config.data.resize:
@@ -332,9 +331,10 @@ def expand_path(value: str, key: str) -> Path:
 
     def substitute(match: re.Match) -> str:
         name = match.group(1) or match.group(2)
-        if name not in os.environ:
+        if not os.environ.get(name):  # set but empty would make "${DATA}/train.txt" a path under /
+            state = "set but empty" if name in os.environ else "not set"
             raise TameError(
-                f"config key {key}: {value!r} uses ${{{name}}}, which is not set "
+                f"config key {key}: {value!r} uses ${{{name}}}, which is {state} "
                 f"(export {name}=/path/to/data, or set {key}=... on the command line)"
             )
         return os.environ[name]

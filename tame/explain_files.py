@@ -65,32 +65,61 @@ def list_image_files(
         if given.is_dir() and skip_dir is not None and given.resolve().is_relative_to(skip_dir):
             skipped.append((given, "the output folder (--out) or inside it: give another --out"))
         elif given.is_dir():
-            for path in _walk(given, skip_dir):
+            for path in _walk(given, skip_dir, skipped):
+                real = _real_file(path)
                 if path.suffix.lower() not in IMAGE_SUFFIXES:
                     skipped.append((path, "not an image file name"))
-                elif path.resolve() not in seen:
-                    seen.add(path.resolve())
+                elif real is None:
+                    skipped.append((path, "a broken symlink or a symlink loop"))
+                elif real not in seen:
+                    seen.add(real)
                     found.append((path, PurePosixPath(path.relative_to(given).as_posix())))
         elif given.is_file():
             if given.resolve() not in seen:
                 seen.add(given.resolve())
                 found.append((given, PurePosixPath(given.name)))
+        elif given.is_symlink():
+            skipped.append((given, "a broken symlink or a symlink loop"))
         else:
             skipped.append((given, "no such file or folder"))
     names = output_names([relative for _, relative in found])
     return [ImageFile(path, name) for (path, _), name in zip(found, names)], skipped
 
 
-def _walk(folder: Path, skip_dir: Path | None) -> list[Path]:
-    """Every file under ``folder``, sorted, without descending into ``skip_dir``."""
-    files = []
-    for parent, dirs, names in os.walk(folder):
-        kept = [d for d in dirs if skip_dir is None or Path(parent, d).resolve() != skip_dir]
-        if len(kept) < len(dirs):
-            log.info("not reading %s: it is the output folder", skip_dir)
+def _walk(folder: Path, skip_dir: Path | None, skipped: list[tuple[Path, str]]) -> list[Path]:
+    """Every file under ``folder``, sorted, without descending into ``skip_dir``. Symlinks to folders are followed
+    (a folder of links is a common way to gather images), each real folder once: a link back to a folder already
+    read (a cycle) is added to ``skipped``."""
+    files, visited = [], {os.path.realpath(folder)}
+    for parent, dirs, names in os.walk(folder, followlinks=True):
+        kept = []
+        for name in dirs:
+            real = os.path.realpath(Path(parent, name))
+            if skip_dir is not None and Path(real) == skip_dir:
+                log.info("not reading %s: it is the output folder", skip_dir)
+            elif real in visited:
+                skipped.append((Path(parent, name), "a folder already read (reached again through a symlink)"))
+            else:
+                visited.add(real)
+                kept.append(name)
         dirs[:] = kept
         files += [Path(parent, name) for name in names]
     return sorted(files)
+
+
+def _real_file(path: Path) -> Path | None:
+    """Where ``path`` leads, or None for a broken symlink or a symlink loop (resolve() raises on a loop)."""
+    try:
+        real = path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return None
+    return real
+
+
+def shown(path: str | Path) -> str:
+    """``path`` as text any terminal or UTF-8 page can show: bytes of a file name that are not UTF-8 (kept by
+    Python as surrogates) become U+FFFD."""
+    return os.fsencode(path).decode("utf-8", "replace")
 
 
 def output_names(relative: list[PurePosixPath]) -> list[str]:
@@ -152,7 +181,7 @@ def write_gallery(out: Path, entries: list[dict], skipped: list[tuple[Path, str]
     for entry in entries:
         cards.setdefault((entry["image"], entry["class"]), []).append(entry)
     methods = list(dict.fromkeys(entry["method"] for entry in entries))
-    skipped_html = "".join(f"<li>{html.escape(str(p))}: {html.escape(w)}</li>" for p, w in skipped)
+    skipped_html = "".join(f"<li>{html.escape(shown(p))}: {html.escape(shown(w))}</li>" for p, w in skipped)
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>Explanation maps</title>
 <style>body{{font-family:sans-serif;margin:1.5em}} figure{{display:inline-block;margin:.5em;width:{_width(methods)}px}}
 img{{width:100%}} figcaption{{font-size:.85em}}</style></head><body>
@@ -182,10 +211,10 @@ def _card(group: list[dict]) -> str:
     )
     return (
         f'<figure><img src="{_href(picture)}" alt="{html.escape(first["name"])}">'
-        f"<figcaption><b>{html.escape(first['image'])}</b><br>#{first['rank']} {html.escape(first['name'])} "
+        f"<figcaption><b>{html.escape(shown(first['image']))}</b><br>#{first['rank']} {html.escape(first['name'])} "
         f"&middot; p = {first['probability']:.3f}<br>{links}</figcaption></figure>"
     )
 
 
 def _href(file: str) -> str:
-    return html.escape(quote(file))
+    return html.escape(quote(os.fsencode(file)))  # the name's bytes, also where they are not UTF-8

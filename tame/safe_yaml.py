@@ -8,6 +8,7 @@ the line of every syntax error.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -77,3 +78,16 @@ def load_yaml(text: str | bytes, source: str) -> Any:
     finally:
         if loader is not None:
             loader.dispose()
+
+
+def load_yaml_file(path: Path, what: str) -> Any:
+    """:func:`load_yaml` of a file that must exist, be a regular file (``/dev/zero`` would never end) and hold
+    something: an empty file is an error (for a config, the defaults would train resnet50 after minutes of
+    download retries: surely not what was meant). ``what`` names the file in messages (``config file``)."""
+    if not path.is_file():
+        kind = "not found" if not path.exists() else "not a regular file (a folder, a FIFO or a device)"
+        raise TameError(f"{what} {path}: {kind}")
+    value = load_yaml(path.read_bytes(), str(path))  # bytes: YAML detects the encoding, refuses bad bytes
+    if value is None:
+        raise TameError(f"{what} {path} is empty (or only comments); give the settings in it")
+    return value

@@ -39,7 +39,7 @@ def planted(tmp_path):
         "empty.jpg 1",  # 8 zero bytes
         "folder.jpg 1",  # 9 a directory
         "anim.gif 1",  # 10 a format DALI cannot decode (found with --decode)
-        "good1.jpg 4",  # 11
+        "sub/good2.jpg 2",  # 11 (listed twice with the same label: fine)
     ]
     list_file = tmp_path / "list.txt"
     list_file.write_text("\n".join(lines) + "\n")
@@ -92,7 +92,7 @@ def test_cli_prints_every_bad_line_and_writes_the_clean_list(planted, capsys):
         == f"{list_file}: 11 entries, 3 good, 8 bad (decode: 2, empty: 1, label: 1, malformed: 1, missing: 2, path: 1)"
     )
     assert out[-1] == f"wrote 3 good lines to {clean}"
-    assert clean.read_text() == "good1.jpg 0\nsub/good2.jpg 2\ngood1.jpg 4\n"
+    assert clean.read_text() == "good1.jpg 0\nsub/good2.jpg 2\nsub/good2.jpg 2\n"
     assert main(["datalist", "check", str(clean), "--root", str(root), "--decode"]) == 0
     assert capsys.readouterr().out.strip() == f"{clean}: 3 entries, all good"
     assert len(read_list(clean, root)) == 3

@@ -88,8 +88,8 @@ def test_cli_make_tree_and_subsets(tmp_path, capsys):
 
 
 def test_outputs_may_not_overwrite_a_source_or_each_other(tmp_path):
-    from tame.data.make import check_output_paths
     from tame.errors import TameError
+    from tame.io import check_output_paths
 
     source = tmp_path / "val.txt"
     with pytest.raises(TameError, match="it is the input"):

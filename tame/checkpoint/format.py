@@ -55,7 +55,8 @@ def _leaves(node: Any, prefix: str) -> Iterator[tuple[str, Any]]:
 
 
 def check_state_dict(expected: dict, given: dict, what: str) -> None:
-    """Raise a TameError naming missing/unexpected keys and shape mismatches."""
+    """Raise a TameError naming non-float tensors where the model's are float, missing/unexpected keys and shape
+    mismatches."""
     missing = [k for k in expected if k not in given]
     unexpected = [k for k in given if k not in expected]
     shapes = [
@@ -63,7 +64,16 @@ def check_state_dict(expected: dict, given: dict, what: str) -> None:
         for k in expected
         if k in given and given[k].shape != expected[k].shape
     ]
+    kinds = [  # int weights were cast silently (AD 0.00 / IC 100.00): a float tensor must be stored as floats
+        f"{k} is {str(given[k].dtype).removeprefix('torch.')}"
+        for k in expected
+        if k in given and expected[k].is_floating_point() and not _is_float(given[k])
+    ]
     problems = []
+    if kinds:
+        problems.append(
+            f"non-float weights {_few(kinds)} (the model's are floating point; a damaged or converted file?)"
+        )
     if missing:
         problems.append(f"missing keys {_few(missing)}")
     if unexpected:
@@ -72,6 +82,10 @@ def check_state_dict(expected: dict, given: dict, what: str) -> None:
         problems.append(f"shape mismatch {_few(shapes)} (file vs model)")
     if problems:
         raise TameError(f"{what} does not fit the model: {'; '.join(problems)}")
+
+
+def _is_float(value: Any) -> bool:
+    return isinstance(value, torch.Tensor) and value.is_floating_point()
 
 
 def _few(items: list[str], n: int = 3) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from tame.errors import TameError
 
+BEST_FILE = "best.pt"  # the best validated epoch's checkpoint (a hard link): matches no epoch/step name
 _NAME = re.compile(r"^(epoch|step)_(\d+)\.pt$")
 _TEMPORARY = re.compile(r"^\.(epoch|step)_\d+\.pt\.tmp\d+$")
 

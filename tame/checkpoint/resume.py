@@ -102,11 +102,15 @@ class Checkpoints:
         }
 
     def stopped(self, reason: Exception) -> TameError:
-        """The one-line error for a run stopped by ``reason`` (a non-finite loss), naming the last good checkpoint."""
-        return TameError(
-            f"{reason}: training stopped; the last good checkpoint is {self.last_written or 'none (none written yet)'}"
-            " (lower train.max_lr, or try train.amp=bf16/off, then run again to resume)"
-        )
+        """The one-line error for a run stopped by ``reason``, naming the last good checkpoint: a non-finite loss,
+        an out-of-memory step (its ``advice``), or an ``OSError`` (a full disk while the loss curve, the record or
+        best.pt was written: named after the file)."""
+        advice = getattr(reason, "advice", "lower train.max_lr, or try train.amp=bf16/off, then run again to resume")
+        if isinstance(reason, OSError):
+            where = f": {reason.filename}" if reason.filename else ""
+            reason, advice = f"{reason.strerror or reason}{where}", "free space or fix the folder, then run again"
+        last = self.last_written or "none (none written yet)"
+        return TameError(f"{reason}: training stopped; the last good checkpoint is {last} ({advice})")
 
     def resume(self) -> int:
         """Load the checkpoint that ``train.resume`` names (``auto``: the newest good one); returns its step."""
@@ -145,15 +149,16 @@ class Checkpoints:
                 return None
             path, state = found
         else:
-            path = expand_path(mode, "train.resume")
-            if not path.is_file():
-                raise TameError(f"config key train.resume: checkpoint {path} not found (auto, none or a path)")
+            path = resume_file(mode)
             state = load_checkpoint(path)
         logger.info("resuming from %s (step %s)", path, state["step"])
         return path, state
 
     def _check(self, path: Path, state: dict) -> None:
-        """Refuse a checkpoint whose batches would not line up; report settings that changed (rank 0)."""
+        """Refuse a checkpoint of another model (named first: it explains other step counts too) or whose batches
+        would not line up; report settings that changed (rank 0)."""
+        meta, attention = dict(state.get("meta") or {}), state["attention"]
+        self.setup.model.check_fits(path, meta, attention if isinstance(attention, dict) else {})
         if int(state["steps_per_epoch"]) != self.setup.steps_per_epoch:
             raise TameError(
                 f"checkpoint {path} was written with {state['steps_per_epoch']} steps per epoch, this "
@@ -238,6 +243,14 @@ _GROUP_KEYS = (
     "nesterov",
     "lr_factor",
 )
+
+
+def resume_file(mode: str) -> Path:
+    """The checkpoint ``train.resume=PATH`` names (not ``auto`` / ``none``); a missing file is one line."""
+    path = expand_path(mode, "train.resume")
+    if not path.is_file():
+        raise TameError(f"config key train.resume: checkpoint {path} not found (auto, none or a path)")
+    return path
 
 
 def _changed_settings(saved: dict, current: dict, prefix: str = "") -> list[str]:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from tame.commands.options import add_device_option
 from tame.errors import TameError
+from tame.io import check_output_paths, writable_target
 
 
 def _add_check(parser: argparse.ArgumentParser) -> None:
@@ -35,10 +36,16 @@ def _run_check(args: argparse.Namespace) -> int:
 
     if not Path(args.root).is_dir():
         raise TameError(f"image root not found: {args.root}")
+    if args.write_clean:
+        check_output_paths([args.list], [args.write_clean])  # before the (slow) check
+        writable_target(args.write_clean)
     report = check_list(args.list, args.root, args.num_classes, decode=args.decode, workers=args.workers, progress=True)
     for problem in report.problems:
         print(problem.format(args.list))
     print(f"{args.list}: {report.summary()}")
+    if args.write_clean and not report.entries:
+        print(f"no good lines: {args.write_clean} not written")
+        return 1
     if args.write_clean:
         count = write_list(args.write_clean, report.entries)
         print(f"wrote {count} good lines to {args.write_clean}")
@@ -73,7 +80,7 @@ def _add_make(parser: argparse.ArgumentParser) -> None:
 
 def _run_make(args: argparse.Namespace) -> int:
     from tame.data.lists import read_list, write_list
-    from tame.data.make import check_output_paths, list_from_flat, list_from_tree, random_subsets, write_classes
+    from tame.data.make import list_from_flat, list_from_tree, random_subsets, write_classes
 
     if not args.output and not args.subset:
         raise TameError("nothing to write: give -o OUT and/or --subset FILE=COUNT")
@@ -128,6 +135,7 @@ def _run_predict(args: argparse.Namespace) -> int:
 
     if (args.config is None) == (args.model is None):
         raise TameError("give --model NAME or --config FILE")
+    check_output_paths([args.list, args.weights, args.config], [args.output])
     if args.crop is not None and (args.crop < 1 or args.resize is not None and args.crop > args.resize):
         raise TameError(f"--crop {args.crop} must be positive and not larger than --resize {args.resize}")
     overrides = [f"model.weights={args.weights}"] * bool(args.weights) + ["model.pretrained=false"] * args.no_pretrained

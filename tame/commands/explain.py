@@ -36,6 +36,7 @@ from tame.config import load_config
 from tame.distributed import pick_device
 from tame.errors import TameError
 from tame.explain import ExplainSpec, explain_images
+from tame.explain_files import shown
 from tame.models import TameModel
 from tame.models.registry import build_classifier
 
@@ -152,6 +153,7 @@ def _run_onnx(args: argparse.Namespace, paths: list[str], overrides: list[str]) 
 
 def _summary(images: int, entries: list[dict], skipped: list, out: Path) -> int:
     for path, why in skipped:
-        print(f"skipped {path}: {why}")
-    print(f"explained {images} images ({len(entries)} maps), skipped {len(skipped)}; gallery: {out / 'index.html'}")
+        print(f"skipped {shown(path)}: {shown(why)}")
+    gallery = shown(out / "index.html")
+    print(f"explained {images} images ({len(entries)} maps), skipped {len(skipped)}; gallery: {gallery}")
     return 0

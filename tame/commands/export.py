@@ -25,6 +25,7 @@ from tame.errors import TameError
 from tame.export import FORMATS, export_model, read_images
 from tame.export.api import check_request
 from tame.export.exporters import DEFAULT_OPSET
+from tame.io import check_output_paths
 from tame.models import TameModel
 from tame.models.registry import build_classifier
 
@@ -46,6 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_output_paths([args.checkpoint, args.config, *(args.verify_images or [])], [args.output])
     config = load_config(args.config, args.overrides)
     check_request(Path(args.output), args.format, args.opset, args.input, args.batch_size)
     if args.verify_count < 1:

@@ -5,14 +5,15 @@
 
 Read from each folder's config.yaml, train_record.json and checkpoint names (nothing is loaded into torch).
 Status: ``finished``; ``running (step S)``; ``stopped at step S``, where S is the newest checkpoint, from which
-``tame train`` with the same config continues (``(killed)``: the process is gone without saying so).
+``tame train`` with the same config continues (``(killed)``: the process is gone without saying so);
+``unreadable: ...``: the folder's files cannot be read (the exit status is then 1).
 """
 
 from __future__ import annotations
 
 import argparse
 
-from tame.engine.runs import find_runs, runs_table, summarise_run
+from tame.engine.runs import find_runs, runs_table, summarise_runs
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,5 +21,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    print(runs_table([summarise_run(folder) for folder in find_runs(args.runs)]))
-    return 0
+    rows, unreadable = summarise_runs(find_runs(args.runs))
+    print(runs_table(rows))
+    return 1 if unreadable else 0

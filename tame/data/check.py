@@ -114,7 +114,7 @@ def check_list(
     progress: bool = False,
 ) -> ListReport:
     """Parse a list and validate its files: every bad line, not only the first."""
-    entries, problems = parse_list(list_file, num_classes)
+    entries, problems = parse_list(list_file, num_classes, one_label=True)
     report = validate_list(entries, root, decode=decode, workers=workers, progress=progress)
     report.problems = sorted(problems + report.problems, key=lambda problem: problem.line)
     return report

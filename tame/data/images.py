@@ -52,7 +52,13 @@ def crop_anchor(size: int, crop: int, position: float) -> int:
     return math.floor(float(np.float32(position)) * (size - crop) + 0.5)
 
 
-def _to_8bit_rgb(image: Image.Image) -> Image.Image:
+def _to_8bit_rgb(image: Image.Image, file_format: str | None) -> Image.Image:
+    if image.mode == "F" or image.mode == "I" and file_format != "PNG":  # a 32-bit sample (PNG's "I" is 16-bit)
+        kind = "floating-point" if image.mode == "F" else "32-bit integer"
+        raise DecodeError(
+            f"{kind} pixels have no fixed range (0..1? 0..255?), so their brightness is unknown: convert the image "
+            "to 8 or 16 bits per channel"
+        )
     if image.mode.startswith("I"):  # 16-bit (I;16, I;16B, ...) or 32-bit integer greyscale: scale 0..65535 to 0..255
         values = np.asarray(image).astype(np.int64).clip(0, 65535)
         return Image.fromarray(((values * 255 + 32767) // 65535).astype(np.uint8), mode="L").convert("RGB")
@@ -71,7 +77,8 @@ def check_aspect_ratio(width: int, height: int) -> None:
 def load_rgb(path: str | os.PathLike) -> Image.Image:
     """Decode an image to 8-bit RGB, applying EXIF orientation (as DALI does).
 
-    Greyscale, palette, CMYK, RGBA/LA (alpha dropped) and 16-bit images are converted; anything PIL cannot read
+    Greyscale, palette, CMYK, RGBA/LA (alpha dropped) and 16-bit images are converted; 32-bit float or integer
+    pixels (TIFF), whose range is unknown, are refused (they decoded to black); anything PIL cannot read
     completely (truncated, corrupt, empty, not an image) or that DALI cannot decode raises :class:`DecodeError`.
     """
     try:
@@ -82,7 +89,7 @@ def load_rgb(path: str | os.PathLike) -> Image.Image:
                 )
             check_aspect_ratio(*image.size)  # from the header, before any pixel is decoded
             image.load()
-            return _to_8bit_rgb(ImageOps.exif_transpose(image))
+            return _to_8bit_rgb(ImageOps.exif_transpose(image), image.format)
     except DecodeError:
         raise
     except Exception as err:  # PIL raises OSError, SyntaxError, ValueError, ... for bad files

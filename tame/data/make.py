@@ -91,17 +91,3 @@ def random_subsets(entries: Sequence[ListEntry], sizes: Sequence[int], seed: int
     order = np.random.default_rng(seed).permutation(len(entries))
     bounds = np.cumsum([0, *sizes])
     return [[entries[i] for i in order[start:stop]] for start, stop in zip(bounds[:-1], bounds[1:])]
-
-
-def check_output_paths(sources: Sequence[str | os.PathLike], outputs: Sequence[str | os.PathLike]) -> None:
-    """Refuse outputs that would overwrite a source (the list the subsets are drawn from, the labels file) or
-    each other (two ``--subset`` files of the same name would silently keep only the last)."""
-    seen: dict[Path, str] = {}
-    for output in outputs:
-        resolved = Path(output).expanduser().resolve()
-        for source in sources:
-            if source is not None and Path(source).expanduser().resolve() == resolved:
-                raise TameError(f"refusing to write {output}: it is the input {source} (choose another file name)")
-        if resolved in seen:
-            raise TameError(f"two outputs name the same file: {seen[resolved]} and {output}")
-        seen[resolved] = str(output)

@@ -156,6 +156,30 @@ def render_sample(rng: np.random.Generator, label: int, size: int) -> tuple[Imag
     return out, mask, box
 
 
+OUTPUTS = ("train.txt", "val.txt", "classes.txt", "boxes.json")
+
+
+def check_not_users_files(root: Path) -> None:
+    """Refuse to write into a folder that holds a list, class file or ``boxes.json`` that an earlier synthetic set
+    did not write (its ``boxes.json`` says so): a user's own ``train.txt`` is never overwritten. A folder of an
+    earlier (or interrupted: the ``boxes.json`` without images is written first) synthetic set is rewritten."""
+    existing = [name for name in OUTPUTS if os.path.lexists(root / name)]
+    if not existing or _is_synthetic_set(root / "boxes.json"):
+        return
+    raise TameError(
+        f"refusing to write the synthetic set into {root}: it already holds {', '.join(existing)}, not from an "
+        "earlier synthetic set (give a new or empty folder)"
+    )
+
+
+def _is_synthetic_set(meta: Path) -> bool:
+    try:
+        data = json.loads(meta.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and {"size", "seed", "classes", "images"} <= data.keys()
+
+
 def make_synthetic(
     out: str | os.PathLike,
     *,
@@ -174,9 +198,12 @@ def make_synthetic(
     if train_per_class < 1 or val_per_class < 1 or seed < 0:
         raise TameError("--train-per-class and --val-per-class must be positive and --seed non-negative")
     root = Path(out)
+    check_not_users_files(root)
     names = SHAPES[:classes]
     boxes: dict[str, dict] = {}
     counts = {"train": train_per_class * classes, "val": val_per_class * classes}
+    meta = {"size": size, "seed": seed, "classes": list(names), "images": boxes}
+    write_text_atomic(root / "boxes.json", json.dumps(meta))  # marks the folder as ours before anything else
     bar = tqdm(total=sum(counts.values()), desc="synthesise", unit="img", disable=not progress)
     for split, count in counts.items():
         entries = []
@@ -194,6 +221,5 @@ def make_synthetic(
         write_list(root / f"{split}.txt", entries)
     bar.close()
     write_text_atomic(root / "classes.txt", "".join(f"{label} {name}\n" for label, name in enumerate(names)))
-    meta = {"size": size, "seed": seed, "classes": list(names), "images": boxes}
     write_text_atomic(root / "boxes.json", json.dumps(meta, indent=1))
     return SyntheticSet(root, root / "train.txt", root / "val.txt", root / "boxes.json", names)

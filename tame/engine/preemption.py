@@ -1,4 +1,4 @@
-"""Stop a training run cleanly when the cluster asks: SIGTERM or SIGUSR1 -> a checkpoint, then exit 143.
+"""Stop a training run cleanly when the cluster asks: SIGTERM, SIGUSR1 or SIGHUP -> a checkpoint, then exit 143.
 
 SLURM sends SIGTERM before it kills a preempted job (and, with ``--signal=B:USR1@120``, a chosen signal before
 the time limit); torchrun passes SIGTERM on to its workers. Killed outright, a run would lose up to
@@ -13,6 +13,11 @@ Under torchrun the workers exit 0 instead (:func:`exit_status`): torchrun restar
 (``--max-restarts``), which would resume training inside a job that is about to end, and it reports every failure
 as 1 anyway. The launcher learns of the stop from the file it names in ``TAME_PREEMPTED_FILE``, which rank 0
 writes (the stop's message): ``launch/torchrun.sh`` then exits 143, the SLURM scripts requeue the job.
+
+SIGHUP (the ssh session that started the run dropped) stops the run the same way; stdout and stderr that were that
+terminal are pointed at /dev/null first, so the last log lines cannot fail the checkpoint. Once a stop signal has
+arrived, the first SIGINT is ignored (the run is stopping after this step already; a KeyboardInterrupt would only
+break the checkpoint or its clean-up wherever it lands); a second one interrupts.
 
 With several processes the flags are agreed one step late (the all-reduce started at step S is read at step
 S + 1, so it never makes a step wait): the run stops one step after the signal. A signal at the run's last step
@@ -35,9 +40,18 @@ from tame.io import write_text_atomic
 
 logger = logging.getLogger(__name__)
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGHUP)  # SIGHUP: a dropped ssh session
 PREEMPTED_EXIT = 143  # 128 + SIGTERM
 PREEMPTED_FILE_VARIABLE = "TAME_PREEMPTED_FILE"  # set by the launcher: where rank 0 reports a stop
+
+
+def _detach_from_terminal() -> None:
+    """Point stdout and stderr that are a terminal at /dev/null (files and pipes are kept: they still work)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for fd in (1, 2):
+        if os.isatty(fd):
+            os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 class Preempted(Exception):
@@ -65,6 +79,7 @@ class StopSignals:
         self._flag = torch.zeros(1, dtype=torch.int32, device=dist.device)
         self._pending = None
         self._previous: dict[int, object] = {}
+        self.interrupts = 0  # SIGINTs received after a stop signal
 
     def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():  # Python installs handlers only there
@@ -74,13 +89,25 @@ class StopSignals:
 
     def __exit__(self, kind, value, traceback) -> None:
         for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+            if sig != signal.SIGINT or self.received is None:  # stopping: a Ctrl-C stays deferred until the exit
+                signal.signal(sig, handler)
         if self._pending is not None and (kind is None or issubclass(kind, Preempted)):
             self._pending()  # every rank started it: finish it before the process group goes away
 
     def _handle(self, signum: int, frame) -> None:
-        if self.received is None:
-            self.received = signum
+        if self.received is not None:
+            return
+        self.received = signum
+        if signum == signal.SIGHUP:  # the terminal is gone: a write to it would fail before the checkpoint
+            _detach_from_terminal()
+        # the run stops after this step anyway: a Ctrl-C now (scancel, or a user after SIGTERM) would only break
+        # the checkpoint or its clean-up with a KeyboardInterrupt wherever it lands; a second one still interrupts
+        self._previous.setdefault(signal.SIGINT, signal.signal(signal.SIGINT, self._interrupt_while_stopping))
+
+    def _interrupt_while_stopping(self, signum: int, frame) -> None:
+        self.interrupts += 1
+        if self.interrupts > 1:
+            raise KeyboardInterrupt
 
     def agreed(self) -> bool:
         """Whether every rank stops after this step (call it once per step on every rank)."""

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from tame import distributed
+from tame.checkpoint.resume import resume_file
 from tame.config import Config, expand_path
 from tame.data.check import validate_list
 from tame.data.lists import ListEntry, Problem, first_problem_error, parse_list
@@ -68,6 +69,8 @@ def check_training(cfg: Config, processes_per_node: int = 1) -> Preflight:
     if output_dir is not None:
         report.attempt(check_output_dir, cfg.output_dir, output_dir)  # refused folders, a run of someone else's
     report.attempt(validation_paths, cfg)  # validation during training reads data.val_list
+    if cfg.train.resume not in ("auto", "none"):
+        report.attempt(resume_file, cfg.train.resume)
     report.summary.append(
         f"run        {processes_per_node} process(es) per node on {device or '?'}, data backend {backend or '?'}, "
         f"output {output_dir or '?'}"

@@ -32,7 +32,7 @@ from tame import distributed
 from tame.checkpoint.naming import parse_name
 from tame.distributed import Dist
 from tame.errors import TameError
-from tame.io import write_text_atomic
+from tame.io import check_writable_folder, write_text_atomic
 
 logger = logging.getLogger(__name__)
 MARKER = ".tame-run"
@@ -54,6 +54,8 @@ def check_output_dir(value: str, folder: Path) -> None:
         )
     if folder.exists() and not folder.is_dir():
         raise TameError(f"config key output_dir: {folder} is a file, not a folder")
+    if not folder.exists():
+        check_writable_folder(folder, "config key output_dir")
     if folder.is_dir() and not is_run_folder(folder):
         raise TameError(
             f"config key output_dir: {folder} is not empty and holds no tame run (no {MARKER} file, no "

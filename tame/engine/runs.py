@@ -18,7 +18,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from tame.checkpoint.naming import epoch_checkpoints, step_checkpoints
+from tame.checkpoint.naming import BEST_FILE, epoch_checkpoints, step_checkpoints
 from tame.engine.run_log import RECORD_FILE
 from tame.errors import TameError
 from tame.safe_yaml import load_yaml
@@ -65,9 +65,25 @@ def _read(path: Path, parse) -> dict:
         return {}
     try:
         value = parse(path.read_bytes())
+    except RecursionError:  # json nested thousands deep
+        raise TameError(f"{path}: unreadable (nested too deep)") from None
     except (ValueError, TameError) as err:
         raise TameError(f"{path}: unreadable ({str(err).splitlines()[0][:120]})") from None
     return value if isinstance(value, dict) else {}
+
+
+def summarise_runs(folders: list[Path]) -> tuple[list[RunSummary], int]:
+    """Every folder's row; a folder whose files cannot be read gets a row saying why (status ``unreadable: ...``)
+    instead of ending the table. Returns (rows, how many are unreadable)."""
+    rows, bad = [], 0
+    for folder in folders:
+        try:
+            rows.append(summarise_run(folder))
+        except TameError as err:
+            bad += 1
+            why = str(err).removeprefix(f"{folder}/").removeprefix(f"{folder}: ")
+            rows.append(RunSummary(folder, "?", [], "?", float("nan"), 0, 0, None, f"unreadable: {why}"))
+    return rows, bad
 
 
 def summarise_run(folder: str | os.PathLike) -> RunSummary:
@@ -75,15 +91,24 @@ def summarise_run(folder: str | os.PathLike) -> RunSummary:
     folder = Path(folder)
     if not is_run(folder):
         raise TameError(f"{folder}: not a training run (no {CONFIG_FILE} or {RECORD_FILE})")
+    try:
+        return _summary(folder)
+    except (KeyError, TypeError, ValueError, AttributeError) as err:  # a record or config of unexpected shape
+        raise TameError(
+            f"{folder}: unexpected content in {RECORD_FILE} or {CONFIG_FILE} ({type(err).__name__}: {str(err)[:80]})"
+        ) from None
+
+
+def _summary(folder: Path) -> RunSummary:
     record = _read(folder / RECORD_FILE, json.loads)
     config = _read(folder / CONFIG_FILE, lambda data: load_yaml(data, str(folder / CONFIG_FILE))) or record.get(
         "config", {}
     )
     model, train = config.get("model", {}), config.get("train", {})
     recorded = [e["epoch"] for e in record.get("epochs", [])]
-    on_disk = [epoch for epoch, _ in epoch_checkpoints(folder)]
-    epochs_done = max(recorded + on_disk, default=0)
     epochs = int(train.get("epochs", 0))
+    on_disk = [epoch for epoch, _ in _written(epoch_checkpoints(folder)) if epoch <= epochs or not epochs]
+    epochs_done = max(recorded + on_disk, default=0)
     return RunSummary(
         folder=folder,
         model=str(model.get("name", "?")),
@@ -92,8 +117,8 @@ def summarise_run(folder: str | os.PathLike) -> RunSummary:
         max_lr=float(train.get("max_lr", float("nan"))),
         epochs_done=epochs_done,
         epochs=epochs,
-        best=record.get("best"),
-        status=run_status(folder, record, finished=epochs_done >= epochs > 0),
+        best=_best(record.get("best")),
+        status=run_status(folder, record, finished=epochs_done >= epochs > 0) + _best_missing(folder, record),
     )
 
 
@@ -133,10 +158,37 @@ def resume_step(folder: Path, record: dict) -> int:
     per_epoch = (record.get("run") or {}).get("steps_per_epoch") or next(
         (e["step"] // e["epoch"] for e in record.get("epochs", []) if e.get("epoch")), None
     )
-    steps = [step for step, _ in step_checkpoints(folder)]
+    steps = [step for step, _ in _written(step_checkpoints(folder))]
     if per_epoch:
-        steps += [epoch * per_epoch for epoch, _ in epoch_checkpoints(folder)]
+        steps += [epoch * per_epoch for epoch, _ in _written(epoch_checkpoints(folder))]
     return max(steps, default=0)
+
+
+def _best_missing(folder: Path, record: dict) -> str:
+    """A note for a run whose record names a best epoch while ``best.pt`` is gone."""
+    return f", {BEST_FILE} missing" if record.get("best") and not (folder / BEST_FILE).is_file() else ""
+
+
+def _best(best) -> dict | None:
+    """The record's best entry, checked for what the table prints (a ValueError otherwise)."""
+    if best is None:
+        return None
+    numbers = isinstance(best, dict) and all(isinstance(best.get(m, 0.0), (int, float)) for m in METRICS)
+    if not numbers or not isinstance(best.get("epoch"), int):
+        raise ValueError(f"best is {str(best)[:40]!r}, not an epoch with its metrics")
+    return best
+
+
+def _written(checkpoints: list[tuple[int, Path]]) -> list[tuple[int, Path]]:
+    """The checkpoints that hold bytes (an empty file is no checkpoint: a failed copy, a ``touch``)."""
+    return [(number, path) for number, path in checkpoints if _size(path) > 0]
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def runs_table(runs: list[RunSummary]) -> str:

@@ -70,12 +70,47 @@ class TrainingSetup:
         with self.autocast:
             return self.step(images, labels)
 
+    def run_step(self, optimizer: torch.optim.Optimizer, images: torch.Tensor, labels: torch.Tensor, step: int) -> dict:
+        """:meth:`losses` and :meth:`update` of one step; the allocator's out-of-memory error (a CUDA OOM, the CPU
+        allocator under ``ulimit -v`` or a SLURM memory limit) becomes :class:`OutOfMemory`, naming the batch."""
+        try:
+            losses = self.losses(images, labels)
+            self.update(optimizer, losses["loss"])
+        except (RuntimeError, MemoryError) as err:
+            if not is_out_of_memory(err):
+                raise
+            raise OutOfMemory(step, len(images), self.config.data.batch_size) from None  # the global batch
+        return losses
+
     def update(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
         """Backpropagate ``loss`` and step ``optimizer`` (skipped by the fp16 scaler when the gradients overflowed)."""
         optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(optimizer)
         self.scaler.update()
+
+
+class OutOfMemory(Exception):
+    """The training step ran out of memory; the message says which batch size to lower."""
+
+    def __init__(self, step: int, per_process: int, batch_size: int) -> None:
+        world = max(batch_size // max(per_process, 1), 1)  # a lower global batch must still split evenly
+        lower = max(batch_size // 2 // world * world, world)
+        super().__init__(
+            f"out of memory at step {step} with a batch of {per_process} images per process (data.batch_size="
+            f"{batch_size})"
+        )
+        self.advice = (
+            f"lower data.batch_size, e.g. data.batch_size={lower}, or give the job more memory, then run again"
+        )
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` is an allocator's failure: CUDA's OOM, the CPU allocator's, or Python's MemoryError."""
+    if isinstance(err, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(err)
+    return isinstance(err, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text.lower())
 
 
 def train(cfg: Config, loader: Any = None) -> Path:
@@ -120,8 +155,7 @@ def _train(session: RunSession, setup: TrainingSetup, stop: StopSignals) -> Path
                 desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
             )
             for step, (images, labels) in enumerate(batches, start=epoch * steps_per_epoch + skip + 1):
-                losses = setup.losses(images, labels)  # {loss, ce, area, var}
-                setup.update(optimizer, losses["loss"])
+                losses = setup.run_step(optimizer, images, labels, step)  # {loss, ce, area, var}
                 window.add(step, losses, lr=optimizer.param_groups[0]["lr"])  # the weights' LR of this step
                 scheduler.step()
                 agreed = stop.agreed()  # a collective: every rank calls it at every step, whatever else holds
@@ -141,7 +175,7 @@ def _train(session: RunSession, setup: TrainingSetup, stop: StopSignals) -> Path
             log_explanations(log, model, images[: cfg.log.images_per_epoch], step)
             log.epoch_end(epoch + 1, step, window.epoch_summary())
             stop.stop(step, total_steps, checkpoints.last_written)  # a signal at an epoch's last step
-    except NonFiniteLoss as err:
+    except (NonFiniteLoss, OutOfMemory, OSError) as err:  # an OSError: a full disk writing the record or curve
         raise checkpoints.stopped(err) from None
     finally:
         log.close()

@@ -36,7 +36,7 @@ import torch
 from tame import distributed
 from tame.baselines import TameExplainer
 from tame.checkpoint.format import rng_state, set_rng_state
-from tame.checkpoint.naming import epoch_file
+from tame.checkpoint.naming import BEST_FILE, epoch_file
 from tame.config import VAL_METRICS, Config, expand_path
 from tame.distributed import Dist
 from tame.engine.run_log import LOSS_KEYS, RunLog
@@ -50,7 +50,6 @@ from tame.metrics.class_sensitivity import TILES
 from tame.models import TameModel
 
 logger = logging.getLogger(__name__)
-BEST_FILE = "best.pt"
 PANEL_SIZE = 8  # validation images whose maps the dashboards show at every validation (the same ones each time)
 
 
@@ -143,6 +142,8 @@ class Validation:
             self.best = entry
             self.log.best(entry)
             self._link_best()
+        elif self.dist.is_main and not (self.output_dir / BEST_FILE).is_file():
+            self._link_best()  # best.pt was removed during the run: made again from the best epoch's checkpoint
         if epoch == self.cfg.train.epochs:
             self.summary()
 
@@ -246,6 +247,11 @@ class Validation:
             return
         if self.best is None:
             logger.info("no best epoch: no validation finished with a finite %s", self.cfg.train.select_by)
+            return
+        if not (self.output_dir / BEST_FILE).is_file():  # removed, and its epoch's checkpoint with it
+            logger.warning(
+                "best epoch by %s: %d, but %s is missing", self.cfg.train.select_by, self.best["epoch"], BEST_FILE
+            )
             return
         shown = ", ".join(f"{k}={v:.4g}" for k, v in self.best.items() if k not in ("step", "epoch"))
         logger.info(

@@ -3,14 +3,17 @@ checkpoint or every epoch of a training folder) and :class:`CompareSpec` (severa
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from tame.baselines import list_methods, resolve_method
 from tame.baselines.base import METHODS
 from tame.config import Config, load_config
 from tame.errors import TameError
+from tame.io import check_writable_folder, writable_target
 from tame.metrics import ad_ic
 from tame.metrics.class_sensitivity import TILES
 
@@ -79,8 +82,24 @@ class EvalOptions:
             raise TameError(f"overrides must be a list of key=value strings, got the string {self.overrides!r}")
         if isinstance(self.config, Config) and self.overrides:
             raise TameError("overrides apply to a config file; change the Config object instead")
-        if self.per_image is not None and os.path.isdir(self.per_image):
-            raise TameError(f"--per-image {self.per_image} is a folder; give the name of the CSV file to write")
+        if not 0 <= self.pointing_tolerance < math.inf:
+            tolerance = self.pointing_tolerance
+            raise TameError(f"--pointing-tolerance must be a distance in pixels (0 or more), got {tolerance}")
+        self._check_outputs()
+
+    def _check_outputs(self) -> None:
+        """``per_image`` and ``out`` must be writable: found now, not after the whole evaluation."""
+        if self.per_image is not None:
+            if str(self.per_image) == "":
+                raise TameError("--per-image '' names no file; give the name of the CSV file to write")
+            if os.path.isdir(self.per_image):
+                raise TameError(f"--per-image {self.per_image} is a folder; give the name of the CSV file to write")
+            check_writable_folder(Path(self.per_image).parent, f"--per-image {self.per_image}")
+            writable_target(self.per_image)
+        if self.out is not None:
+            if str(self.out) == "":
+                raise TameError("--out '' names no folder; give the folder to write the results into")
+            check_writable_folder(self.out, f"--out {self.out}")
 
     def load_config(self) -> Config:
         """The config, its overrides applied and validated."""

@@ -101,8 +101,7 @@ def check_target(path: Path) -> None:
         raise TameError(f"cannot write {path}: the folder {folder} does not exist")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise TameError(f"cannot write {path}: the folder {folder} is read-only")
-    if path.is_dir():
-        raise TameError(f"cannot write {path}: it is a folder")
+    io.writable_target(path)  # a folder, a device or a FIFO is refused; a symlink is written through
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from tame.errors import TameError
+from tame.export.checksum import CHECKSUM_KEY, onnx_checksum
 from tame.export.graph import INPUT_NAMES, OUTPUT_NAMES, ExplainGraph
 
 log = logging.getLogger(__name__)
@@ -107,8 +108,14 @@ def _onnx(graph: ExplainGraph, inputs, meta: dict[str, str], dynamic_batch: bool
         axes = {name: {0: "batch"} for name in (*INPUT_NAMES, *OUTPUT_NAMES)} if dynamic_batch else None
         torch.onnx.export(graph, inputs, buffer, dynamo=False, dynamic_axes=axes, **names)
         proto, exporter = onnx.load_from_string(buffer.getvalue()), "torch.onnx.export(dynamo=False)"
-    onnx.helper.set_model_props(proto, {**meta, "exporter": exporter, "opset": str(opset)})
-    return Exported(proto.SerializeToString(), "onnx", exporter)
+    props = {**meta, "exporter": exporter, "opset": str(opset)}
+    onnx.helper.set_model_props(proto, props)
+    digest, _ = onnx_checksum(proto.SerializeToString())
+    onnx.helper.set_model_props(proto, {**props, CHECKSUM_KEY: digest})
+    data = proto.SerializeToString()
+    if onnx_checksum(data) != (digest, digest):  # the entry added last must leave every other byte as it was
+        raise TameError("internal error: the ONNX file's checksum does not hold after writing it")
+    return Exported(data, "onnx", exporter)
 
 
 def _torchscript(graph: ExplainGraph, inputs, meta: dict[str, str]) -> Exported:

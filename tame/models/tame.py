@@ -73,6 +73,24 @@ def resolve_classes(classes: torch.Tensor | int | None, logits: torch.Tensor) ->
     return classes
 
 
+MIN_MAP_SIDE = 2  # a 1x1 map is one value: min-max normalised, it is all zeros (AD 0 / IC 100 from nothing)
+COARSE_MAP_SIDE = 4  # below this the map is still usable, but coarse: said once, as a warning
+
+
+def check_map_size(layer: str, size: tuple[int, ...], input_size: int) -> None:
+    """Refuse explanation maps of fewer than ``MIN_MAP_SIDE`` cells a side (the AM's maps have the size of the
+    first layer's features), warn below ``COARSE_MAP_SIDE``."""
+    height, width = size
+    advice = f"name an earlier layer first in model.layers, or raise data.crop (now {input_size} px)"
+    if min(height, width) < MIN_MAP_SIDE:
+        raise TameError(
+            f"layer {layer} gives {height}x{width} feature maps at {input_size} px: an explanation map needs at "
+            f"least {MIN_MAP_SIDE}x{MIN_MAP_SIDE} (a 1x1 map is constant, so every map would be blank); {advice}"
+        )
+    if min(height, width) < COARSE_MAP_SIDE:
+        logger.warning("layer %s gives only %dx%d feature maps: coarse explanations (%s)", layer, height, width, advice)
+
+
 def min_max_normalise(maps: torch.Tensor) -> torch.Tensor:
     """maps: [B, ...] -> (maps - min) / (max - min) per image; a constant map becomes 0.
 
@@ -147,6 +165,7 @@ class TameModel(nn.Module):
         with torch.no_grad():  # one dry run sizes the AM
             logits, features = self.features(torch.zeros(1, 3, input_size, input_size, device=device))
         self.feature_shapes = [tuple(f.shape[1:]) for f in features]
+        check_map_size(self.layers[0], self.feature_shapes[0][1:], input_size)
         self.num_classes = num_classes or logits.shape[-1]
         self.attention: AttentionMechanism = build_attention(
             version, [s[0] for s in self.feature_shapes], self.num_classes, self.feature_shapes[0][1:]
@@ -293,6 +312,12 @@ class TameModel(nn.Module):
         ``model.allow_other_backbone`` config key this model was built from). Files without meta are not checked.
         """
         state, meta = read_attention_file(path)
+        self.check_fits(path, meta, state, allow_other_backbone=allow_other_backbone)
+        self.attention.load_state_dict(state)
+
+    def check_fits(self, path, meta: dict, state: dict, *, allow_other_backbone: bool | None = None) -> None:
+        """Refuse AM weights ``state`` (with ``meta``, from ``path``) this model cannot load (:meth:`load_attention`;
+        non-float tensors, keys, shapes too). A resume checks this first: it is why a run cannot continue."""
         current = {"layers": self.layers, "version": self.version, "token_transform": self.taps.token_transform}
         for key, value in current.items():
             if key in meta and meta[key] != value:
@@ -307,7 +332,6 @@ class TameModel(nn.Module):
                 )
             logger.warning("loading %s, trained on %s, into %s", path, meta["model"], self.classifier.name)
         check_state_dict(self.attention.state_dict(), state, f"checkpoint {path}")
-        self.attention.load_state_dict(state)
 
 
 class TrainingStep(nn.Module):

@@ -89,6 +89,14 @@ def _one_pixel(path: Path) -> None:
     Image.new("RGB", (1, 1), (200, 30, 40)).save(path, format="PNG")
 
 
+def _float_tiff(path: Path) -> None:
+    Image.fromarray(np.random.default_rng(8).random((30, 40), dtype=np.float32)).save(path, format="TIFF")
+
+
+def _int32_tiff(path: Path) -> None:
+    Image.fromarray(_pixels(30, 40, 1, 9).astype(np.int32)).save(path, format="TIFF")
+
+
 IMAGE_WRITERS = {
     "zero-byte.jpg": lambda p: p.write_bytes(b""),
     "truncated.jpg": _truncated_jpeg,
@@ -99,6 +107,8 @@ IMAGE_WRITERS = {
     "rgba.png": _rgba,
     "one-pixel.png": _one_pixel,
     "bomb.png": decompression_bomb_png,
+    "float.tif": _float_tiff,
+    "int32.tif": _int32_tiff,
     "ünïcødé-猫.jpg": lambda p: write_jpeg(p, seed=5),
     "with space.jpg": lambda p: write_jpeg(p, seed=6),
 }
@@ -146,6 +156,22 @@ CASES = [
         r"cannot decode: Image size \(400000000 pixels\) exceeds limit",
         file="bomb.png",
         notes="PIL refuses more than 2 x 89 Mpx before allocating anything",
+    ),
+    Case(
+        "float32 TIFF (values 0..1)",
+        "image",
+        _UNDECODABLE,
+        r"floating-point pixels have no fixed range",
+        file="float.tif",
+        notes="decoded to black before; refused: convert to 8 or 16 bits (16-bit PNG/TIFF are scaled)",
+    ),
+    Case(
+        "int32 TIFF (values 0..255)",
+        "image",
+        _UNDECODABLE,
+        r"32-bit integer pixels have no fixed range",
+        file="int32.tif",
+        notes="as the float32 TIFF",
     ),
     Case("unicode file name", "image", _ACCEPTED, file="ünïcødé-猫.jpg"),
     Case(

@@ -17,7 +17,13 @@ Kinds (``at`` counts from 1, in this process):
 - ``before-replace``: the ``at``-th checkpoint write dies with the temporary file complete, before ``os.replace``;
 - ``after-replace``: dies right after the ``at``-th checkpoint replaced its file (before old ones are pruned);
 - ``signal``: sends itself ``signal`` (a name: ``SIGTERM``, ``SIGUSR1``) at the start of step ``at`` and goes on;
+  with ``then`` (a name) and ``after`` (seconds), that second signal follows from a timer thread;
 - ``pause``: at the start of step ``at`` creates the file ``ready`` and waits (at most 120 s) until ``go`` exists;
+- ``memory-limit``: at the start of step ``at`` limits the address space (``RLIMIT_AS``, as ``ulimit -v``) to what
+  the process has plus ``headroom_mb`` (default 16);
+- ``file-size-limit``: at the start of step ``at`` limits the size of files written (``RLIMIT_FSIZE``) to ``kb``;
+- ``remove``: removes the files ``paths`` (those that exist) at the start of step ``at`` (a user cleaning up);
+- ``error``: raises an allocator's error at the start of step ``at`` (``error``: cpu, cuda, python, other).
 - ``record`` (no fault): appends to ``to``/rank``RANK``.jsonl one JSON line per loader pass (``list``, ``epoch``,
   ``indices``: the list entries this rank reads, padding left out) and per checkpoint written (``saved``: its name).
 ``rank``: only the process of that ``RANK`` dies; ``once``: only if the marker file does not exist (it is created).
@@ -32,6 +38,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -70,8 +77,48 @@ def die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def send_signal(name: str) -> None:
-    os.kill(os.getpid(), getattr(signal, name))
+def send_signal(signal_name: str, then: str | None = None, after: float = 0.0) -> None:
+    os.kill(os.getpid(), getattr(signal, signal_name))
+    if then is not None:  # a second signal ``after`` seconds later, from a thread: the run goes on meanwhile
+        timer = threading.Timer(after, os.kill, (os.getpid(), getattr(signal, then)))
+        timer.daemon = True
+        timer.start()
+
+
+def limit_memory(headroom_mb: int) -> None:
+    """``ulimit -v`` from here on: the address space this process has now plus ``headroom_mb`` (soft limit)."""
+    import ctypes
+    import resource
+
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD fixed: big blocks are mapped per use, not kept after a step
+    libc.malloc_trim(0)
+    with open("/proc/self/status") as status:
+        size_kb = next(int(line.split()[1]) for line in status if line.startswith("VmSize:"))
+    hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+    resource.setrlimit(resource.RLIMIT_AS, ((size_kb * 1024) + headroom_mb * 2**20, hard))
+
+
+def limit_file_size(kb: int) -> None:
+    """``ulimit -f`` from here on: no file written past ``kb`` KiB (Python ignores SIGXFSZ: writes fail with EFBIG)."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_FSIZE, (kb * 1024, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+
+def raise_error(error: str) -> None:
+    """The allocators' errors, as they read (CUDA's OOM, the CPU allocator's, Python's)."""
+    import torch
+
+    raise {
+        "cpu": RuntimeError(
+            "DefaultCPUAllocator: can't allocate memory: you tried to allocate 822083584 bytes. "
+            "Error code 12 (Cannot allocate memory)"
+        ),
+        "cuda": torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+        "python": MemoryError(),
+        "other": RuntimeError("mat1 and mat2 shapes cannot be multiplied"),
+    }[error]
 
 
 def pause(ready: str, go: str) -> None:
@@ -94,11 +141,20 @@ def install_fault(kind: str, at: int, rank: int | None = None, once: str | None 
         calls[0] += 1
         return calls[0] == at
 
-    if kind in ("step", "signal", "pause"):
+    if kind in ("step", "signal", "pause", "memory-limit", "file-size-limit", "error", "remove"):
         from tame.models import TameModel
 
         training_step = TameModel.training_step
-        act = {"step": die, "signal": lambda: send_signal(options["signal"]), "pause": lambda: pause(**options)}[kind]
+        signals = (options.get("signal"), options.get("then"), options.get("after", 0.0))
+        act = {
+            "step": die,
+            "signal": lambda: send_signal(*signals),
+            "pause": lambda: pause(**options),
+            "memory-limit": lambda: limit_memory(options.get("headroom_mb", 16)),
+            "file-size-limit": lambda: limit_file_size(options["kb"]),
+            "error": lambda: raise_error(options["error"]),
+            "remove": lambda: [os.remove(path) for path in options["paths"] if os.path.exists(path)],
+        }[kind]
 
         def step(self, *args, **kwargs):
             if due():

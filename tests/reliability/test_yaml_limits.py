@@ -41,7 +41,7 @@ def test_deep_nesting_is_refused(tmp_path, where):
         if where == "file":
             _load(tmp_path, f"train: {deep}\n".encode())
         else:
-            _load(tmp_path, b"", [f"train.epochs={deep}"])
+            _load(tmp_path, b"train: {epochs: 1}\n", [f"train.epochs={deep}"])
 
 
 @pytest.mark.parametrize("key", ["1", "null", "yes", "3.5"])
@@ -59,7 +59,7 @@ def test_tab_error_names_the_line(tmp_path):
 
 def test_a_long_override_is_not_echoed_whole(tmp_path):
     with pytest.raises(TameError) as err:
-        _load(tmp_path, b"", ["train.max_lr=[" + "1," * 1_000_000])
+        _load(tmp_path, b"train: {epochs: 1}\n", ["train.max_lr=[" + "1," * 1_000_000])
     assert len(str(err.value)) < 400
 
 
