@@ -35,6 +35,7 @@ class ModelConfig:
     mean: list[float] | None = None  # normalisation; null/auto: the model's own (tame.models.preprocessing)
     std: list[float] | None = None
     token_transform: str = "drop"  # ViT tokens -> map: drop (prefix tokens) | class_weighted (x class token)
+    prefix_tokens: int | None = None  # tokens before the patch tokens; null/auto: what the model tells, else 0
     class_names: str | None = None  # file: one name per line, or `label name` per line; null: ImageNet's (1000)
     allow_other_backbone: bool = False  # load an AM checkpoint trained on another model name (a deliberate transfer)
 
@@ -58,7 +59,11 @@ class DataConfig:
 @dataclass
 class TrainConfig:
     epochs: int = 4
-    max_lr: float = 1e-4  # OneCycleLR max LR of the weights; biases get 2x
+    max_lr: float = 1e-4  # peak LR of the weights; biases get bias_lr_factor x
+    bias_lr_factor: float = 2.0  # the biases' LR over the weights' (TAME, L-CAM: 2; T-TAME: 1)
+    bias_weight_decay: bool = False  # weight decay on the biases too (L-CAM: true; TAME, T-TAME: false)
+    schedule: str = "one_cycle"  # one_cycle (TAME, T-TAME) | epoch_decay (L-CAM: LR x lr_decay at each new epoch)
+    lr_decay: float = 0.95  # epoch_decay's factor per epoch (L-CAM ResNet-50: 0.95, VGG-16: 0.75)
     momentum: float = 0.9  # SGD momentum when cycle_momentum is false (and in lr-find); 0 <= m < 1
     nesterov: bool = True  # Nesterov momentum (the reference); needs momentum > 0
     cycle_momentum: bool = True  # OneCycleLR cycles momentum max_momentum -> base_momentum -> max (the reference)
@@ -68,6 +73,7 @@ class TrainConfig:
     regulariser: str = "batch"  # batch | diagonal  (docs/METHOD.md, "The loss")
     label_source: str = "model"  # model | list
     backbone_mode: str = "eval"  # eval | train  (train reproduces the reference)
+    mask_space: str = "auto"  # where the mask multiplies the image: auto (the version's) | pixels | normalised
     device: str = "auto"  # auto (this rank's GPU when CUDA is present, else CPU) | cuda | cpu
     amp: str = "auto"  # auto (bf16 on GPU, off on CPU) | bf16 | fp16 | off
     channels_last: bool = True
@@ -117,24 +123,20 @@ _CHOICES = {
     "train.regulariser": ("batch", "diagonal"),
     "train.label_source": ("model", "list"),
     "train.backbone_mode": ("eval", "train"),
+    "train.mask_space": ("auto", "pixels", "normalised"),
+    "train.schedule": ("one_cycle", "epoch_decay"),
     "train.device": ("auto", "cuda", "cpu"),
     "train.amp": ("auto", "bf16", "fp16", "off"),
     "log.wandb": ("online", "offline", "disabled"),
 }
 _POSITIVE = ("data.batch_size", "data.resize", "data.crop", "train.epochs", "train.max_lr", "train.keep_checkpoints")
+_POSITIVE += ("train.bias_lr_factor", "train.lr_decay")
 # None (or "auto" in YAML) means: the model's own value (tame.models.registry.resolve_config)
-_AUTO = ("model.mean", "model.std", "data.resize", "data.crop", "data.interpolation")
+_AUTO = ("model.mean", "model.std", "model.prefix_tokens", "data.resize", "data.crop", "data.interpolation")
 _OPTIONAL_CHOICES = {"data.interpolation": ("bilinear", "bicubic")}
-_NON_NEGATIVE = (
-    "data.workers",
-    "train.weight_decay",
-    "train.checkpoint_every",
-    "train.max_steps_per_epoch",
-    "train.val_every",
-    "train.val_samples",
-    "log.log_every",
-    "log.images_per_epoch",
-)
+_NON_NEGATIVE = ("model.prefix_tokens", "data.workers", "train.weight_decay", "train.checkpoint_every")
+_NON_NEGATIVE += ("train.max_steps_per_epoch", "train.val_every", "train.val_samples")
+_NON_NEGATIVE += ("log.log_every", "log.images_per_epoch")
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
@@ -262,7 +264,7 @@ def validate(config: Config) -> None:
         if value is not None and not value > 0:
             raise TameError(f"config key {key}: must be positive, got {value!r}")
     for key in _NON_NEGATIVE:
-        if _get(config, key) < 0:
+        if (_get(config, key) or 0) < 0:
             raise TameError(f"config key {key}: must not be negative, got {_get(config, key)!r}")
     if config.train.select_by not in VAL_METRICS:
         lower, higher = ([name for name, low in VAL_METRICS.items() if low is wanted] for wanted in (True, False))

@@ -479,3 +479,38 @@ def test_compare_refuses_a_layer_for_a_method_without_one(entry):
 
     with pytest.raises(TameError, match="takes no target layer"):
         CompareSpec(methods=[entry], checkpoint="x.pt")
+
+
+def test_compare_puts_another_trained_version_in_the_same_table(run_dir, tmp_path):
+    from tame.config import load_config
+    from tame.errors import TameError
+    from tame.evaluation import CompareSpec, EvalSpec, compare, evaluate_spec
+
+    root, synthetic = run_dir
+    lcam_overrides = ["model.version=L-CAM-Img", "model.layers=[layer4]"]
+    cfg = load_config(root / "config.yaml", lcam_overrides)
+    torch.manual_seed(1)
+    TameModel.from_config(cfg.model, data_cfg=cfg.data).save_attention(tmp_path / "lcam.pt")
+    options = dict(config=root / "config.yaml", boxes=synthetic.boxes, max_samples=6, road=False, progress=False)
+    spec = CompareSpec(
+        methods=["tame", f"lcam-img={tmp_path / 'lcam.pt'}", "gradcam"],
+        checkpoint=root / "epoch_2.pt",
+        out=tmp_path / "cmp",
+        **options,
+    )
+    comparison = compare(spec)
+    assert [m for m, _ in comparison.rows] == ["tame", "lcam-img", "gradcam"]
+    alone = evaluate_spec(
+        EvalSpec(
+            method="tame",
+            checkpoint=tmp_path / "lcam.pt",
+            out=tmp_path / "eval",
+            **options | {"overrides": lcam_overrides},
+        )
+    ).rows[0][1]
+    together = comparison.result("lcam-img")
+    assert (together.ad, together.ic, together.pointing_game) == (alone.ad, alone.ic, alone.pointing_game)
+    assert together.ad != comparison.result("tame").ad
+    assert "| lcam-img |" in comparison.markdown()
+    with pytest.raises(TameError, match="built-in method"):
+        CompareSpec(methods=[f"gradcam={tmp_path / 'lcam.pt'}"])

@@ -12,12 +12,14 @@ batches, so two kinds of settings differ on resume:
 - refused, with one line naming the checkpoint's value and this run's: ``train.epochs`` (a longer run would train
   the rest of the old schedule and then fail; a shorter one would end at once or past its own end) and
   ``data.batch_size`` (the position in the epoch would point at other images). A changed number of steps per
-  epoch (data list, batch size, ``train.max_steps_per_epoch``) is refused by :meth:`Checkpoints._check`;
+  epoch (data list, batch size, ``train.max_steps_per_epoch``) is refused by :meth:`Checkpoints._check`, and so
+  is another ``train.schedule``;
 - adopted from the resumed step on, with a warning that says so: ``train.max_lr`` (the schedule continues at the
-  same step with the new peak: what ``stopped`` advises after a non-finite loss), ``train.weight_decay`` and the
-  momentum settings. The checkpoint's optimiser state would otherwise bring back the old values silently:
-  :meth:`Checkpoints._restore` puts this config's values back after loading it, and builds the schedule anew at
-  the resumed step (the scheduler's ``last_epoch``, torch's way to resume one) from this config.
+  same step with the new peak: what ``stopped`` advises after a non-finite loss), ``train.weight_decay``, the bias
+  settings (``bias_lr_factor``, ``bias_weight_decay``), ``train.lr_decay`` and the momentum settings. The
+  checkpoint's optimiser state would otherwise bring back the old values silently: :meth:`Checkpoints._restore`
+  puts this config's values back after loading it, and builds the schedule anew at the resumed step (the
+  scheduler's ``last_epoch``, torch's way to resume one) from this config.
 """
 
 from __future__ import annotations
@@ -38,8 +40,9 @@ from tame.distributed import Dist
 from tame.errors import TameError
 
 logger = logging.getLogger(__name__)
-REFUSED = (("train", "epochs"), ("data", "batch_size"))
+REFUSED = (("train", "epochs"), ("data", "batch_size"), ("train", "schedule"))
 ADOPTED = ("max_lr", "weight_decay", "momentum", "cycle_momentum", "base_momentum", "max_momentum", "nesterov")
+ADOPTED += ("bias_lr_factor", "bias_weight_decay", "lr_decay")
 
 
 class TrainingState(Protocol):
@@ -206,7 +209,7 @@ def check_resumed_settings(path: Path, saved: dict, cfg: Config, step: int) -> N
     changed = changed_adopted(saved, cfg)
     if changed:
         logger.warning(
-            "%s changed: in effect from step %d on (the one-cycle schedule goes on from that step with the new values)",
+            "%s changed: in effect from step %d on (the LR schedule goes on from that step with the new values)",
             ", ".join(f"train.{key}" for key in changed),
             step + 1,
         )
@@ -216,6 +219,7 @@ _WHY = {
     "epochs": "the one-cycle LR schedule is laid out over the run's length when it starts and cannot be stretched "
     "or cut mid-run",
     "batch_size": "the position within the epoch is counted in batches, so resuming would repeat or skip images",
+    "schedule": "the checkpoint's optimizer state belongs to the other schedule",
 }
 
 
@@ -224,7 +228,16 @@ def changed_adopted(saved: dict, cfg: Config) -> list[str]:
     return [key for key in ADOPTED if key in train and train[key] != getattr(cfg.train, key)]
 
 
-_GROUP_KEYS = ("initial_lr", "max_lr", "min_lr", "base_momentum", "max_momentum", "weight_decay", "nesterov")
+_GROUP_KEYS = (
+    "initial_lr",
+    "max_lr",
+    "min_lr",
+    "base_momentum",
+    "max_momentum",
+    "weight_decay",
+    "nesterov",
+    "lr_factor",
+)
 
 
 def _changed_settings(saved: dict, current: dict, prefix: str = "") -> list[str]:

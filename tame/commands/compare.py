@@ -3,6 +3,8 @@
   tame compare --config configs/resnet50.yaml --checkpoint snapshots/resnet50/epoch_4.pt
   tame compare --config configs/synthetic.yaml --checkpoint snapshots/synthetic/ --boxes data/synthetic/boxes.json
   tame compare --config configs/vgg16.yaml --checkpoint vgg16_TAME.pt --methods tame gradcam rise --num-masks 2000
+  tame compare --config configs/resnet50.yaml --checkpoint snapshots/resnet50/ \
+      --methods tame lcam-img=snapshots/resnet50_lcam_img/ gradcam     # TAME, L-CAM-Img and Grad-CAM in one table
 
 Every method sees the same images through the same classifier: AD / IC at 100, 50, 15 %, ROAD (MoRF / LeRF
 accuracy at 10..90 % removed; ``--no-road`` skips it), pointing game and energy-based pointing game with
@@ -25,15 +27,15 @@ from tame.evaluation.tables import class_table
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--checkpoint",
-        required=True,
-        help="TAME attention weights: a file, or a training folder (its newest epoch_N.pt)",
+        help="TAME attention weights for the method tame: a file, or a training folder (its newest epoch_N.pt)",
     )
     parser.add_argument(
         "--methods",
         nargs="+",
         default=list_methods(),
         metavar="METHOD",
-        help=f"methods to compare (default: all of {', '.join(list_methods())})",
+        help=f"methods to compare (default: all of {', '.join(list_methods())}); a CAM method as NAME@LAYER; "
+        "another trained AM of the family (L-CAM-Img, a second TAME) as LABEL=CHECKPOINT (lcam-img=snapshots/lcam/)",
     )
     add_data_arguments(parser)
     parser.set_defaults(road=True)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import argparse
 
 from tame.errors import TameError
-from tame.models.attention import list_attention_versions
 from tame.models.inspect import LayerInfo, attention_for, chosen_layers, default_layers, feature_layers
 from tame.models.registry import create_classifier, list_backbones
+from tame.models.versions import list_attention_versions
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -5,9 +5,10 @@
     make lr-find MODEL=resnet50 GPUS=4
     >>> result = lr_range_test(load_config("configs/synthetic.yaml"), steps=40)  # the same, from Python
 
-As the reference's ``lr_finder.py``: SGD with the training's two parameter groups (biases at 2x), the LR going
-from ``start_lr`` to ``end_lr`` over the pass, the loss smoothed exponentially (bias-corrected), stopping
-once the smoothed loss exceeds 4x its best. Writes ``lr_find.json`` and ``lr_find.png`` to the output folder.
+As the reference's ``lr_finder.py``: SGD with the training's two parameter groups (biases at
+``train.bias_lr_factor`` times the LR), the LR going from ``start_lr`` to ``end_lr`` over the pass, the loss
+smoothed exponentially (bias-corrected), stopping once the smoothed loss exceeds 4x its best. Writes
+``lr_find.json`` and ``lr_find.png`` to the output folder.
 The suggested ``train.max_lr`` is a tenth of the LR at the minimum of the smoothed loss (``tame.engine.lr_suggestion``:
 the minimum itself is already at the edge of divergence); a sweep whose loss is still falling at its end, or too
 short to have a shape, suggests nothing and says why. The AM trained here is thrown away.
@@ -107,8 +108,15 @@ def sweep(
 ) -> LrFindResult:
     """Train for up to ``steps`` batches with the LR rising from ``start_lr`` to ``end_lr`` (every rank calls this)."""
     model = setup.model
+    train = cfg.train
     optimizer = build_optimizer(
-        model.attention, start_lr, cfg.train.weight_decay, cfg.train.momentum, cfg.train.nesterov
+        model.attention,
+        start_lr,
+        train.weight_decay,
+        train.momentum,
+        train.nesterov,
+        bias_lr_factor=train.bias_lr_factor,
+        bias_weight_decay=train.bias_weight_decay,
     )
     factor = (end_lr / start_lr) ** (1.0 / max(steps - 1, 1))
     result = LrFindResult()

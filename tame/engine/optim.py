@@ -3,12 +3,18 @@
 SGD with Nesterov momentum, two parameter groups of the AM:
 - weights: every parameter whose name does not end in ``bias`` (conv weights *and* BatchNorm weights, as the
   reference's ``'weight' in name`` split), weight decay ``train.weight_decay``;
-- biases: names ending in ``bias`` (conv, fuser and BatchNorm biases), no weight decay, twice the LR.
-OneCycleLR with ``max_lr=[MLR, 2*MLR]`` and torch's defaults otherwise (as the reference: 30 % warm-up, cosine
-annealing, div_factor 25, final_div_factor 1e4), stepped every batch over ``epochs * steps_per_epoch`` steps.
-Momentum: ``train.cycle_momentum=true`` (the reference) cycles it inversely to the LR between
-``train.max_momentum`` (0.95) and ``train.base_momentum`` (0.85), and ``train.momentum`` is not used;
-``false`` keeps ``train.momentum`` throughout.
+- biases: names ending in ``bias`` (conv, fuser and BatchNorm biases), ``train.bias_lr_factor`` times the LR
+  (TAME and L-CAM: 2; T-TAME: 1), no weight decay unless ``train.bias_weight_decay`` (L-CAM decays them too).
+Each group carries its ``lr_factor``, so the schedule and the LR range test scale both groups from one LR.
+
+``train.schedule``:
+- ``one_cycle`` (TAME, T-TAME): OneCycleLR peaking at ``max_lr`` (biases: ``factor * max_lr``) with torch's
+  defaults otherwise (as the reference: 30 % warm-up, cosine annealing, div_factor 25, final_div_factor 1e4),
+  stepped every batch over ``epochs * steps_per_epoch`` steps. Momentum: ``train.cycle_momentum=true`` (the
+  reference) cycles it inversely to the LR between ``train.max_momentum`` (0.95) and ``train.base_momentum``
+  (0.85), and ``train.momentum`` is not used; ``false`` keeps ``train.momentum`` throughout.
+- ``epoch_decay`` (L-CAM's ``my_optim.reduce_lr``): ``max_lr * lr_decay ** epoch``, the LR of epoch 0 being
+  ``max_lr``; momentum ``train.momentum`` throughout.
 """
 
 from __future__ import annotations
@@ -17,31 +23,51 @@ import logging
 
 import torch
 from torch import nn
-from torch.optim.lr_scheduler import OneCycleLR
+from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
 
 from tame.config import TrainConfig
 
-BIAS_LR_FACTOR = 2.0
+BIAS_LR_FACTOR = TrainConfig.bias_lr_factor  # the published TAME's (and the config's default)
 logger = logging.getLogger(__name__)
 
 
-def parameter_groups(attention: nn.Module, lr: float, weight_decay: float) -> list[dict]:
-    """The two groups (weights, biases) of the AM's trainable parameters."""
+def parameter_groups(
+    attention: nn.Module,
+    lr: float,
+    weight_decay: float,
+    bias_lr_factor: float = BIAS_LR_FACTOR,
+    bias_weight_decay: bool = False,
+) -> list[dict]:
+    """The two groups (weights, biases) of the AM's trainable parameters, each with its ``lr_factor``."""
     weights, biases = [], []
     for name, param in attention.named_parameters():
         if param.requires_grad:
             (biases if name.endswith("bias") else weights).append(param)
+    bias_decay = weight_decay if bias_weight_decay else 0.0
     return [
-        {"params": weights, "lr": lr, "weight_decay": weight_decay, "name": "weights"},
-        {"params": biases, "lr": BIAS_LR_FACTOR * lr, "weight_decay": 0.0, "name": "biases"},
+        {"params": weights, "lr": lr, "weight_decay": weight_decay, "name": "weights", "lr_factor": 1.0},
+        {
+            "params": biases,
+            "lr": bias_lr_factor * lr,
+            "weight_decay": bias_decay,
+            "name": "biases",
+            "lr_factor": bias_lr_factor,
+        },
     ]
 
 
 def build_optimizer(
-    attention: nn.Module, lr: float, weight_decay: float, momentum: float, nesterov: bool = True
+    attention: nn.Module,
+    lr: float,
+    weight_decay: float,
+    momentum: float,
+    nesterov: bool = True,
+    *,
+    bias_lr_factor: float = BIAS_LR_FACTOR,
+    bias_weight_decay: bool = False,
 ) -> torch.optim.SGD:
-    """SGD (Nesterov by default) over :func:`parameter_groups`; ``lr`` is the weights' LR (biases get 2x)."""
-    groups = parameter_groups(attention, lr, weight_decay)
+    """SGD (Nesterov by default) over :func:`parameter_groups`; ``lr`` is the weights' LR."""
+    groups = parameter_groups(attention, lr, weight_decay, bias_lr_factor, bias_weight_decay)
     return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov)
 
 
@@ -55,14 +81,14 @@ def build_schedule(
     max_momentum: float = 0.95,
     last_epoch: int = -1,
 ) -> OneCycleLR:
-    """One cycle over ``total_steps`` batches, peaking at ``max_lr`` (weights) and ``2 * max_lr`` (biases);
-    momentum cycled between ``max_momentum`` and ``base_momentum`` when ``cycle_momentum`` (torch's defaults).
+    """One cycle over ``total_steps`` batches, peaking at ``max_lr`` times each group's ``lr_factor``; momentum
+    cycled between ``max_momentum`` and ``base_momentum`` when ``cycle_momentum`` (torch's defaults).
 
     ``last_epoch``: -1 for a new schedule (it writes its LR and momentum bounds into the optimizer's groups); S - 1
     to resume after S steps (torch's resume: the bounds are read from the groups, and step S's LR set in them)."""
     return OneCycleLR(
         optimizer,
-        max_lr=[max_lr, BIAS_LR_FACTOR * max_lr],
+        max_lr=[max_lr * group.get("lr_factor", 1.0) for group in optimizer.param_groups],
         total_steps=total_steps,
         cycle_momentum=cycle_momentum,
         base_momentum=base_momentum,
@@ -71,9 +97,22 @@ def build_schedule(
     )
 
 
-def training_schedule(optimizer: torch.optim.Optimizer, train: TrainConfig, total_steps: int, step: int = 0):
-    """The one-cycle schedule of ``Config.train`` over ``total_steps``, at ``step`` (0: a new run; S: a run resumed
-    after S steps, whose optimizer's groups hold this config's bounds: ``tame.checkpoint.resume``)."""
+def build_epoch_decay(
+    optimizer: torch.optim.Optimizer, lr_decay: float, steps_per_epoch: int, last_epoch: int = -1
+) -> LambdaLR:
+    """The ``epoch_decay`` schedule, stepped every batch like OneCycleLR: the LR of step s is its group's initial LR
+    times ``lr_decay ** (s // steps_per_epoch)``; ``last_epoch`` as :func:`build_schedule`'s."""
+    steps_per_epoch = max(1, steps_per_epoch)
+    return LambdaLR(optimizer, lambda step: lr_decay ** (step // steps_per_epoch), last_epoch=last_epoch)
+
+
+def training_schedule(
+    optimizer: torch.optim.Optimizer, train: TrainConfig, total_steps: int, step: int = 0
+) -> LRScheduler:
+    """The schedule of ``Config.train`` (``train.schedule``) over ``total_steps``, at ``step`` (0: a new run; S: a
+    run resumed after S steps, whose optimizer's groups hold this config's bounds: ``tame.checkpoint.resume``)."""
+    if train.schedule == "epoch_decay":
+        return build_epoch_decay(optimizer, train.lr_decay, total_steps // train.epochs, last_epoch=step - 1)
     return build_schedule(
         optimizer,
         train.max_lr,
@@ -87,7 +126,7 @@ def training_schedule(optimizer: torch.optim.Optimizer, train: TrainConfig, tota
 
 def training_optimizer(attention: nn.Module, train: TrainConfig) -> torch.optim.SGD:
     """The optimizer of a training run from ``Config.train`` (its schedule: :func:`training_schedule`)."""
-    if train.cycle_momentum and train.momentum != TrainConfig.momentum:
+    if train.schedule == "one_cycle" and train.cycle_momentum and train.momentum != TrainConfig.momentum:
         logger.warning(
             "train.momentum=%s is not used while train.cycle_momentum is true (momentum cycles between "
             "train.max_momentum=%s and train.base_momentum=%s); set train.cycle_momentum=false to train with it",
@@ -95,7 +134,15 @@ def training_optimizer(attention: nn.Module, train: TrainConfig) -> torch.optim.
             train.max_momentum,
             train.base_momentum,
         )
-    return build_optimizer(attention, train.max_lr, train.weight_decay, train.momentum, train.nesterov)
+    return build_optimizer(
+        attention,
+        train.max_lr,
+        train.weight_decay,
+        train.momentum,
+        train.nesterov,
+        bias_lr_factor=train.bias_lr_factor,
+        bias_weight_decay=train.bias_weight_decay,
+    )
 
 
 def build_training_optimizer(attention: nn.Module, train: TrainConfig, total_steps: int):
@@ -105,7 +152,7 @@ def build_training_optimizer(attention: nn.Module, train: TrainConfig, total_ste
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    """Set the weights' LR to ``lr`` and the biases' to ``2 * lr`` (the LR range test sweeps this)."""
-    weights, biases = optimizer.param_groups
-    weights["lr"] = lr
-    biases["lr"] = BIAS_LR_FACTOR * lr
+    """Set the weights' LR to ``lr`` and every other group's to its ``lr_factor`` times ``lr`` (the LR range test
+    sweeps this)."""
+    for group in optimizer.param_groups:
+        group["lr"] = group.get("lr_factor", 1.0) * lr

@@ -106,7 +106,8 @@ def check_model(cfg: Config, report: Preflight) -> TameModel | None:
         f"model      {model_cfg.name}: {model.num_classes} classes, {data_cfg.crop}x{data_cfg.crop} crop of "
         f"{p.resize} ({p.interpolation}), mean {_floats(p.mean)} std {_floats(p.std)}",
         f"layers     {', '.join(shapes)}",
-        f"attention  {model_cfg.version}: {am_size:,} parameters, maps {height}x{width}",
+        f"attention  {model_cfg.version}: {am_size:,} parameters, maps {height}x{width}, training mask on the "
+        f"{'normalised image' if model.mask_space == 'normalised' else 'image in [0, 1]'}",
     ]
     return model
 

@@ -7,16 +7,19 @@ milliseconds one explanation takes per image. :func:`compare` writes ``<out>/com
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tame.baselines import create_explainer
+from tame.checkpoint.format import read_attention_file
 from tame.checkpoint.naming import newest_epoch_checkpoint
 from tame.config import expand_path
 from tame.evaluation.loop import EvaluationResult
-from tame.evaluation.run import open_evaluation
+from tame.evaluation.run import EvaluationData, open_evaluation
 from tame.evaluation.samples import ClassRow, ImageRow, class_names
-from tame.evaluation.spec import CompareSpec, row_label, split_method
+from tame.evaluation.spec import CompareSpec, row_label, split_method, trained_entry
 from tame.evaluation.tables import (
     chart_panels,
     class_csv,
@@ -27,6 +30,7 @@ from tame.evaluation.tables import (
     summary_columns,
 )
 from tame.io import write_text_atomic
+from tame.models import TameModel
 
 FILES = ("compare.md", "compare.csv", "compare.json", "compare.png")
 PER_CLASS = "compare_per_class.csv"  # with per_class
@@ -68,7 +72,7 @@ def compare(spec: CompareSpec) -> Comparison:
         for method in spec.methods:
             name, label = split_method(method)[0], row_label(method)
             what = f"tame with checkpoint {checkpoint}" if name == "tame" else label
-            with create_explainer(name, data.model, **spec.method_options(method)) as explainer:
+            with _explainer(data, spec, method) as explainer:
                 result, method_images = data.evaluate(explainer, label, what)
             rows.append((label, result))
             if method_images is not None:
@@ -85,6 +89,39 @@ def compare(spec: CompareSpec) -> Comparison:
         if comparison.is_main:
             _write(comparison, spec, data.list_file, class_names(data.cfg))
     return comparison
+
+
+@contextmanager
+def _explainer(data: EvaluationData, spec: CompareSpec, method: str) -> Iterator:
+    """The explainer of one entry; a ``label=checkpoint`` entry gets an AM of its own over the config's classifier."""
+    trained = trained_entry(method)
+    if trained is None:
+        with create_explainer(split_method(method)[0], data.model, **spec.method_options(method)) as explainer:
+            yield explainer
+        return
+    model = trained_model(data, newest_epoch_checkpoint(trained[1]))
+    try:
+        with create_explainer("tame", model) as explainer:
+            yield explainer
+    finally:
+        model.taps.close()
+
+
+def trained_model(data: EvaluationData, checkpoint: Path) -> TameModel:
+    """A TameModel over ``data``'s classifier with the layers, version and token transform saved in ``checkpoint``
+    (which it loads: a checkpoint for another backbone is refused as :meth:`TameModel.load_attention` does)."""
+    _, meta = read_attention_file(checkpoint)
+    layers, version = meta.get("layers", data.cfg.model.layers), meta.get("version", data.cfg.model.version)
+    token_transform = meta.get("token_transform", data.cfg.model.token_transform)
+    crop = data.cfg.data.crop or data.model.classifier.preprocessing.crop
+    model = TameModel(data.model.classifier, layers, version, input_size=crop, token_transform=token_transform)
+    try:
+        model.to(data.dist.device).eval()
+        model.load_attention(checkpoint)
+    except BaseException:
+        model.taps.close()  # its hooks sit on the shared classifier
+        raise
+    return model
 
 
 def _write(comparison: Comparison, spec: CompareSpec, list_file: Path, names: list[str]) -> None:

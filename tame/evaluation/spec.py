@@ -81,6 +81,8 @@ class EvalOptions:
     def method_options(self, method: str) -> dict:
         """The keyword arguments ``method`` takes from these options (RISE's mask count, the CAM target layer; a
         ``name@layer`` entry of :class:`CompareSpec` brings its own layer)."""
+        if trained_entry(method) is not None:
+            return {}
         method, layer = split_method(method)
         options = {"num_masks": self.num_masks} if method == "rise" else {}
         if (layer or self.layer) and method not in ("tame", "rise"):
@@ -94,14 +96,34 @@ def split_method(entry: str) -> tuple[str, str | None]:
     return name, layer or None
 
 
+def trained_entry(entry: str) -> tuple[str, str] | None:
+    """``"lcam-img=snapshots/lcam/"`` -> ``("lcam-img", "snapshots/lcam/")``: a trained AM of any version, its
+    layers and version read from the checkpoint; None for a method name."""
+    label, sep, checkpoint = entry.partition("=")
+    return (label, checkpoint) if sep else None
+
+
 def row_label(entry: str) -> str:
-    """The name a comparison's row carries: ``"gradcam@layer3"`` -> ``"gradcam (layer3)"``."""
+    """The name a comparison's row carries: ``"gradcam@layer3"`` -> ``"gradcam (layer3)"``, ``"lcam-img=PATH"``
+    -> ``"lcam-img"``."""
+    trained = trained_entry(entry)
+    if trained is not None:
+        return trained[0]
     name, layer = split_method(entry)
     return f"{name} ({layer})" if layer else name
 
 
 def _resolve_entry(entry: str) -> str:
-    """A method name, or ``name@layer`` for a CAM method on a given target layer, with the name resolved."""
+    """A method name, ``name@layer`` for a CAM method on a given target layer (the name resolved), or
+    ``label=checkpoint`` for a trained AM."""
+    trained = trained_entry(entry)
+    if trained is not None:
+        label, checkpoint = trained
+        if not label or not checkpoint or "@" in label:
+            raise TameError(f"a trained method is LABEL=CHECKPOINT (e.g. lcam-img=snapshots/lcam/), got {entry!r}")
+        if label in METHODS:
+            raise TameError(f"{entry!r}: {label!r} names a built-in method; give the trained one another label")
+        return entry
     name, layer = split_method(entry)
     key = resolve_method(name)
     if layer is None:
@@ -130,7 +152,9 @@ class CompareSpec(EvalOptions):
     """Several methods on one list under one protocol; ``checkpoint``: TAME's weights (a folder: its newest epoch).
 
     A CAM method may be given as ``name@layer`` (e.g. ``gradcam@layer3``) and more than once with different layers;
-    its rows are then labelled ``name (layer)``."""
+    its rows are then labelled ``name (layer)``. Any other trained AM of the family joins as ``label=checkpoint``
+    (e.g. ``lcam-img=snapshots/lcam/``): its version and layers come from the checkpoint, the classifier is the
+    config's."""
 
     methods: Sequence[str] = field(default_factory=list_methods)
     checkpoint: PathLike | None = None

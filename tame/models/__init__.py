@@ -1,9 +1,10 @@
-"""Backbones (registry over timm), feature taps, the attention-mechanism versions and the TAME wrapper."""
+"""Backbones (registry over timm), feature taps, the TAME family's versions and the TAME wrapper."""
 
-from tame.models.attention import AttentionMechanism, build_attention, list_attention_versions, register_attention
+from tame.models.attention import AttentionMechanism
 from tame.models.registry import Classifier, create_classifier, list_backbones, register_backbone
 from tame.models.tame import Explanation, TameModel, explanation_maps, min_max_normalise
 from tame.models.taps import FeatureTaps, tokens_to_map
+from tame.models.versions import Version, build_attention, get_version, list_attention_versions, register_version
 
 __all__ = [
     "AttentionMechanism",
@@ -17,7 +18,9 @@ __all__ = [
     "list_attention_versions",
     "list_backbones",
     "min_max_normalise",
-    "register_attention",
+    "register_version",
     "register_backbone",
     "tokens_to_map",
+    "Version",
+    "get_version",
 ]

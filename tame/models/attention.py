@@ -1,7 +1,7 @@
 """The attention mechanism (AM): feature branches -> resize to S -> concat -> 1x1 fuse conv to K class maps.
 
-Four versions of the published code (docs/METHOD.md, "The attention mechanism"), one small class each over
-:class:`AttentionMechanism`.
+The four versions of the published TAME code and L-CAM-Img's single 1x1 convolution (docs/METHOD.md, "The attention
+mechanism"), one small class each over :class:`AttentionMechanism`; :mod:`tame.models.versions` lists them by name.
 Parameter names (``convs.{i}``, ``bns.{i}``, ``fuser``) match the original checkpoints.
 
 The fuse conv is class-selective: ``forward(features, classes)`` computes only the requested class channels
@@ -13,46 +13,19 @@ concatenated (ResNet-50 at batch 8: 3584 channels at 28x28 -> 8).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from tame.errors import TameError
-from tame.registry import Registry
 
 MAX_RESOLUTION = 56
-
-VERSIONS: Registry[type[AttentionMechanism]] = Registry("attention version")
-
-
-def register_attention(name: str) -> Callable[[type[AttentionMechanism]], type[AttentionMechanism]]:
-    """Class decorator: ``@register_attention("TAME")``."""
-
-    def decorate(cls: type[AttentionMechanism]) -> type[AttentionMechanism]:
-        cls.version = name
-        return VERSIONS.add(name, cls)
-
-    return decorate
-
-
-def list_attention_versions() -> list[str]:
-    return VERSIONS.names()
-
-
-def build_attention(
-    version: str, channels: Sequence[int], num_classes: int, first_hw: tuple[int, int]
-) -> AttentionMechanism:
-    """An AM for feature maps with ``channels`` whose first (largest) map is ``first_hw``."""
-    size = (min(first_hw[0], MAX_RESOLUTION), min(first_hw[1], MAX_RESOLUTION))
-    return VERSIONS.get(version)(list(channels), num_classes, size)
 
 
 class AttentionMechanism(nn.Module):
     """Base: subclasses define the per-layer branch and the fuser's input width."""
-
-    version = ""
 
     def __init__(self, channels: list[int], num_classes: int, size: tuple[int, int], fuse_in: int) -> None:
         super().__init__()
@@ -102,7 +75,6 @@ class AttentionMechanism(nn.Module):
         return maps + bias.to(maps.dtype).view((-1, 1, 1, 1) if per_image else (1, -1, 1, 1))
 
 
-@register_attention("TAME")
 class TameAttention(AttentionMechanism):
     """g_i = ReLU(BN_i(Conv1x1_i(F_i)) + F_i); fuse sum(C_i) -> K."""
 
@@ -117,14 +89,12 @@ class TameAttention(AttentionMechanism):
         return self.activation(self.bns[index](self.convs[index](feature)) + feature)
 
 
-@register_attention("Sigmoidinfeaturebranch")
 class SigmoidBranchAttention(TameAttention):
     """As TAME, with a sigmoid in place of the ReLU: g_i = sigmoid(BN_i(Conv_i(F_i)) + F_i)."""
 
     activation = staticmethod(torch.sigmoid)
 
 
-@register_attention("Noskipconnection")
 class NoSkipAttention(AttentionMechanism):
     """g_i = ReLU(BN_i(Conv1x1_i(F_i))) with Conv C_i -> K; fuse L*K -> K."""
 
@@ -137,7 +107,6 @@ class NoSkipAttention(AttentionMechanism):
         return torch.relu(self.bns[index](self.convs[index](feature)))
 
 
-@register_attention("NoskipNobatchnorm")
 class NoSkipNoBatchNormAttention(AttentionMechanism):
     """g_i = ReLU(Conv1x1_i(F_i)) with Conv C_i -> C_i; fuse sum(C_i) -> K."""
 
@@ -147,3 +116,19 @@ class NoSkipNoBatchNormAttention(AttentionMechanism):
 
     def branch(self, index: int, feature: torch.Tensor) -> torch.Tensor:
         return torch.relu(self.convs[index](feature))
+
+
+class LCamImgAttention(AttentionMechanism):
+    """L-CAM-Img (bmezaris/L-CAM, ``AttentionMechanismM``): one feature map, g = F; fuse C -> K (1x1, with bias).
+
+    Its maps keep the layer's own resolution (7x7 for VGG-16 and ResNet-50 at 224 px): S = that size, so the
+    base's resize to S is the identity.
+    """
+
+    def __init__(self, channels: list[int], num_classes: int, size: tuple[int, int]) -> None:
+        if len(channels) != 1:
+            raise TameError(f"L-CAM-Img takes one feature layer, got {len(channels)} (set model.layers to one name)")
+        super().__init__(channels, num_classes, size, fuse_in=channels[0])
+
+    def branch(self, index: int, feature: torch.Tensor) -> torch.Tensor:
+        return feature

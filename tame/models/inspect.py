@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from tame.errors import TameError
-from tame.models.attention import build_attention
 from tame.models.registry import Classifier
+from tame.models.versions import build_attention
 from tame.registry import close_matches
 
 
@@ -43,7 +43,7 @@ def feature_layers(classifier: Classifier, input_size: int = 224) -> list[LayerI
     """Every named module whose output is a feature map (or, for ViTs, a patch-token sequence) at ``input_size``."""
     net = classifier.net
     prefix = classifier.num_prefix_tokens
-    tokens_allowed = hasattr(net, "patch_embed")
+    tokens_allowed = classifier.has_tokens
     reductions = timm_reductions(net)
     found: dict[str, LayerInfo] = {}
     handles = []

@@ -62,10 +62,12 @@ class Classifier(nn.Module):
         mean: Sequence[float],
         std: Sequence[float],
         preprocessing: Preprocessing | None = None,
+        prefix_tokens: int | None = None,
     ) -> None:
         super().__init__()
         self.net = net
         self.name = name
+        self.prefix_tokens = prefix_tokens  # None: what the model tells (:func:`model_prefix_tokens`)
         self.preprocessing = preprocessing or Preprocessing(tuple(mean), tuple(std), 256, 224, "bilinear")
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
@@ -73,8 +75,20 @@ class Classifier(nn.Module):
 
     @property
     def num_prefix_tokens(self) -> int:
-        """Class/register tokens in front of a ViT's patch tokens (0 for CNNs)."""
-        return int(getattr(self.net, "num_prefix_tokens", 0))
+        """Class/register tokens in front of a transformer's patch tokens: ``model.prefix_tokens`` when given, else
+        what the model tells (:func:`model_prefix_tokens`), else 0 (CNNs)."""
+        if self.prefix_tokens is not None:
+            return self.prefix_tokens
+        return model_prefix_tokens(self.net) or 0
+
+    @property
+    def has_tokens(self) -> bool:
+        """Whether [B, N, D] outputs are token sequences (a transformer the model or the config describes)."""
+        return (
+            self.prefix_tokens is not None
+            or model_prefix_tokens(self.net) is not None
+            or hasattr(self.net, "patch_embed")
+        )
 
     def freeze(self) -> None:
         self.net.requires_grad_(False)
@@ -87,6 +101,18 @@ class Classifier(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """images: [B, 3, H, W] in [0, 1] -> logits [B, K]."""
         return self.net(self.normalise(images))
+
+
+def model_prefix_tokens(net: nn.Module) -> int | None:
+    """How many tokens precede the patch tokens, where the model tells: timm's ``num_prefix_tokens``, or the
+    ``class_token`` parameter [1, 1, D] of torchvision's ``VisionTransformer`` (index 0 of its sequence); None when
+    it tells nothing (set ``model.prefix_tokens`` for other transformers)."""
+    if hasattr(net, "num_prefix_tokens"):
+        return int(net.num_prefix_tokens)
+    class_token = getattr(net, "class_token", None)
+    if isinstance(class_token, torch.Tensor) and class_token.dim() == 3:
+        return int(class_token.shape[1])
+    return None
 
 
 def classifier_from_config(model_cfg, data_cfg=None, crop: int | None = None) -> Classifier:
@@ -103,6 +129,7 @@ def classifier_from_config(model_cfg, data_cfg=None, crop: int | None = None) ->
         mean=model_cfg.mean,
         std=model_cfg.std,
         preprocessing=sizes,
+        prefix_tokens=getattr(model_cfg, "prefix_tokens", None),
     )
 
 
@@ -115,6 +142,7 @@ def create_classifier(
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     preprocessing: Mapping[str, Any] | None = None,
+    prefix_tokens: int | None = None,
 ) -> Classifier:
     """Build a frozen classifier by name.
 
@@ -123,7 +151,8 @@ def create_classifier(
     loaded instead of a download (``.pth``, ``.pt``, ``.safetensors``; loaded without executing pickled code).
     ``mean``/``std``, then ``preprocessing`` (known values of ``tame.models.preprocessing.KEYS``), then the
     model's ``pretrained_cfg`` make ``classifier.preprocessing``; a fallback to ImageNet's values is logged as a
-    warning (about mean/std only, unless ``preprocessing`` is given).
+    warning (about mean/std only, unless ``preprocessing`` is given). ``prefix_tokens``: the tokens before a
+    transformer's patch tokens (None: what the model tells, see :func:`model_prefix_tokens`).
     """
     use_download = pretrained and weights is None
     kwargs = {} if num_classes is None else {"num_classes": num_classes}
@@ -143,7 +172,7 @@ def create_classifier(
         resolved, _ = resolve_preprocessing(net, name, given, warn_keys=warn_keys)
     except TameError as err:
         raise TameError(f"backbone {name!r}: {err}") from None
-    return Classifier(net, name, resolved.mean, resolved.std, resolved)
+    return Classifier(net, name, resolved.mean, resolved.std, resolved, prefix_tokens)
 
 
 def resolve_config(config, checkpoint: str | Path | None = None):

@@ -23,10 +23,11 @@ from torch import nn
 
 from tame.checkpoint.format import check_state_dict, read_attention_file, save_attention_file
 from tame.errors import TameError
-from tame.models.attention import AttentionMechanism, build_attention
+from tame.models.attention import AttentionMechanism
 from tame.models.loss import tame_loss
 from tame.models.registry import Classifier, classifier_from_config
 from tame.models.taps import FeatureTaps
+from tame.models.versions import MASK_SPACES, build_attention, check_layer_count, get_version
 
 logger = logging.getLogger(__name__)
 LabelGather = Callable[[torch.Tensor], tuple[torch.Tensor, int]]  # local labels -> (global labels, own offset)
@@ -99,6 +100,9 @@ class TameModel(nn.Module):
     running statistics are restored after every step, so the classifier comes out unchanged).
     ``label_gather``: local labels [B] -> (the labels of the global batch [N*B], this rank's offset in it); the
     ``batch`` regulariser's R then spans the global batch, as one process with N*B would (default: this batch).
+    ``mask_space``: ``pixels`` (the mask multiplies the image in [0, 1], which is then normalised), ``normalised``
+    (it multiplies the network's normalised input: T-TAME's ViT run) or ``auto`` (the version's,
+    :mod:`tame.models.versions`). The version also gives the loss weights.
     """
 
     def __init__(
@@ -114,9 +118,13 @@ class TameModel(nn.Module):
         backbone_mode: str = "eval",
         label_gather: LabelGather | None = None,
         token_transform: str = "drop",
+        mask_space: str = "auto",
     ) -> None:
         super().__init__()
+        check_layer_count(version, layers)
+        mask_space = get_version(version).mask_space if mask_space == "auto" else mask_space
         for value, choices, what in (
+            (mask_space, MASK_SPACES, "mask_space"),
             (regulariser, ("batch", "diagonal"), "regulariser"),
             (label_source, ("model", "list"), "label_source"),
             (backbone_mode, ("eval", "train"), "backbone_mode"),
@@ -129,6 +137,8 @@ class TameModel(nn.Module):
         self.regulariser = regulariser
         self.label_source = label_source
         self.backbone_mode = backbone_mode
+        self.mask_space = mask_space
+        self.loss_weights = get_version(version).loss
         self.label_gather = label_gather
         self.allow_other_backbone = False  # load_attention's default (``model.allow_other_backbone``)
         self.taps = FeatureTaps(classifier.net, self.layers, classifier.num_prefix_tokens, token_transform)
@@ -164,6 +174,7 @@ class TameModel(nn.Module):
                 regulariser=train_cfg.regulariser,
                 label_source=train_cfg.label_source,
                 backbone_mode=train_cfg.backbone_mode,
+                mask_space=train_cfg.mask_space,
             )
         options["token_transform"] = getattr(model_cfg, "token_transform", "drop")
         model = cls(
@@ -247,8 +258,14 @@ class TameModel(nn.Module):
                 masks = torch.sigmoid(self.attention(features, targets, per_image=True))  # m: [B, 1, S_h, S_w]
                 regulariser_set = masks
             upsampled = F.interpolate(masks, size=images.shape[-2:], mode="bilinear", align_corners=False)
-            masked_logits = self.classifier(upsampled * images)  # gradients flow through the frozen net
-        return tame_loss(masked_logits, targets, regulariser_set)
+            masked_logits = self.masked_forward(upsampled, images)  # gradients flow through the frozen net
+        return tame_loss(masked_logits, targets, regulariser_set, self.loss_weights)
+
+    def masked_forward(self, masks: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        """masks [B, 1, H, W] times images [B, 3, H, W] in [0, 1], in ``mask_space`` -> logits [B, K]."""
+        if self.mask_space == "normalised":
+            return self.classifier.net(masks * self.classifier.normalise(images))
+        return self.classifier(masks * images)
 
     # -- checkpoints -------------------------------------------------------------------------------------------
     def attention_meta(self) -> dict:
@@ -259,6 +276,7 @@ class TameModel(nn.Module):
             "num_classes": self.num_classes,
             "size": list(self.attention.size),
             "token_transform": self.taps.token_transform,
+            "mask_space": self.mask_space,
             "preprocessing": self.classifier.preprocessing.as_dict(),
         }
 
