@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from tame.config_parts import FeaturesConfig, LossConfig, check_momentum
 from tame.errors import TameError
 from tame.safe_yaml import load_yaml
 
@@ -38,6 +39,7 @@ class ModelConfig:
     prefix_tokens: int | None = None  # tokens before the patch tokens; null/auto: what the model tells, else 0
     class_names: str | None = None  # file: one name per line, or `label name` per line; null: ImageNet's (1000)
     allow_other_backbone: bool = False  # load an AM checkpoint trained on another model name (a deliberate transfer)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
 
 
 @dataclass
@@ -70,6 +72,8 @@ class TrainConfig:
     base_momentum: float = 0.85  # the cycle's lowest momentum (at the LR peak)
     max_momentum: float = 0.95  # the cycle's highest momentum (at the start and the end)
     weight_decay: float = 5e-4
+    optimizer: str = "sgd"  # sgd (TAME, T-TAME, L-CAM) | adamw (P-TAME: AdamW with amsgrad; momentum = beta1)
+    loss: LossConfig = field(default_factory=LossConfig)
     regulariser: str = "batch"  # batch | diagonal  (docs/METHOD.md, "The loss")
     label_source: str = "model"  # model | list
     backbone_mode: str = "eval"  # eval | train  (train reproduces the reference)
@@ -125,6 +129,7 @@ _CHOICES = {
     "train.backbone_mode": ("eval", "train"),
     "train.mask_space": ("auto", "pixels", "normalised"),
     "train.schedule": ("one_cycle", "epoch_decay"),
+    "train.optimizer": ("sgd", "adamw"),
     "train.device": ("auto", "cuda", "cpu"),
     "train.amp": ("auto", "bf16", "fp16", "off"),
     "log.wandb": ("online", "offline", "disabled"),
@@ -133,6 +138,7 @@ _POSITIVE = ("data.batch_size", "data.resize", "data.crop", "train.epochs", "tra
 _POSITIVE += ("train.bias_lr_factor", "train.lr_decay")
 # None (or "auto" in YAML) means: the model's own value (tame.models.registry.resolve_config)
 _AUTO = ("model.mean", "model.std", "model.prefix_tokens", "data.resize", "data.crop", "data.interpolation")
+_AUTO += ("model.features.mean", "model.features.std", *(f"train.loss.{f.name}" for f in fields(LossConfig)))
 _OPTIONAL_CHOICES = {"data.interpolation": ("bilinear", "bicubic")}
 _NON_NEGATIVE = ("model.prefix_tokens", "data.workers", "train.weight_decay", "train.checkpoint_every")
 _NON_NEGATIVE += ("train.max_steps_per_epoch", "train.val_every", "train.val_samples")
@@ -272,12 +278,14 @@ def validate(config: Config) -> None:
             f"config key train.select_by: {config.train.select_by!r} is not a validation metric (lower is better: "
             f"{', '.join(lower)}; higher is better: {', '.join(higher)})"
         )
-    if not config.model.layers:
-        raise TameError("config key model.layers: name at least one layer (see `tame-inspect MODEL`)")
+    which = "model.features.layers" if config.model.features.name else "model.layers"
+    if not _get(config, which):
+        raise TameError(f"config key {which}: name at least one layer (see `tame-inspect MODEL`)")
     if config.data.crop is not None and config.data.resize is not None and config.data.crop > config.data.resize:
         raise TameError(f"config key data.crop: {config.data.crop} is larger than data.resize={config.data.resize}")
     check_mean_std(config.model.mean, config.model.std)
-    _check_momentum(config.train)
+    check_mean_std(config.model.features.mean, config.model.features.std, "model.features.mean", "model.features.std")
+    check_momentum(config.train)
 
 
 def _check_numbers(config: Config) -> None:
@@ -303,25 +311,6 @@ def check_mean_std(mean, std, mean_what: str = "config key model.mean", std_what
             raise TameError(f"{what}: expected 3 finite numbers (R, G, B), got {list(value)!r}")
     if std is not None and min(std) <= 0:
         raise TameError(f"{std_what}: every value must be positive (images are divided by it), got {list(std)!r}")
-
-
-def _check_momentum(train: TrainConfig) -> None:
-    """0 <= momentum < 1 for every momentum key; Nesterov needs momentum > 0 (every one the run uses)."""
-    keys = ["momentum"] + (["base_momentum", "max_momentum"] if train.cycle_momentum else [])
-    for key in keys:
-        value = getattr(train, key)
-        if not 0 <= value < 1:
-            raise TameError(f"config key train.{key}: must be in [0, 1), got {value!r}")
-        if train.nesterov and value == 0:
-            raise TameError(
-                f"config key train.{key}: Nesterov momentum needs a momentum > 0, got {value!r} "
-                "(or set train.nesterov=false for plain SGD)"
-            )
-    if train.cycle_momentum and train.base_momentum > train.max_momentum:
-        raise TameError(
-            f"config key train.base_momentum: {train.base_momentum!r} is larger than "
-            f"train.max_momentum={train.max_momentum!r}"
-        )
 
 
 _ENV = re.compile(r"\$\{(\w+)\}|\$(\w+)")

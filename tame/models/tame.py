@@ -11,6 +11,7 @@ only takes a ``label_gather`` (the global batch's labels for the ``batch`` regul
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -23,11 +24,12 @@ from torch import nn
 
 from tame.checkpoint.format import check_state_dict, read_attention_file, save_attention_file
 from tame.errors import TameError
+from tame.models import auxiliary
 from tame.models.attention import AttentionMechanism
-from tame.models.loss import tame_loss
+from tame.models.loss import LossWeights, tame_loss
 from tame.models.registry import Classifier, classifier_from_config
 from tame.models.taps import FeatureTaps
-from tame.models.versions import MASK_SPACES, build_attention, check_layer_count, get_version
+from tame.models.versions import MASK_SPACES, build_attention, check_layer_count, get_version, loss_weights
 
 logger = logging.getLogger(__name__)
 LabelGather = Callable[[torch.Tensor], tuple[torch.Tensor, int]]  # local labels -> (global labels, own offset)
@@ -102,7 +104,9 @@ class TameModel(nn.Module):
     ``batch`` regulariser's R then spans the global batch, as one process with N*B would (default: this batch).
     ``mask_space``: ``pixels`` (the mask multiplies the image in [0, 1], which is then normalised), ``normalised``
     (it multiplies the network's normalised input: T-TAME's ViT run) or ``auto`` (the version's,
-    :mod:`tame.models.versions`). The version also gives the loss weights.
+    :mod:`tame.models.versions`). The version also gives the loss weights (``loss_weights`` overrides them).
+    ``feature_net``: an auxiliary network (:mod:`tame.models.auxiliary`, P-TAME) whose ``layers`` the AM reads; the
+    classifier is then only called on images and masked images (default: the AM reads the classifier's layers).
     """
 
     def __init__(
@@ -119,9 +123,12 @@ class TameModel(nn.Module):
         label_gather: LabelGather | None = None,
         token_transform: str = "drop",
         mask_space: str = "auto",
+        feature_net: Classifier | None = None,
+        loss_weights: LossWeights | None = None,
     ) -> None:
         super().__init__()
         check_layer_count(version, layers)
+        auxiliary.check_feature_source(version, get_version(version).features, feature_net)
         mask_space = get_version(version).mask_space if mask_space == "auto" else mask_space
         for value, choices, what in (
             (mask_space, MASK_SPACES, "mask_space"),
@@ -138,12 +145,17 @@ class TameModel(nn.Module):
         self.label_source = label_source
         self.backbone_mode = backbone_mode
         self.mask_space = mask_space
-        self.loss_weights = get_version(version).loss
+        self.loss_weights = loss_weights or get_version(version).loss
         self.label_gather = label_gather
         self.allow_other_backbone = False  # load_attention's default (``model.allow_other_backbone``)
-        self.taps = FeatureTaps(classifier.net, self.layers, classifier.num_prefix_tokens, token_transform)
+        self.feature_net = feature_net
+        self.feature_weights: str | None = None  # the auxiliary network's local weights file, for the meta
+        tapped = feature_net or classifier
+        self.taps = FeatureTaps(tapped.net, self.layers, tapped.num_prefix_tokens, token_transform)
 
         device = next(iter(classifier.parameters()), torch.zeros(())).device
+        if feature_net is not None:
+            feature_net.to(device)
         with torch.no_grad():  # one dry run sizes the AM
             logits, features = self.features(torch.zeros(1, 3, input_size, input_size, device=device))
         self.feature_shapes = [tuple(f.shape[1:]) for f in features]
@@ -175,12 +187,14 @@ class TameModel(nn.Module):
                 label_source=train_cfg.label_source,
                 backbone_mode=train_cfg.backbone_mode,
                 mask_space=train_cfg.mask_space,
+                loss_weights=loss_weights(model_cfg.version, dataclasses.asdict(train_cfg.loss)),
             )
         options["token_transform"] = getattr(model_cfg, "token_transform", "drop")
-        model = cls(
-            classifier, model_cfg.layers, model_cfg.version, input_size=input_size, label_gather=label_gather, **options
-        )
+        options["feature_net"] = auxiliary.feature_network_from_config(model_cfg, classifier.preprocessing)
+        layers = auxiliary.tapped_layers(model_cfg)
+        model = cls(classifier, layers, model_cfg.version, input_size=input_size, label_gather=label_gather, **options)
         model.allow_other_backbone = getattr(model_cfg, "allow_other_backbone", False)
+        model.feature_weights = model_cfg.features.weights if options["feature_net"] is not None else None
         return model
 
     # -- modes -------------------------------------------------------------------------------------------------
@@ -215,9 +229,15 @@ class TameModel(nn.Module):
 
     # -- forward pieces ----------------------------------------------------------------------------------------
     def features(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """images [B, 3, H, W] in [0, 1] -> (logits [B, K], feature maps [B, C_i, H_i, W_i])."""
+        """images [B, 3, H, W] in [0, 1] -> (logits [B, K], feature maps [B, C_i, H_i, W_i]): both of the classifier,
+        or, with an auxiliary ``feature_net``, the classifier's logits and the auxiliary network's maps."""
+        if self.feature_net is None:
+            with self.taps.capture((images.shape[-2], images.shape[-1])) as features:
+                logits = self.classifier(images)
+            return logits, features
+        logits = self.classifier(images)
         with self.taps.capture((images.shape[-2], images.shape[-1])) as features:
-            logits = self.classifier(images)
+            self.feature_net(images)  # its own normalisation inside; its logits are not used
         return logits, features
 
     def predict(self, images: torch.Tensor) -> torch.Tensor:
@@ -278,6 +298,9 @@ class TameModel(nn.Module):
             "token_transform": self.taps.token_transform,
             "mask_space": self.mask_space,
             "preprocessing": self.classifier.preprocessing.as_dict(),
+            auxiliary.META_KEY: None
+            if self.feature_net is None
+            else auxiliary.features_meta(self.feature_net, self.layers, self.feature_weights),
         }
 
     def save_attention(self, path: str | Path) -> None:
@@ -297,6 +320,7 @@ class TameModel(nn.Module):
         for key, value in current.items():
             if key in meta and meta[key] != value:
                 raise TameError(f"checkpoint {path} was trained with {key}={meta[key]!r}, this model uses {value!r}")
+        auxiliary.check_features_meta(meta, self.feature_net, path)
         if "model" in meta and meta["model"] != self.classifier.name:
             allow = self.allow_other_backbone if allow_other_backbone is None else allow_other_backbone
             if not allow:
