@@ -98,7 +98,8 @@ class TameModel(nn.Module):
 
     ``regulariser``: ``batch`` (R = a[:, y], [B, B, S], the reference) or ``diagonal`` (R = m, [B, 1, S]).
     ``label_source``: ``model`` (the classifier's argmax) or ``list`` (the labels given to ``training_step``).
-    ``backbone_mode``: ``eval`` or ``train`` (the reference: batch statistics and dropout in both passes;
+    ``backbone_mode``: ``eval`` or ``train`` (the reference: batch statistics and dropout in both passes, in the
+    auxiliary ``feature_net`` too;
     running statistics are restored after every step, so the classifier comes out unchanged).
     ``label_gather``: local labels [B] -> (the labels of the global batch [N*B], this rank's offset in it); the
     ``batch`` regulariser's R then spans the global batch, as one process with N*B would (default: this batch).
@@ -209,21 +210,20 @@ class TameModel(nn.Module):
         if self.backbone_mode == "eval" or not self.training:
             yield
             return
-        # The published code runs the frozen backbone in training mode (batch statistics, dropout). Its BatchNorm
-        # layers then update running statistics in place: give them copies and put the originals back afterwards.
-        originals = [
-            (module, name, buf)
-            for module in self.classifier.net.modules()
-            for name, buf in module._buffers.items()
-            if buf is not None
-        ]
+        # The published code runs the frozen backbone (and P-TAME's auxiliary network) in training mode (batch
+        # statistics, dropout). Their BatchNorm layers then update running statistics in place: give them copies and
+        # put the originals back afterwards.
+        nets = [net.net for net in (self.classifier, self.feature_net) if net is not None]
+        originals = [(m, name, buf) for net in nets for m in net.modules() for name, buf in m._buffers.items()]
         for module, name, buf in originals:
-            module._buffers[name] = buf.clone()
-        self.classifier.net.train()
+            module._buffers[name] = buf if buf is None else buf.clone()
+        for net in nets:
+            net.train()
         try:
             yield
         finally:
-            self.classifier.net.eval()
+            for net in nets:
+                net.eval()
             for module, name, buf in originals:
                 module._buffers[name] = buf
 
