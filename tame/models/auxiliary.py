@@ -57,21 +57,23 @@ def tapped_layers(model_cfg) -> list[str]:
     return list(features.layers) if features is not None and features.name else list(model_cfg.layers)
 
 
-def features_meta(network: Classifier, layers: list[str], weights: str | None = None) -> dict:
-    """What a checkpoint records of the auxiliary network (meta key ``features``)."""
-    return {"name": network.name, "layers": list(layers), "weights": weights, **network.preprocessing.as_dict()}
+def features_meta(network: Classifier, layers: list[str], origin: Mapping | None = None) -> dict:
+    """What a checkpoint records of the auxiliary network (meta key ``features``); ``origin``: its ``pretrained``
+    and ``weights`` config values."""
+    origin = {"pretrained": True, "weights": None, **(origin or {})}
+    return {"name": network.name, "layers": list(layers), **origin, **network.preprocessing.as_dict()}
 
 
 def network_from_meta(meta: Mapping, sizes: Preprocessing | None = None) -> Classifier | None:
-    """The auxiliary network a checkpoint's meta records (None when it has none): pretrained weights, or the
-    recorded local weights file."""
+    """The auxiliary network a checkpoint's meta records (None when it has none), with the recorded weights: the
+    local file, else pretrained or random as trained."""
     saved = meta.get(META_KEY)
     if not saved:
         return None
-    weights = saved.get("weights")
     return feature_network(
-        saved["name"], pretrained=weights is None, weights=weights, mean=saved["mean"], std=saved["std"], sizes=sizes
-    )
+        saved["name"], pretrained=saved.get("pretrained", True), weights=saved.get("weights"), mean=saved["mean"],
+        std=saved["std"], sizes=sizes,
+    )  # fmt: skip
 
 
 def check_feature_source(version: str, needs_features: bool, network: Classifier | None) -> None:

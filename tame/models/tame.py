@@ -150,7 +150,7 @@ class TameModel(nn.Module):
         self.label_gather = label_gather
         self.allow_other_backbone = False  # load_attention's default (``model.allow_other_backbone``)
         self.feature_net = feature_net
-        self.feature_weights: str | None = None  # the auxiliary network's local weights file, for the meta
+        self.feature_origin: dict = {}  # the auxiliary network's ``pretrained`` and ``weights``, for the meta
         tapped = feature_net or classifier
         self.taps = FeatureTaps(tapped.net, self.layers, tapped.num_prefix_tokens, token_transform)
 
@@ -195,7 +195,8 @@ class TameModel(nn.Module):
         layers = auxiliary.tapped_layers(model_cfg)
         model = cls(classifier, layers, model_cfg.version, input_size=input_size, label_gather=label_gather, **options)
         model.allow_other_backbone = getattr(model_cfg, "allow_other_backbone", False)
-        model.feature_weights = model_cfg.features.weights if options["feature_net"] is not None else None
+        if options["feature_net"] is not None:
+            model.feature_origin = {"pretrained": model_cfg.features.pretrained, "weights": model_cfg.features.weights}
         return model
 
     # -- modes -------------------------------------------------------------------------------------------------
@@ -229,8 +230,7 @@ class TameModel(nn.Module):
 
     # -- forward pieces ----------------------------------------------------------------------------------------
     def features(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """images [B, 3, H, W] in [0, 1] -> (logits [B, K], feature maps [B, C_i, H_i, W_i]): both of the classifier,
-        or, with an auxiliary ``feature_net``, the classifier's logits and the auxiliary network's maps."""
+        """images [B, 3, H, W] in [0, 1] -> (logits [B, K], maps [B, C_i, H_i, W_i] of the tapped network)."""
         if self.feature_net is None:
             with self.taps.capture((images.shape[-2], images.shape[-1])) as features:
                 logits = self.classifier(images)
@@ -300,7 +300,7 @@ class TameModel(nn.Module):
             "preprocessing": self.classifier.preprocessing.as_dict(),
             auxiliary.META_KEY: None
             if self.feature_net is None
-            else auxiliary.features_meta(self.feature_net, self.layers, self.feature_weights),
+            else auxiliary.features_meta(self.feature_net, self.layers, self.feature_origin),
         }
 
     def save_attention(self, path: str | Path) -> None:
