@@ -20,6 +20,7 @@ class FeaturesConfig:
     name: str | None = None  # as model.name (timm, registered, module:function), e.g. torchvision.models:resnet18
     pretrained: bool = True
     weights: str | None = None  # local state dict of the auxiliary network
+    num_classes: int | None = None  # its head's classes (for a weights file with another head); None: its default
     layers: list[str] = field(default_factory=list)  # its tapped layers, finest first (P-TAME: layer1..layer4)
     mean: list[float] | None = None  # its own normalisation; null/auto: the network's (ImageNet's with a warning)
     std: list[float] | None = None

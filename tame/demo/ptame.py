@@ -29,6 +29,7 @@ def ptame_overrides(demo) -> list[str]:
         f"model.features.name={demo.size.classifier}",
         "model.features.pretrained=false",
         f"model.features.weights={demo.out / 'classifier' / 'classifier.pth'}",
+        f"model.features.num_classes={demo.size.classes}",
         f"model.features.layers={LAYERS}",
         "train.optimizer=adamw",
         "train.bias_lr_factor=1",

@@ -25,6 +25,7 @@ def feature_network(
     *,
     pretrained: bool = True,
     weights: str | None = None,
+    num_classes: int | None = None,
     mean=None,
     std=None,
     sizes: Preprocessing | None = None,
@@ -34,8 +35,9 @@ def feature_network(
     preprocessing = {} if sizes is None else {k: getattr(sizes, k) for k in ("resize", "crop", "interpolation")}
     try:
         return create_classifier(
-            name, pretrained=pretrained, weights=weights, mean=mean, std=std, preprocessing=preprocessing
-        )
+            name, pretrained=pretrained, weights=weights, num_classes=num_classes, mean=mean, std=std,
+            preprocessing=preprocessing,
+        )  # fmt: skip
     except TameError as err:
         raise TameError(f"model.features: {err}") from None
 
@@ -46,8 +48,8 @@ def feature_network_from_config(model_cfg, sizes: Preprocessing | None = None) -
     if features is None or not features.name:
         return None
     return feature_network(
-        features.name, pretrained=features.pretrained, weights=features.weights, mean=features.mean,
-        std=features.std, sizes=sizes,
+        features.name, pretrained=features.pretrained, weights=features.weights, num_classes=features.num_classes,
+        mean=features.mean, std=features.std, sizes=sizes,
     )  # fmt: skip
 
 
@@ -58,9 +60,9 @@ def tapped_layers(model_cfg) -> list[str]:
 
 
 def features_meta(network: Classifier, layers: list[str], origin: Mapping | None = None) -> dict:
-    """What a checkpoint records of the auxiliary network (meta key ``features``); ``origin``: its ``pretrained``
-    and ``weights`` config values."""
-    origin = {"pretrained": True, "weights": None, **(origin or {})}
+    """What a checkpoint records of the auxiliary network (meta key ``features``); ``origin``: its ``pretrained``,
+    ``weights`` and ``num_classes`` config values."""
+    origin = {"pretrained": True, "weights": None, "num_classes": None, **(origin or {})}
     return {"name": network.name, "layers": list(layers), **origin, **network.preprocessing.as_dict()}
 
 
@@ -71,8 +73,8 @@ def network_from_meta(meta: Mapping, sizes: Preprocessing | None = None) -> Clas
     if not saved:
         return None
     return feature_network(
-        saved["name"], pretrained=saved.get("pretrained", True), weights=saved.get("weights"), mean=saved["mean"],
-        std=saved["std"], sizes=sizes,
+        saved["name"], pretrained=saved.get("pretrained", True), weights=saved.get("weights"),
+        num_classes=saved.get("num_classes"), mean=saved["mean"], std=saved["std"], sizes=sizes,
     )  # fmt: skip
 
 

@@ -196,7 +196,7 @@ class TameModel(nn.Module):
         model = cls(classifier, layers, model_cfg.version, input_size=input_size, label_gather=label_gather, **options)
         model.allow_other_backbone = getattr(model_cfg, "allow_other_backbone", False)
         if options["feature_net"] is not None:
-            model.feature_origin = {"pretrained": model_cfg.features.pretrained, "weights": model_cfg.features.weights}
+            model.feature_origin = {k: getattr(model_cfg.features, k) for k in ("pretrained", "weights", "num_classes")}
         return model
 
     # -- modes -------------------------------------------------------------------------------------------------
