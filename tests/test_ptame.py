@@ -3,10 +3,16 @@ published configs, AdamW. The numbers against the authors' code: tests/test_ptam
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
+from train_helpers import attention_of, tiny_overrides
 
 from tame.config import load_config
 from tame.engine.optim import training_optimizer
@@ -59,6 +65,10 @@ def test_a_checkpoint_records_the_auxiliary_network(tmp_path):
     assert meta["features"]["mean"] == pytest.approx([0.485, 0.456, 0.406])
     rebuilt = network_from_meta({"features": {**meta["features"], "weights": None}})
     assert rebuilt is not None and rebuilt.name == "torchvision.models:resnet18"
+    torch.manual_seed(123)  # a random auxiliary network is the same whatever the RNG's state (compare, export)
+    rebuilt = network_from_meta(meta)
+    for (key, mine), theirs in zip(model.feature_net.state_dict().items(), rebuilt.state_dict().values()):
+        assert torch.equal(mine, theirs), key
     other = _model("model.features.name=resnet18", "model.features.mean=auto", "model.features.std=auto")
     with pytest.raises(TameError, match="auxiliary network 'torchvision.models:resnet18'"):
         other.load_attention(tmp_path / "am.pt")
@@ -94,3 +104,37 @@ def test_adamw_with_amsgrad_over_one_lr_and_decay_on_everything():
     assert isinstance(optimizer, torch.optim.AdamW) and optimizer.defaults["amsgrad"]
     assert {group["lr"] for group in optimizer.param_groups} == {1e-4}
     assert {group["weight_decay"] for group in optimizer.param_groups} == {cfg.train.weight_decay}
+
+
+def _ptame_overrides(data: Path, out: Path) -> list[str]:
+    """tests/train_helpers.py's tiny run as P-TAME: test_resnet explained through a random ResNet-18, AdamW."""
+    features = ["model.features.name=torchvision.models:resnet18", "model.features.pretrained=false"]
+    features += ["model.features.layers=[layer1, layer2, layer3, layer4]", "model.layers=[]"]
+    return tiny_overrides(
+        data, out, "model.version=P-TAME", *features, "train.optimizer=adamw", "train.epochs=1", "train.max_lr=1e-3"
+    )
+
+
+def test_torchrun_two_processes_match_one_process(data, tmp_path):
+    """gloo, 2 x batch 4 == 1 x batch 8 with the auxiliary network: the same AM after one epoch."""
+    from tame.engine.train import train
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train(load_config(None, _ptame_overrides(data, tmp_path / "one")))
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(False)
+    config = tmp_path / "two.yaml"
+    config.write_text(yaml.safe_dump(asdict(load_config(None, _ptame_overrides(data, tmp_path / "two")))))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    command += ["-m", "tame.cli", "train", "--config", str(config)]
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    state = torch.load(tmp_path / "two" / "epoch_1.pt", weights_only=True)
+    assert state["world_size"] == 2 and state["meta"]["features"]["name"] == "torchvision.models:resnet18"
+    expected = attention_of(tmp_path / "one" / "epoch_1.pt")
+    for key, value in state["attention"].items():
+        torch.testing.assert_close(value, expected[key], atol=1e-5, rtol=0, msg=key)

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import torch
+
 from tame.errors import TameError
 from tame.models.preprocessing import Preprocessing
 from tame.models.registry import Classifier, create_classifier
 
 META_KEY = "features"
+RANDOM_SEED = 0  # of an auxiliary network with random weights
 
 
 def feature_network(
@@ -31,13 +34,19 @@ def feature_network(
     sizes: Preprocessing | None = None,
 ) -> Classifier:
     """The frozen auxiliary network ``name`` (any name ``model.name`` takes); ``sizes``: the explained classifier's
-    preprocessing, whose resize, crop and interpolation it shares (it sees the same images)."""
+    preprocessing, whose resize, crop and interpolation it shares (it sees the same images).
+
+    Random weights (not ``pretrained``, no ``weights`` file: tests, offline runs) are drawn from seed
+    :data:`RANDOM_SEED` whatever the global RNG's state, so training, evaluation, ``tame compare`` and export build
+    the same network from the same record."""
     preprocessing = {} if sizes is None else {k: getattr(sizes, k) for k in ("resize", "crop", "interpolation")}
     try:
-        return create_classifier(
-            name, pretrained=pretrained, weights=weights, num_classes=num_classes, mean=mean, std=std,
-            preprocessing=preprocessing,
-        )  # fmt: skip
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(RANDOM_SEED)
+            return create_classifier(
+                name, pretrained=pretrained, weights=weights, num_classes=num_classes, mean=mean, std=std,
+                preprocessing=preprocessing,
+            )  # fmt: skip
     except TameError as err:
         raise TameError(f"model.features: {err}") from None
 
