@@ -12,14 +12,16 @@ patches, so a 64 px image is an 8x8 grid of patch tokens.
 
 from __future__ import annotations
 
+from torch import nn
 from torchvision.models import VisionTransformer
 
 
 def tiny(pretrained: bool = False, num_classes: int = 1000, image_size: int = 64) -> VisionTransformer:
-    """A 4-block ViT with random weights (``pretrained`` must be false: there are none)."""
+    """A 4-block ViT with random weights (``pretrained`` must be false: there are none); the head is drawn at random
+    too, so that a run on it sees logits that depend on the image."""
     if pretrained:
         raise ValueError("examples.torchvision_vit:tiny has no pretrained weights; set model.pretrained=false")
-    return VisionTransformer(
+    net = VisionTransformer(
         image_size=image_size,
         patch_size=8,
         num_layers=4,
@@ -28,3 +30,5 @@ def tiny(pretrained: bool = False, num_classes: int = 1000, image_size: int = 64
         mlp_dim=128,
         num_classes=num_classes,
     )
+    nn.init.normal_(net.heads.head.weight, std=0.5)  # torchvision zero-initialises the head: every image alike
+    return net

@@ -14,12 +14,14 @@ import os
 import re
 import types
 import typing
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
+from tame import choices
 from tame.config_parts import FeaturesConfig, LossConfig, check_momentum
 from tame.errors import TameError
 from tame.safe_yaml import load_yaml
@@ -35,7 +37,7 @@ class ModelConfig:
     version: str = "TAME"  # attention-mechanism version, see ``tame.models.list_attention_versions()``
     mean: list[float] | None = None  # normalisation; null/auto: the model's own (tame.models.preprocessing)
     std: list[float] | None = None
-    token_transform: str = "drop"  # ViT tokens -> map: drop (prefix tokens) | class_weighted (x class token)
+    token_transform: choices.TokenTransform = "drop"  # ViT tokens -> map: drop prefix tokens | x class token
     prefix_tokens: int | None = None  # tokens before the patch tokens; null/auto: what the model tells, else 0
     class_names: str | None = None  # file: one name per line, or `label name` per line; null: ImageNet's (1000)
     allow_other_backbone: bool = False  # load an AM checkpoint trained on another model name (a deliberate transfer)
@@ -49,13 +51,13 @@ class DataConfig:
     val_root: str = "${TAME_DATA}/ILSVRC2012_img_val"  # image root of the validation/evaluation lists
     val_list: str | None = None  # validated during training (tame.engine.validation); null/"": no validation
     eval_list: str = "datalist/ILSVRC/Evaluation_2000.txt"
-    backend: str = "auto"  # dali | torch | auto (DALI where available)
+    backend: choices.Backend = "auto"  # dali | torch | auto (DALI where available)
     batch_size: int = 32  # global batch; each of N ranks gets batch_size / N (a multiple of N: tame.session)
     workers: int = 4  # decoding threads (DALI) or loader processes (torch) per rank
     resize: int | None = None  # shorter side before cropping; null/auto: the model's own (crop / crop_pct)
     crop: int | None = None  # null/auto: the model's input size
-    interpolation: str | None = None  # bilinear | bicubic; null/auto: the model's own
-    validate: str = "cheap"  # list validation before a run: none | cheap | decode
+    interpolation: choices.Interpolation | None = None  # bilinear | bicubic; null/auto: the model's own
+    validate: choices.ListValidation = "cheap"  # list validation before a run: none | cheap | decode
 
 
 @dataclass
@@ -64,7 +66,7 @@ class TrainConfig:
     max_lr: float = 1e-4  # peak LR of the weights; biases get bias_lr_factor x
     bias_lr_factor: float = 2.0  # the biases' LR over the weights' (TAME, L-CAM: 2; T-TAME: 1)
     bias_weight_decay: bool = False  # weight decay on the biases too (L-CAM: true; TAME, T-TAME: false)
-    schedule: str = "one_cycle"  # one_cycle (TAME, T-TAME) | epoch_decay (L-CAM: LR x lr_decay at each new epoch)
+    schedule: choices.Schedule = "one_cycle"  # one_cycle (TAME, T-TAME) | epoch_decay (L-CAM: x lr_decay per epoch)
     lr_decay: float = 0.95  # epoch_decay's factor per epoch (L-CAM ResNet-50: 0.95, VGG-16: 0.75)
     momentum: float = 0.9  # SGD momentum when cycle_momentum is false (and in lr-find); 0 <= m < 1
     nesterov: bool = True  # Nesterov momentum (the reference); needs momentum > 0
@@ -72,14 +74,14 @@ class TrainConfig:
     base_momentum: float = 0.85  # the cycle's lowest momentum (at the LR peak)
     max_momentum: float = 0.95  # the cycle's highest momentum (at the start and the end)
     weight_decay: float = 5e-4
-    optimizer: str = "sgd"  # sgd (TAME, T-TAME, L-CAM) | adamw (P-TAME: AdamW with amsgrad; momentum = beta1)
+    optimizer: choices.Optimizer = "sgd"  # sgd (TAME, T-TAME, L-CAM) | adamw (P-TAME: amsgrad; momentum = beta1)
     loss: LossConfig = field(default_factory=LossConfig)
-    regulariser: str = "batch"  # batch | diagonal  (docs/METHOD.md, "The loss")
-    label_source: str = "model"  # model | list
-    backbone_mode: str = "eval"  # eval | train  (train reproduces the reference)
-    mask_space: str = "auto"  # where the mask multiplies the image: auto (the version's) | pixels | normalised
-    device: str = "auto"  # auto (this rank's GPU when CUDA is present, else CPU) | cuda | cpu
-    amp: str = "auto"  # auto (bf16 on GPU, off on CPU) | bf16 | fp16 | off
+    regulariser: choices.Regulariser = "batch"  # batch | diagonal  (docs/METHOD.md, "The loss")
+    label_source: choices.LabelSource = "model"  # model | list
+    backbone_mode: choices.BackboneMode = "eval"  # eval | train  (train reproduces the reference)
+    mask_space: choices.MaskSpaceSetting = "auto"  # where the mask multiplies the image: auto | pixels | normalised
+    device: choices.Device = "auto"  # auto (this rank's GPU when CUDA is present, else CPU) | cuda | cpu
+    amp: choices.Amp = "auto"  # auto (bf16 on GPU, off on CPU) | bf16 | fp16 | off
     channels_last: bool = True
     compile: bool = False
     seed: int = 0
@@ -95,7 +97,7 @@ class TrainConfig:
 
 @dataclass
 class LogConfig:
-    wandb: str = "offline"  # online | offline | disabled
+    wandb: choices.Wandb = "offline"  # online | offline | disabled
     project: str = "tame"
     run_name: str | None = None
     tensorboard: bool = True
@@ -120,26 +122,11 @@ VAL_METRICS = {
     **{term: True for term in ("loss", "ce", "area", "var")},
 }
 
-_CHOICES = {
-    "model.token_transform": ("drop", "class_weighted"),
-    "data.backend": ("dali", "torch", "auto"),
-    "data.validate": ("none", "cheap", "decode"),
-    "train.regulariser": ("batch", "diagonal"),
-    "train.label_source": ("model", "list"),
-    "train.backbone_mode": ("eval", "train"),
-    "train.mask_space": ("auto", "pixels", "normalised"),
-    "train.schedule": ("one_cycle", "epoch_decay"),
-    "train.optimizer": ("sgd", "adamw"),
-    "train.device": ("auto", "cuda", "cpu"),
-    "train.amp": ("auto", "bf16", "fp16", "off"),
-    "log.wandb": ("online", "offline", "disabled"),
-}
 _POSITIVE = ("data.batch_size", "data.resize", "data.crop", "train.epochs", "train.max_lr", "train.keep_checkpoints")
 _POSITIVE += ("train.bias_lr_factor", "train.lr_decay")
-# None (or "auto" in YAML) means: the model's own value (tame.models.registry.resolve_config)
+# None (or "auto" in YAML) means: the model's own value (tame.models.registry.build_classifier)
 _AUTO = ("model.mean", "model.std", "model.prefix_tokens", "data.resize", "data.crop", "data.interpolation")
 _AUTO += ("model.features.mean", "model.features.std", *(f"train.loss.{f.name}" for f in fields(LossConfig)))
-_OPTIONAL_CHOICES = {"data.interpolation": ("bilinear", "bicubic")}
 _NON_NEGATIVE = ("model.prefix_tokens", "data.workers", "train.weight_decay", "train.checkpoint_every")
 _NON_NEGATIVE += ("train.max_steps_per_epoch", "train.val_every", "train.val_samples")
 _NON_NEGATIVE += ("log.log_every", "log.images_per_epoch")
@@ -217,6 +204,8 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         return _coerce(value, inner[0], key)
     if value is None:  # `key:` in YAML or `key=` on the command line
         raise TameError(f"config key {key}: needs a value, got an empty one")
+    if origin is Literal:  # a choice: read as a string here, checked against its values by ``validate``
+        return _coerce(value, str, key)
     if origin is list:
         if isinstance(value, str):
             value = value.split()
@@ -256,14 +245,10 @@ def _get(config: Config, key: str) -> Any:
 
 def validate(config: Config) -> None:
     """Check values that YAML types cannot express; the message names the key."""
-    for key, choices in _CHOICES.items():
+    for key, alias, optional in _choice_fields(config):
         value = _get(config, key)
-        if value not in choices:
-            raise TameError(f"config key {key}: {value!r} is not one of {', '.join(choices)}")
-    for key, choices in _OPTIONAL_CHOICES.items():
-        value = _get(config, key)
-        if value is not None and value not in choices:
-            raise TameError(f"config key {key}: {value!r} is not one of {', '.join(choices)}")
+        if value is not None or not optional:  # None: auto, where the field allows it
+            choices.check_choice(value, alias, f"config key {key}")
     _check_numbers(config)
     for key in _POSITIVE:
         value = _get(config, key)
@@ -286,6 +271,19 @@ def validate(config: Config) -> None:
     check_mean_std(config.model.mean, config.model.std)
     check_mean_std(config.model.features.mean, config.model.features.std, "model.features.mean", "model.features.std")
     check_momentum(config.train)
+
+
+def _choice_fields(config: Config) -> Iterator[tuple[str, Any, bool]]:
+    """(dotted key, its ``Literal`` alias, whether None is allowed) of every field typed with a choice."""
+    for section in fields(config):
+        node = getattr(config, section.name)
+        hints = typing.get_type_hints(type(node)) if dataclasses.is_dataclass(node) else {}
+        for name, hint in hints.items():
+            union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+            options = typing.get_args(hint) if union else (hint,)
+            for alias in options:
+                if typing.get_origin(alias) is Literal:
+                    yield f"{section.name}.{name}", alias, type(None) in options
 
 
 def _check_numbers(config: Config) -> None:

@@ -20,11 +20,13 @@ from tqdm import tqdm
 
 from tame.baselines import Explainer, create_explainer, resolve_method
 from tame.baselines.base import METHODS
+from tame.choices import Interpolation
 from tame.data.class_names import class_names
 from tame.data.images import DecodeError, eval_image
 from tame.errors import TameError
 from tame.explain_files import ImageFile, Target, class_label, list_image_files, write_gallery, write_maps
 from tame.models import TameModel
+from tame.models.preprocessing import DEFAULT
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +40,10 @@ class ExplainSpec:
     ``crop`` centre crop or, without ``center_crop``, the whole image resized to ``crop``) and the class names
     (``class_names``: a file, see :mod:`tame.data.class_names`; None: ImageNet's for 1000 classes)."""
 
-    resize: int = 256
-    crop: int = 224
+    resize: int = DEFAULT.resize
+    crop: int = DEFAULT.crop
     center_crop: bool = True
-    interpolation: str = "bilinear"
+    interpolation: Interpolation = DEFAULT.interpolation
     class_index: int | None = None
     top_k: int = 1
     batch_size: int = 16

@@ -33,7 +33,9 @@ def _run(loader):
 
 def _loader(list_file, root, backend, *, train=False, batch_size=4, resize=72, crop=64, rank=0, world_size=1, **kwargs):
     """``batch_size``: the global batch (data.batch_size), split over ``world_size`` simulated ranks."""
-    cfg = DataConfig(backend=backend, batch_size=batch_size, workers=0, resize=resize, crop=crop)
+    cfg = DataConfig(
+        backend=backend, batch_size=batch_size, workers=0, resize=resize, crop=crop, interpolation="bilinear"
+    )
     return build_loader(cfg, list_file, root, train=train, dist=_dist(rank, world_size), **kwargs)
 
 
@@ -216,14 +218,24 @@ def test_truncated_jpeg_is_named(truncated, backend):
     list_file, root = truncated
     with pytest.raises(TameError, match=r"list.txt:4: bad.jpg: cannot decode: image file is truncated"):
         build_loader(
-            DataConfig(backend=backend, batch_size=2, validate="decode", workers=0, resize=72, crop=64),
+            DataConfig(
+                backend=backend,
+                batch_size=2,
+                validate="decode",
+                workers=0,
+                resize=72,
+                crop=64,
+                interpolation="bilinear",
+            ),
             list_file,
             root,
             train=False,
             dist=Dist.local(),
         )
     loader = build_loader(
-        DataConfig(backend=backend, batch_size=2, validate="cheap", workers=0, resize=72, crop=64),
+        DataConfig(
+            backend=backend, batch_size=2, validate="cheap", workers=0, resize=72, crop=64, interpolation="bilinear"
+        ),
         list_file,
         root,
         train=False,
@@ -244,7 +256,9 @@ def test_dali_failure_on_a_file_pil_reads_names_the_lines(truncated, monkeypatch
 
 
 def test_batch_size_and_backend_choices(synth, numbered):
-    cfg = DataConfig(backend="torch", batch_size=6, workers=0)
+    cfg = DataConfig(backend="torch", batch_size=6, workers=0, resize=72, crop=64, interpolation="bilinear")
+    with pytest.raises(TameError, match=r"data.resize, data.crop, data.interpolation: auto, and the loader"):
+        build_loader(DataConfig(backend="torch"), synth.val_list, synth.root, train=False, dist=Dist.local())
     with pytest.raises(TameError, match="global batch 6 does not split evenly over 4 processes"):
         build_loader(cfg, synth.val_list, synth.root, train=False, dist=_dist(0, 4))
     with pytest.raises(TameError, match="fewer than one global batch"):
@@ -256,7 +270,7 @@ def test_batch_size_and_backend_choices(synth, numbered):
 
 
 def test_torch_loader_worker_processes(synth):
-    cfg = DataConfig(backend="torch", batch_size=4, workers=2, resize=72, crop=64)
+    cfg = DataConfig(backend="torch", batch_size=4, workers=2, resize=72, crop=64, interpolation="bilinear")
     in_workers = _run(build_loader(cfg, synth.train_list, synth.root, train=True, dist=Dist.local()))
     in_main = _run(_loader(synth.train_list, synth.root, "torch", train=True))
     assert all(torch.equal(a, b) and torch.equal(y, z) for (a, y), (b, z) in zip(in_workers, in_main))
@@ -266,7 +280,7 @@ def test_torch_loader_worker_processes(synth):
 @needs_dali
 def test_dali_mixed_on_gpu_matches_cpu(synth):
     cuda = torch.device("cuda", 0)
-    cfg = DataConfig(backend="dali", batch_size=4, workers=2, resize=72, crop=64)
+    cfg = DataConfig(backend="dali", batch_size=4, workers=2, resize=72, crop=64, interpolation="bilinear")
     gpu = _run(build_loader(cfg, synth.train_list, synth.root, train=True, dist=Dist.local(cuda), seed=1))
     cpu = _run(_loader(synth.train_list, synth.root, "dali", train=True, seed=1))
     for (a, labels_a), (b, labels_b) in zip(gpu, cpu):

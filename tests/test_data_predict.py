@@ -19,7 +19,7 @@ from tame.errors import TameError
 from tame.evaluation.predict import predict_shard
 
 CPU = torch.device("cpu")
-CFG = DataConfig(backend="torch", batch_size=4, workers=0, resize=72, crop=64)
+CFG = DataConfig(backend="torch", batch_size=4, workers=0, resize=72, crop=64, interpolation="bilinear")
 
 
 @pytest.fixture(scope="module")

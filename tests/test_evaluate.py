@@ -250,9 +250,10 @@ def test_eval_command_writes_the_reference_csv_for_every_epoch(run_dir, capsys):
     from tame.config import load_config
     from tame.data import build_loader
     from tame.distributed import Dist
+    from tame.models.registry import build_classifier
 
-    cfg = load_config(root / "config.yaml")
-    model = TameModel.from_config(cfg.model, input_size=SIZE).eval()
+    cfg, classifier = build_classifier(load_config(root / "config.yaml"))  # the interpolation: the model's own
+    model = TameModel.from_config(cfg.model, input_size=SIZE, classifier=classifier).eval()
     model.load_attention(root / "epoch_2.pt")
     loader = build_loader(cfg.data, synthetic.val_list, synthetic.root, train=False, dist=Dist.local())
     direct = evaluate(TameExplainer(model), loader)

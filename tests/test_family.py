@@ -101,6 +101,12 @@ def test_versions_list_head_mask_space_loss_and_layer_count():
         TameModel(classifier, ["body.0", "body"], "L-CAM-Img", input_size=8)
 
 
+@pytest.mark.parametrize("override", ["train.mask_space=raw", "train.schedule=step", "train.bias_lr_factor=0"])
+def test_family_options_refuse_bad_values_naming_the_key(override):
+    with pytest.raises(TameError, match=override.partition("=")[0].replace(".", r"\.")):
+        load_config(None, [override])
+
+
 def test_mask_space_normalised_multiplies_the_network_input():
     model = _lcam()
     model.mask_space = "normalised"

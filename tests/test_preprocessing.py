@@ -15,7 +15,7 @@ from tame.data.images import eval_image
 from tame.errors import TameError
 from tame.models import TameModel, create_classifier
 from tame.models.preprocessing import Preprocessing, resolve_preprocessing
-from tame.models.registry import resolve_config
+from tame.models.registry import build_classifier
 from tame.models.taps import FeatureTaps, tokens_to_map
 
 CPU = torch.device("cpu")
@@ -58,7 +58,7 @@ def test_explicit_values_win_and_silence_the_warning(caplog):
     assert resolved == Preprocessing((0.5,) * 3, (0.25,) * 3, 40, 32, "bicubic") and not caplog.records
     # a crop set alone keeps the model's crop_pct: resize = floor(32 / 0.5)
     assert resolve_preprocessing(_net({"crop_pct": 0.5}), "x", {"crop": 32})[0].resize == 64
-    with pytest.raises(TameError, match="interpolation 'nearest'"):
+    with pytest.raises(TameError, match="interpolation: 'nearest' is not one of bilinear, bicubic"):
         resolve_preprocessing(_net(), "x", {"interpolation": "nearest"})
 
 
@@ -77,7 +77,8 @@ def test_config_auto_values_come_from_model_then_checkpoint(tmp_path):
     cfg = load_config(None, ["model.name=test_resnet", "model.pretrained=false", "data.resize=auto"])
     assert (cfg.data.resize, cfg.data.crop, cfg.data.interpolation, cfg.model.mean) == (None, None, None, None)
     own = create_classifier("test_resnet", pretrained=False).preprocessing
-    resolved = resolve_config(cfg)
+    resolved, classifier = build_classifier(cfg)
+    assert classifier.preprocessing == own  # the classifier the config was resolved from, to pass on
     assert (resolved.data.resize, resolved.data.crop, resolved.data.interpolation) == (168, 160, "bilinear")
     assert tuple(resolved.model.mean) == own.mean == (0.5, 0.5, 0.5)  # timm's test_resnet: crop_pct 0.95
     # a checkpoint's saved preprocessing wins over the model's, an explicit config value over both
@@ -85,9 +86,10 @@ def test_config_auto_values_come_from_model_then_checkpoint(tmp_path):
     model.save_attention(tmp_path / "am.pt")
     saved = torch.load(tmp_path / "am.pt", weights_only=True)["meta"]["preprocessing"]
     assert saved == {**own.as_dict(), "crop": 48, "resize": 50}  # floor(48 / 0.95)
-    from_checkpoint = resolve_config(cfg, tmp_path / "am.pt")
+    from_checkpoint, _ = build_classifier(cfg, tmp_path / "am.pt")
     assert (from_checkpoint.data.resize, from_checkpoint.data.crop) == (50, 48)
-    explicit = resolve_config(load_config(None, ["model.name=test_resnet", "data.crop=40"]), tmp_path / "am.pt")
+    explicit_cfg = load_config(None, ["model.name=test_resnet", "model.pretrained=false", "data.crop=40"])
+    explicit, _ = build_classifier(explicit_cfg, tmp_path / "am.pt")
     assert (explicit.data.resize, explicit.data.crop) == (50, 40)
 
 
@@ -159,3 +161,21 @@ def test_class_weighted_vit_explains():
     assert model.explain(images).maps.shape == (2, 32, 32)
     with pytest.raises(TameError, match="token_transform"):
         load_config(None, ["model.token_transform=mean"])
+
+
+def test_commands_build_the_classifier_once(tmp_path, monkeypatch):
+    """`tame explain` and `tame train --check` resolve the config from the classifier they then use: one build."""
+    from PIL import Image
+
+    from tame.cli import main
+    from tame.models import registry
+
+    built = []
+    create = registry.create_classifier
+    monkeypatch.setattr(registry, "create_classifier", lambda *a, **k: built.append(a[0]) or create(*a, **k))
+    Image.new("RGB", (80, 70), (200, 40, 90)).save(tmp_path / "red.png")
+    image, model = str(tmp_path / "red.png"), ["--model", "test_resnet", "--layers", "layer3", "layer4"]
+    argv = ["explain", image, "model.pretrained=false", *model, "--method", "gradcam", "--out", str(tmp_path / "out")]
+    assert main([*argv, "--device", "cpu"]) == 0
+    assert built == ["test_resnet"]
+    assert (tmp_path / "out" / "index.html").is_file()

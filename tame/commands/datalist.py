@@ -102,6 +102,7 @@ def _run_make(args: argparse.Namespace) -> int:
 
 
 def _add_predict(parser: argparse.ArgumentParser) -> None:
+    from tame.choices import Backend, ListValidation, allowed
     from tame.config import DataConfig
 
     defaults = DataConfig()
@@ -114,10 +115,10 @@ def _add_predict(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, help="the relabelled list")
     parser.add_argument("--batch-size", type=int, default=256, help="global batch (split over the processes)")
     parser.add_argument("--workers", type=int, default=defaults.workers, help="decoding threads/processes per rank")
-    parser.add_argument("--backend", choices=("auto", "dali", "torch"), default="auto")
+    parser.add_argument("--backend", choices=allowed(Backend), default="auto")
     parser.add_argument("--resize", type=int, help="shorter side before the centre crop (default: the model's)")
     parser.add_argument("--crop", type=int, help="default: the model's")
-    parser.add_argument("--validate", choices=("none", "cheap", "decode"), default="cheap")
+    parser.add_argument("--validate", choices=allowed(ListValidation), default="cheap")
     add_device_option(parser)
 
 

@@ -37,7 +37,7 @@ from tame.distributed import pick_device
 from tame.errors import TameError
 from tame.explain import ExplainSpec, explain_images
 from tame.models import TameModel
-from tame.models.registry import resolve_config
+from tame.models.registry import build_classifier
 
 log = logging.getLogger(__name__)
 OVERRIDE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*=.*", re.DOTALL)
@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     if uses_tame and not args.checkpoint:
         raise TameError("--checkpoint is required for method tame (or --runtime onnx with an exported model)")
     config = load_config(args.config, overrides)
-    config = resolve_config(config, checkpoint=args.checkpoint)  # saved preprocessing where the config leaves it
+    config, classifier = build_classifier(config, checkpoint=args.checkpoint)  # saved preprocessing, else the model's
     spec = ExplainSpec(
         resize=config.data.resize,
         crop=config.data.crop,
@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
         **spec_options,
     )
     device = pick_device(args.device)
-    model = TameModel.from_config(config.model, data_cfg=config.data).to(device)
+    model = TameModel.from_config(config.model, data_cfg=config.data, classifier=classifier).to(device)
     if uses_tame:
         model.load_attention(args.checkpoint)
     elif args.checkpoint:

@@ -26,6 +26,7 @@ from tame.export import FORMATS, export_model, read_images
 from tame.export.api import check_request
 from tame.export.exporters import DEFAULT_OPSET
 from tame.models import TameModel
+from tame.models.registry import build_classifier
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,10 +50,12 @@ def run(args: argparse.Namespace) -> int:
     check_request(Path(args.output), args.format, args.opset, args.input, args.batch_size)
     if args.verify_count < 1:
         raise TameError(f"--verify-count must be at least 1, got {args.verify_count}")
+    config, classifier = build_classifier(config, checkpoint=args.checkpoint)  # auto sizes: saved, else the model's
     verify_images = None
     if args.verify_images:
         verify_images = read_images(args.verify_images, config.data.resize, config.data.crop)
-    model = TameModel.from_config(config.model, input_size=config.data.crop).to(pick_device(args.device))
+    model = TameModel.from_config(config.model, input_size=config.data.crop, classifier=classifier)
+    model = model.to(pick_device(args.device))
     model.load_attention(args.checkpoint)
     result = export_model(
         model,

@@ -59,7 +59,7 @@ def build_pipeline(
     device_id: int | None,
     resize: int,
     crop: int,
-    interpolation: str = "bilinear",
+    interpolation: str,
 ):
     """A DALI pipeline yielding (images [B, 3, crop, crop] float32 in [0, 1], positions [B, 1] int32).
 
@@ -116,7 +116,7 @@ class DaliLoader(Loader):
 
     backend = "dali"
 
-    def __init__(self, *args, interpolation: str = "bilinear", **kwargs) -> None:
+    def __init__(self, *args, interpolation: str, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.interpolation = interpolation  # bilinear | bicubic (INTERP_LINEAR | INTERP_CUBIC, antialiased)
 

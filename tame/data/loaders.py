@@ -8,12 +8,12 @@ either CUDA is available or its CPU-only pipeline runs here, else torch).
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import TYPE_CHECKING
 
 import torch
 
+from tame.choices import Backend, check_choice
 from tame.config import DataConfig
 from tame.data.check import validate_list
 from tame.data.lists import first_problem_error, read_list
@@ -22,8 +22,6 @@ from tame.errors import TameError
 
 if TYPE_CHECKING:
     from tame.distributed import Dist  # only its rank, world_size and device are read
-
-log = logging.getLogger(__name__)
 
 
 def resolve_backend(backend: str, device: torch.device) -> str:
@@ -39,8 +37,7 @@ def resolve_backend(backend: str, device: torch.device) -> str:
                 "(pip install nvidia-dali-cuda120, or use data.backend=torch)"
             )
         return "dali"
-    if backend != "auto":
-        raise TameError(f"config key data.backend: {backend!r} is not one of dali, torch, auto")
+    check_choice(backend, Backend, "config key data.backend")
     return "dali" if dali_available(cpu_only=device.type != "cuda") else "torch"
 
 
@@ -86,7 +83,7 @@ def build_loader(
         batch_size = per_rank_batch(data_cfg.batch_size, world_size)
     else:
         batch_size = per_rank_batch(global_batch_size, world_size, "batch size")
-    resize, crop = _sizes(data_cfg)
+    check_resolved(data_cfg)
     entries = read_list(list_file, root, num_classes)
     if max_samples is not None:
         entries = entries[:max_samples]
@@ -111,18 +108,19 @@ def build_loader(
         world_size=world_size,
         batch_size=batch_size,
         seed=seed,
-        resize=resize,
-        crop=crop,
+        resize=data_cfg.resize,
+        crop=data_cfg.crop,
         workers=data_cfg.workers,
-        interpolation=data_cfg.interpolation or "bilinear",
+        interpolation=data_cfg.interpolation,
     )
 
 
-def _sizes(data_cfg: DataConfig) -> tuple[int, int]:
-    """(resize, crop); auto values that no model resolved (``tame.models.registry.resolve_config``) fall back
-    to ImageNet's 256 / 224 with a warning."""
-    resize, crop = data_cfg.resize, data_cfg.crop
-    if resize is None or crop is None:
-        resize, crop = resize or 256, crop or 224
-        log.warning("data.resize/crop are auto and no model resolved them: using resize %d, crop %d", resize, crop)
-    return resize, crop
+def check_resolved(data_cfg: DataConfig) -> None:
+    """The loader takes the sizes and interpolation as numbers: auto (None) values are the model's to fill
+    (``tame.models.registry.build_classifier``), and the data layer knows no model and no default."""
+    auto = [f"data.{key}" for key in ("resize", "crop", "interpolation") if getattr(data_cfg, key) is None]
+    if auto:
+        raise TameError(
+            f"{', '.join(auto)}: auto, and the loader knows no model; resolve the config from the model first "
+            "(tame.models.registry.build_classifier) or set a value"
+        )

@@ -50,7 +50,7 @@ class TorchLoader(Loader):
 
     backend = "torch"
 
-    def __init__(self, *args, interpolation: str = "bilinear", **kwargs) -> None:
+    def __init__(self, *args, interpolation: str, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.interpolation = interpolation  # bilinear | bicubic (antialiased)
 

@@ -77,9 +77,10 @@ def lr_range_test(
         raise TameError(f"--smoothing {smoothing}: must be in [0, 1)")
     output_dir = output_dir or default_output_dir(cfg)
     data_paths = check_data_paths(cfg)
-    with run_session(cfg, output_dir=output_dir) as session:  # the resolved config, the process group
+    with run_session(cfg, output_dir=output_dir) as session:  # the process group; the global batch checked
         cfg, dist = session.cfg, session.dist
         setup = build_training(cfg, dist, data_paths=data_paths)
+        cfg = setup.config  # the preprocessing resolved from the model
         steps = min(steps or setup.steps_per_epoch, len(setup.loader))
         result = sweep(cfg, dist, setup, start_lr=start_lr, end_lr=end_lr, steps=steps, smoothing=smoothing)
         if dist.is_main:

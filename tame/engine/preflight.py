@@ -30,7 +30,7 @@ from tame.errors import TameError
 from tame.models import TameModel
 from tame.models.auxiliary import feature_network_from_config, tapped_layers
 from tame.models.inspect import feature_layers, layer_problems
-from tame.models.registry import classifier_from_config, resolve_config
+from tame.models.registry import build_classifier
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -84,9 +84,8 @@ def check_model(cfg: Config, report: Preflight) -> TameModel | None:
     """Build the classifier (weights included) and the AM as ``TameModel.from_config`` does; every bad layer name
     is its own problem. Adds the model, layer and AM lines to the summary."""
     try:
-        cfg = resolve_config(cfg)  # imports a module:function name; the model's own preprocessing
+        cfg, classifier = build_classifier(cfg)  # imports a module:function name; the model's own preprocessing
         model_cfg, data_cfg = cfg.model, cfg.data
-        classifier = classifier_from_config(model_cfg, data_cfg)
         aux = feature_network_from_config(model_cfg, classifier.preprocessing)  # P-TAME's auxiliary network
         tapped, key = (classifier, "model.layers") if aux is None else (aux, "model.features.layers")
         layers = feature_layers(tapped, data_cfg.crop)

@@ -43,6 +43,7 @@ from tame.engine.run_log import LossWindow, NonFiniteLoss, RunLog
 from tame.engine.validation import Validation, validation_paths
 from tame.errors import TameError
 from tame.models import TameModel
+from tame.models.registry import build_classifier
 from tame.models.tame import TrainingStep
 from tame.session import RunSession, run_session
 
@@ -52,7 +53,8 @@ AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}
 
 @dataclass
 class TrainingSetup:
-    """Everything a step needs, built once: the model, the step module, data and precision."""
+    """Everything a step needs, built once: the model, the step module, data and precision; ``config`` is the run's
+    config with the preprocessing resolved from the model (what the loader uses and the checkpoints save)."""
 
     model: TameModel
     step: nn.Module  # TrainingStep(model), or its DDP wrapper under torchrun: (images, labels) -> losses
@@ -61,6 +63,7 @@ class TrainingSetup:
     autocast: AbstractContextManager
     scaler: torch.amp.GradScaler
     memory_format: torch.memory_format
+    config: Config
 
     def losses(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         """images [B, 3, H, W] in [0, 1], labels long [B] -> {loss, ce, area, var} (under the run's precision)."""
@@ -83,15 +86,15 @@ def train(cfg: Config, loader: Any = None) -> Path:
     """
     data_paths = None if loader is not None else check_data_paths(cfg)  # fail before any work starts
     validation_paths(cfg)  # likewise the validation list, when one is set
-    with run_session(cfg) as session:  # the resolved config, the process group; the global batch checked
+    with run_session(cfg) as session:  # the process group; the global batch checked
         cfg, dist = session.cfg, session.dist
         with take_run_folder(cfg.output_dir, session.output_dir, dist), StopSignals(dist) as stop:  # one writer
-            setup = build_training(cfg, dist, loader, data_paths)
+            setup = build_training(cfg, dist, loader, data_paths)  # resolves the preprocessing from the model
             return _train(session, setup, stop)
 
 
 def _train(session: RunSession, setup: TrainingSetup, stop: StopSignals) -> Path:
-    cfg, dist, output_dir = session.cfg, session.dist, session.output_dir
+    cfg, dist, output_dir = setup.config, session.dist, session.output_dir  # the config resolved from the model
     model, steps_per_epoch = setup.model, setup.steps_per_epoch
     total_steps = cfg.train.epochs * steps_per_epoch
     optimizer = training_optimizer(model.attention, cfg.train)
@@ -152,9 +155,12 @@ def build_training(
 ) -> TrainingSetup:
     """Build the model (frozen backbone; its training step wrapped by DDP when distributed), loader and precision."""
     configure_determinism(cfg.train.deterministic, dist.device)
-    torch.manual_seed(cfg.train.seed)  # the same AM initialisation on every rank
+    torch.manual_seed(cfg.train.seed)  # the same classifier (without weights) and AM initialisation on every rank
+    cfg, classifier = build_classifier(cfg)  # the model's own sizes and normalisation where the config leaves them
     label_gather = distributed.label_gatherer(dist) if dist.distributed else None  # 'batch' R over the global batch
-    model = TameModel.from_config(cfg.model, cfg.data.crop, cfg.train, cfg.data, label_gather=label_gather)
+    model = TameModel.from_config(
+        cfg.model, cfg.data.crop, cfg.train, cfg.data, label_gather=label_gather, classifier=classifier
+    )
     model = model.to(dist.device)
     memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
     model.classifier.to(memory_format=memory_format)  # the backbone's convs; the AM's 1x1 convs gain nothing
@@ -190,7 +196,7 @@ def build_training(
     autocast = nullcontext() if amp_dtype is None else torch.autocast(dist.device.type, dtype=amp_dtype)
     scaler = torch.amp.GradScaler(dist.device.type, enabled=amp_dtype == torch.float16)
     torch.manual_seed(cfg.train.seed + dist.rank)  # per-rank randomness (dropout in backbone_mode=train) from here
-    return TrainingSetup(model, step, loader, steps_per_epoch, autocast, scaler, memory_format)
+    return TrainingSetup(model, step, loader, steps_per_epoch, autocast, scaler, memory_format, cfg)
 
 
 def isolated_rng(batches: Iterable) -> Iterator:

@@ -55,14 +55,15 @@ def predict_list(
     ``model_cfg``: a model name (with ``pretrained``/``weights``) or a config's ``model`` section (name, weights,
     mean/std); unset sizes in ``data_cfg`` (None) come from the model; ``data_cfg.batch_size`` is the global batch.
     """
-    from tame.models.registry import classifier_from_config
+    from tame.models.registry import build_classifier
 
     if isinstance(model_cfg, str):
         model_cfg = ModelConfig(name=model_cfg, pretrained=pretrained, weights=weights)
     config = Config(model=model_cfg, data=data_cfg)
     with run_session(config, device=device, global_batch_size=data_cfg.batch_size) as session:  # --batch-size
-        cfg, dist = session.cfg, session.dist
-        model = classifier_from_config(cfg.model, cfg.data).to(dist.device)
+        cfg, model = build_classifier(session.cfg)  # built once; unset sizes and mean/std: the model's own
+        dist = session.dist
+        model = model.to(dist.device)
         loader = build_loader(cfg.data, list_file, root, train=False, dist=dist)
         write_shard(output, dist.rank, *predict_shard(model, loader, progress=dist.is_main))
         barrier(dist)

@@ -27,6 +27,7 @@ from tame.evaluation.tables import class_csv, csv_text, eval_report, image_csv
 from tame.io import write_text_atomic
 from tame.metrics import road
 from tame.models import TameModel
+from tame.models.registry import build_classifier
 from tame.session import run_session
 
 if TYPE_CHECKING:
@@ -121,13 +122,12 @@ def open_evaluation(options: EvalOptions) -> Iterator[EvaluationData]:
     )
     root = expand_path(str(options.root), "--root") if options.root else expand_path(cfg.data.val_root, "data.val_root")
     checkpoint = _checkpoint_file(getattr(options, "checkpoint", None))
-    with run_session(
-        cfg, device=options.device, checkpoint=checkpoint, global_batch_size=options.batch_size
-    ) as session:
+    with run_session(cfg, device=options.device, global_batch_size=options.batch_size) as session:
         cfg, dist = session.cfg, session.dist
-        boxes = read_boxes(options.boxes, cfg.data.resize, cfg.data.crop) if options.boxes else None  # resolved sizes
         torch.manual_seed(cfg.train.seed)  # a classifier without weights (pretrained: false) is the same every run
-        model = TameModel.from_config(cfg.model, data_cfg=cfg.data).to(dist.device).eval()
+        cfg, classifier = build_classifier(cfg, checkpoint)  # auto sizes: the checkpoint's saved, else the model's
+        boxes = read_boxes(options.boxes, cfg.data.resize, cfg.data.crop) if options.boxes else None  # resolved sizes
+        model = TameModel.from_config(cfg.model, data_cfg=cfg.data, classifier=classifier).to(dist.device).eval()
         loader = build_loader(
             cfg.data,
             list_file,

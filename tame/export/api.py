@@ -22,6 +22,7 @@ from tame.export.graph import INPUT_DTYPES, ExplainGraph, metadata
 from tame.export.runners import open_exported
 from tame.export.verify import Verification, verify_export
 from tame.models import TameModel
+from tame.models.preprocessing import default_resize
 
 log = logging.getLogger(__name__)
 
@@ -54,15 +55,15 @@ def export_model(
     ``verify_images`` (float [N, 3, S, S] in [0, 1]; default ``verify_count`` random images) and write it.
 
     ``input_size``: the exported square input S; ``resize``: the shorter side a runtime resizes images to before the
-    centre crop (recorded in the metadata; default S * 8 // 7, as 256 for 224). Without ``dynamic_batch`` the graph
-    takes batches of exactly ``batch_size``.
+    centre crop (recorded in the metadata; default ImageNet's ``crop_pct``, as 256 for 224). Without
+    ``dynamic_batch`` the graph takes batches of exactly ``batch_size``.
     """
     started = time.perf_counter()
     path = Path(path)
     check_request(path, fmt, opset, input_dtype, batch_size)
     model.eval()
     device = next(model.attention.parameters()).device
-    meta = metadata(model, input_size, resize or input_size * 8 // 7, input_dtype)
+    meta = metadata(model, input_size, resize or default_resize(input_size), input_dtype)
     meta["dynamic_batch"], meta["batch_size"] = str(dynamic_batch).lower(), str(batch_size)
     example_batch = 2 if dynamic_batch else batch_size  # torch.export would specialise a batch of 1
     inputs = example_inputs(example_batch, input_size, INPUT_DTYPES[input_dtype], device, model.num_classes)

@@ -1,18 +1,21 @@
 """Each model's own preprocessing (mean, std, resize, crop, interpolation), resolved once and saved with the AM.
 
-Per key, the first source that sets it wins: explicit values (the config: ``model.mean/std``,
-``data.resize/crop/interpolation``; null or ``auto`` means "not set"), a checkpoint's saved preprocessing, the
-model's ``pretrained_cfg`` read through timm's ``resolve_data_config``, and last ImageNet's values with a warning.
+Per key, the first source that sets it wins (timm's precedence: arguments > model config > defaults, all in
+:func:`resolve_preprocessing`): explicit values (the config: ``model.mean/std``, ``data.resize/crop/interpolation``;
+null or ``auto`` means "not set"; then a checkpoint's saved preprocessing), the model's ``pretrained_cfg`` read
+through timm's ``resolve_data_config``, and last :data:`DEFAULT` (ImageNet's) with a warning.
 timm models carry a ``pretrained_cfg``; any module may, so a ``module:function`` builder can declare its own::
 
     net.pretrained_cfg = {"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5), "input_size": (3, 224, 224),
                           "crop_pct": 0.875, "interpolation": "bilinear"}
 
 ``crop`` is ``input_size[-1]``, ``resize = floor(crop / crop_pct)`` (as timm computes its eval resize).
+:func:`tame.models.registry.build_classifier` resolves a config's auto values from the classifier it builds.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -24,6 +27,7 @@ from typing import Any
 from torch import nn
 
 from tame.checkpoint.format import read_attention_file
+from tame.choices import Interpolation, check_choice
 from tame.config import check_mean_std
 from tame.errors import TameError
 
@@ -31,15 +35,8 @@ log = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-INTERPOLATIONS = ("bilinear", "bicubic")
+IMAGENET_CROP_PCT = 0.875  # resize 256 for crop 224
 KEYS = ("mean", "std", "resize", "crop", "interpolation")
-DEFAULTS: dict[str, Any] = {
-    "mean": IMAGENET_MEAN,
-    "std": IMAGENET_STD,
-    "crop": 224,
-    "crop_pct": 0.875,  # resize 256 for crop 224
-    "interpolation": "bilinear",
-}
 _MEAN_STD = ("mean", "std")
 _FROM_MODEL = (
     "its pretrained_cfg mean (set model.mean to override it)",
@@ -75,9 +72,21 @@ class Preprocessing:
         if len(mean) != 3 or len(std) != 3:
             raise TameError(f"expected 3-channel mean/std, got {mean} / {std}")
         interpolation = str(values["interpolation"])
-        if interpolation not in INTERPOLATIONS:
-            raise TameError(f"interpolation {interpolation!r} is not one of {', '.join(INTERPOLATIONS)}")
+        check_choice(interpolation, Interpolation, "interpolation")
         return cls(mean, std, int(values["resize"]), int(values["crop"]), interpolation)
+
+
+def default_resize(crop: int) -> int:
+    """The resize of ``crop`` with ImageNet's ``crop_pct`` (256 for 224): ``floor(crop / 0.875)``."""
+    return math.floor(crop / IMAGENET_CROP_PCT)
+
+
+# The one default: ImageNet's eval transform, used where neither the arguments nor the model set a key.
+DEFAULT = Preprocessing(IMAGENET_MEAN, IMAGENET_STD, default_resize(224), 224, "bilinear")
+_DEFAULTS: dict[str, Any] = {  # DEFAULT as resolve_preprocessing reads it: the resize follows a given crop
+    **{key: getattr(DEFAULT, key) for key in ("mean", "std", "crop", "interpolation")},
+    "crop_pct": IMAGENET_CROP_PCT,
+}
 
 
 def model_values(net: nn.Module) -> dict[str, Any]:
@@ -110,7 +119,7 @@ def resolve_preprocessing(
     check_mean_std(given.get("mean"), given.get("std"), "mean", "std")
     own = {key: model[key] for key in _MEAN_STD if key in model and key not in given}  # the given ones replace these
     check_mean_std(own.get("mean"), own.get("std"), *_FROM_MODEL)
-    values = {**DEFAULTS, **model, **given}
+    values = {**_DEFAULTS, **model, **given}
     if "resize" not in values:
         values["resize"] = math.floor(values["crop"] / values["crop_pct"])
     missing = [key for key in KEYS if key not in given and key not in model and not _derived(key, model)]
@@ -162,3 +171,16 @@ def with_preprocessing(config, preprocessing: Preprocessing):
         config.data, resize=values["resize"], crop=values["crop"], interpolation=values["interpolation"]
     )
     return dataclasses.replace(config, model=model, data=data)
+
+
+def given_preprocessing(config, checkpoint: str | Path | None = None) -> dict[str, Any]:
+    """The preprocessing ``config`` sets explicitly, over the one ``checkpoint`` (an AM file) saved: the arguments
+    of :func:`resolve_preprocessing` for the config's model (``tame explain``/``eval`` with their ``--checkpoint``)."""
+    given = {key: value for key, value in config_values(config.model, config.data).items() if value is not None}
+    if checkpoint is not None and len(given) < len(KEYS):
+        saved = {}
+        with contextlib.suppress(TameError):  # unreadable: loading its weights says so in full, later
+            saved = {key: value for key, value in checkpoint_preprocessing(checkpoint).items() if key not in given}
+        check_mean_std(saved.get("mean"), saved.get("std"), *(f"checkpoint {checkpoint}: saved {k}" for k in _MEAN_STD))
+        given = {**saved, **given}
+    return given

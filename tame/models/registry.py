@@ -7,7 +7,7 @@ and applies its own normalisation; ``classifier.preprocessing`` is the model's r
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import importlib
 import inspect
 from collections.abc import Callable, Mapping, Sequence
@@ -18,14 +18,14 @@ import torch
 from torch import nn
 
 from tame.checkpoint.format import check_finite, check_state_dict
-from tame.config import check_mean_std, validate
+from tame.config import validate
 from tame.errors import TameError
 from tame.io import load_tensor_file
 from tame.models.preprocessing import (
+    DEFAULT,
     KEYS,
     Preprocessing,
-    checkpoint_preprocessing,
-    config_values,
+    given_preprocessing,
     resolve_preprocessing,
     with_preprocessing,
 )
@@ -52,7 +52,7 @@ class Classifier(nn.Module):
     """A frozen image classifier taking images in [0, 1]; normalises inside.
 
     ``net`` is the original model (layer names for feature taps are ``net.named_modules()`` names);
-    ``preprocessing`` the eval transform it expects (None: ``mean``/``std`` with ImageNet's sizes).
+    ``preprocessing`` the eval transform it expects (None: ``mean``/``std`` with the default's sizes).
     """
 
     def __init__(
@@ -68,7 +68,7 @@ class Classifier(nn.Module):
         self.net = net
         self.name = name
         self.prefix_tokens = prefix_tokens  # None: what the model tells (:func:`model_prefix_tokens`)
-        self.preprocessing = preprocessing or Preprocessing(tuple(mean), tuple(std), 256, 224, "bilinear")
+        self.preprocessing = preprocessing or dataclasses.replace(DEFAULT, mean=tuple(mean), std=tuple(std))
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.freeze()
@@ -133,6 +133,26 @@ def classifier_from_config(model_cfg, data_cfg=None, crop: int | None = None) ->
     )
 
 
+def build_classifier(config, checkpoint: str | Path | None = None) -> tuple[Any, Classifier]:
+    """(``config`` with every preprocessing key resolved, the classifier ``config.model`` names): built once, weights
+    included, and the config's auto values read from it. Per key: the config's value, then ``checkpoint``'s saved
+    preprocessing (an AM file), then the model's own, then ImageNet's with a warning
+    (:func:`tame.models.preprocessing.resolve_preprocessing`). Pass the classifier on to
+    ``TameModel.from_config(..., classifier=...)``; a seed set before this call fixes a weightless classifier."""
+    model_cfg = config.model
+    classifier = create_classifier(
+        model_cfg.name,
+        pretrained=model_cfg.pretrained,
+        weights=model_cfg.weights,
+        num_classes=model_cfg.num_classes,
+        preprocessing=given_preprocessing(config, checkpoint),
+        prefix_tokens=model_cfg.prefix_tokens,
+    )
+    resolved = with_preprocessing(config, classifier.preprocessing)
+    validate(resolved)
+    return resolved, classifier
+
+
 def create_classifier(
     name: str,
     *,
@@ -173,34 +193,6 @@ def create_classifier(
     except TameError as err:
         raise TameError(f"backbone {name!r}: {err}") from None
     return Classifier(net, name, resolved.mean, resolved.std, resolved, prefix_tokens)
-
-
-def resolve_config(config, checkpoint: str | Path | None = None):
-    """The config with every preprocessing key resolved: explicit config values, then the checkpoint's saved
-    preprocessing, then the model's own (built without weights), then ImageNet's with a warning.
-
-    Commands call this right after ``load_config`` (``tame explain``/``eval`` with their ``--checkpoint``).
-    """
-    given = {key: value for key, value in config_values(config.model, config.data).items() if value is not None}
-    if checkpoint is not None and len(given) < len(KEYS):
-        saved = {}
-        with contextlib.suppress(TameError):  # unreadable: loading its weights says so in full, later
-            saved = {key: value for key, value in checkpoint_preprocessing(checkpoint).items() if key not in given}
-        check_mean_std(
-            saved.get("mean"), saved.get("std"), *(f"checkpoint {checkpoint}: saved {k}" for k in ("mean", "std"))
-        )
-        given = {**saved, **given}
-    if len(given) == len(KEYS):
-        preprocessing = Preprocessing.from_dict(given)
-    else:
-        model_cfg = config.model
-        classifier = create_classifier(
-            model_cfg.name, pretrained=False, num_classes=model_cfg.num_classes, preprocessing=given
-        )
-        preprocessing = classifier.preprocessing
-    resolved = with_preprocessing(config, preprocessing)
-    validate(resolved)
-    return resolved
 
 
 def _build_from_path(name: str, pretrained: bool, kwargs: dict) -> nn.Module:

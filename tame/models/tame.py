@@ -23,13 +23,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from tame.checkpoint.format import check_state_dict, read_attention_file, save_attention_file
+from tame.choices import BackboneMode, LabelSource, MaskSpace, Regulariser, check_choice
 from tame.errors import TameError
 from tame.models import auxiliary
 from tame.models.attention import AttentionMechanism
 from tame.models.loss import LossWeights, tame_loss
 from tame.models.registry import Classifier, classifier_from_config
 from tame.models.taps import FeatureTaps
-from tame.models.versions import MASK_SPACES, build_attention, check_layer_count, get_version, loss_weights
+from tame.models.versions import build_attention, check_layer_count, get_version, loss_weights
 
 logger = logging.getLogger(__name__)
 LabelGather = Callable[[torch.Tensor], tuple[torch.Tensor, int]]  # local labels -> (global labels, own offset)
@@ -131,14 +132,13 @@ class TameModel(nn.Module):
         check_layer_count(version, layers)
         auxiliary.check_feature_source(version, get_version(version).features, feature_net)
         mask_space = get_version(version).mask_space if mask_space == "auto" else mask_space
-        for value, choices, what in (
-            (mask_space, MASK_SPACES, "mask_space"),
-            (regulariser, ("batch", "diagonal"), "regulariser"),
-            (label_source, ("model", "list"), "label_source"),
-            (backbone_mode, ("eval", "train"), "backbone_mode"),
+        for value, alias, what in (
+            (mask_space, MaskSpace, "mask_space"),
+            (regulariser, Regulariser, "regulariser"),
+            (label_source, LabelSource, "label_source"),
+            (backbone_mode, BackboneMode, "backbone_mode"),
         ):
-            if value not in choices:
-                raise TameError(f"{what} must be one of {', '.join(choices)}, got {value!r}")
+            check_choice(value, alias, what)
         self.classifier = classifier
         self.layers = list(layers)
         self.version = version

@@ -17,10 +17,9 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from tame.choices import TokenTransform, check_choice
 from tame.errors import TameError
 from tame.registry import close_matches
-
-TOKEN_TRANSFORMS = ("drop", "class_weighted")
 
 
 def tokens_to_map(
@@ -43,8 +42,8 @@ def tokens_to_map(
         if num_prefix_tokens < 1:
             raise TameError("token_transform 'class_weighted' needs a class token (the model has no prefix tokens)")
         patch_tokens = patch_tokens * tokens[:, :1]
-    elif transform != "drop":
-        raise TameError(f"token_transform {transform!r} is not one of {', '.join(TOKEN_TRANSFORMS)}")
+    else:
+        check_choice(transform, TokenTransform, "token_transform")
     return patch_tokens.transpose(1, 2).reshape(batch, dim, height, width)
 
 
@@ -64,8 +63,7 @@ class FeatureTaps:
             raise TameError(f"layers repeat a name: {' '.join(layers)}")
         self.layers = list(layers)
         self.num_prefix_tokens = num_prefix_tokens
-        if token_transform not in TOKEN_TRANSFORMS:
-            raise TameError(f"token_transform {token_transform!r} is not one of {', '.join(TOKEN_TRANSFORMS)}")
+        check_choice(token_transform, TokenTransform, "token_transform")
         self.token_transform = token_transform
         self.image_hw: tuple[int, int] = (1, 1)
         self._outputs: dict[str, torch.Tensor] | None = None  # None: no capture open, the hooks keep nothing

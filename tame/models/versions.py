@@ -22,8 +22,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, get_args
 
+from tame.choices import MaskSpace, check_choice
 from tame.errors import TameError
 from tame.models.attention import (
     MAX_RESOLUTION,
@@ -38,9 +38,6 @@ from tame.models.attention import (
 from tame.models.loss import PTAME_WEIGHTS, TAME_WEIGHTS, LossWeights
 from tame.registry import Registry
 
-MaskSpace = Literal["pixels", "normalised"]
-MASK_SPACES: tuple[str, ...] = get_args(MaskSpace)
-
 
 @dataclass(frozen=True)
 class Version:
@@ -54,8 +51,7 @@ class Version:
     source: str = ""  # the published code it reproduces
 
     def __post_init__(self) -> None:
-        if self.mask_space not in MASK_SPACES:
-            raise TameError(f"mask_space must be one of {', '.join(MASK_SPACES)}, got {self.mask_space!r}")
+        check_choice(self.mask_space, MaskSpace, "mask_space")
 
 
 VERSIONS: Registry[Version] = Registry("attention version")

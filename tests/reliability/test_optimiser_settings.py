@@ -17,7 +17,7 @@ from tame.engine.optim import build_training_optimizer, parameter_groups
 from tame.engine.train import train
 from tame.errors import TameError
 from tame.models import create_classifier, register_backbone
-from tame.models.registry import resolve_config
+from tame.models.registry import build_classifier
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -134,8 +134,8 @@ def test_zero_std_from_the_model_names_its_pretrained_cfg(zero_std_backbone):
         create_classifier(zero_std_backbone, pretrained=False)
     cfg = load_config(None, [f"model.name={zero_std_backbone}", "model.pretrained=false"])
     with pytest.raises(TameError, match=r"its pretrained_cfg std \(set model\.std to override it\)"):
-        resolve_config(cfg)
-    resolve_config(load_config(None, [f"model.name={zero_std_backbone}", "model.std=[0.5,0.5,0.5]"]))  # overridden
+        build_classifier(cfg)
+    build_classifier(load_config(None, [f"model.name={zero_std_backbone}", "model.std=[0.5,0.5,0.5]"]))  # overridden
 
 
 def test_zero_std_saved_in_a_checkpoint_names_the_checkpoint(tmp_path):
@@ -148,7 +148,7 @@ def test_zero_std_saved_in_a_checkpoint_names_the_checkpoint(tmp_path):
     state["meta"]["preprocessing"]["std"] = [0.0, 0.0, 0.0]
     torch.save(state, tmp_path / "am.pt")
     with pytest.raises(TameError, match=r"checkpoint .*am\.pt: saved std: every value must be positive"):
-        resolve_config(load_config(None, ["model.name=test_resnet"]), tmp_path / "am.pt")
+        build_classifier(load_config(None, ["model.name=test_resnet"]), tmp_path / "am.pt")
 
 
 def logged_lr(run: Path) -> dict[int, float]:

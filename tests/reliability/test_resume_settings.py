@@ -95,16 +95,16 @@ def test_unchanged_resume_keeps_the_checkpoint_schedule_exactly(cli, data, refer
 LCAM_SCHEDULE = ("train.schedule=epoch_decay", "train.lr_decay=0.5", "train.cycle_momentum=false")
 
 
-def test_epoch_decay_run_resumes_to_the_same_weights_and_adopts_a_new_decay(cli, training_data, tmp_path):
+def test_epoch_decay_run_resumes_to_the_same_weights_and_adopts_a_new_decay(cli, data, tmp_path):
     """L-CAM's schedule (LambdaLR, no OneCycleLR attributes) resumes exactly; a new ``train.lr_decay`` or
     ``train.max_lr`` is in effect from the resumed step, as for the one-cycle schedule."""
     full = tmp_path / "full"
-    assert cli("train", *tiny_overrides(training_data, full, *LCAM_SCHEDULE, "train.bias_weight_decay=true")).code == 0
+    assert cli("train", *tiny_overrides(data, full, *LCAM_SCHEDULE, "train.bias_weight_decay=true")).code == 0
     logged = {e["step"]: e["lr"] for e in json.loads((full / "train_record.json").read_text())["steps"]}
     assert [logged[s] for s in (2, 6, 8, 12)] == pytest.approx([1e-2, 1e-2, 5e-3, 5e-3])
     resumed = tmp_path / "resumed"
     copy_up_to(full, resumed, 8)
-    result = cli("train", *tiny_overrides(training_data, resumed, *LCAM_SCHEDULE, "train.bias_weight_decay=true"))
+    result = cli("train", *tiny_overrides(data, resumed, *LCAM_SCHEDULE, "train.bias_weight_decay=true"))
     assert result.code == 0 and result.err == "", result.err
     want = torch.load(full / "epoch_2.pt", weights_only=True)["attention"]
     have = torch.load(resumed / "epoch_2.pt", weights_only=True)["attention"]
@@ -112,14 +112,14 @@ def test_epoch_decay_run_resumes_to_the_same_weights_and_adopts_a_new_decay(cli,
     changed = tmp_path / "changed"
     copy_up_to(full, changed, 6)
     overrides = (*LCAM_SCHEDULE, "train.bias_weight_decay=true", "train.lr_decay=0.25", "train.max_lr=2e-2")
-    result = cli("train", *tiny_overrides(training_data, changed, *overrides))
+    result = cli("train", *tiny_overrides(data, changed, *overrides))
     assert result.code == 0, result.err
     assert "train.max_lr, train.lr_decay changed: in effect from step 7 on" in result.err
     logged = {e["step"]: e["lr"] for e in json.loads((changed / "train_record.json").read_text())["steps"]}
     assert [logged[s] for s in (6, 8, 12)] == pytest.approx([1e-2, 2e-2 * 0.25, 2e-2 * 0.25])
 
 
-def test_changed_schedule_on_resume_is_refused(cli, training_data, reference_run, tmp_path):
+def test_changed_schedule_on_resume_is_refused(cli, data, reference_run, tmp_path):
     copy_up_to(reference_run, tmp_path, 6)
-    result = cli("train", *tiny_overrides(training_data, tmp_path, *LCAM_SCHEDULE))
+    result = cli("train", *tiny_overrides(data, tmp_path, *LCAM_SCHEDULE))
     result.assert_one_error_line(r"train\.schedule=one_cycle, this run has train\.schedule=epoch_decay")
