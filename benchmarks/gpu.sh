@@ -15,7 +15,10 @@
 #   4. AD/IC evaluation images/s at batch 64 vs the reference's one-image loop (benchmarks.evaluation)
 #   5. peak GPU memory of one training step, TAME vs its limit vs all K maps (benchmarks.memory)
 #   6. explanation latency per image vs a bare forward (benchmarks.latency)
-#   7. one table of everything (benchmarks.summary -> RESULTS/summary.json)
+#   7. a TAME training step beside timm's own ResNet-50 training step, same batch, bf16, channels_last, in one
+#      process: the ratio tame / timm (benchmarks.timm_step)
+#   8. explanation latency, torch on the GPU vs the exported ONNX graph in ONNX Runtime (benchmarks.export --device)
+#   9. one table of everything (benchmarks.summary -> RESULTS/summary.json)
 #
 # Dependencies: torch with CUDA, timm, numpy, pillow, pyyaml, tqdm (and pytorch-grad-cam for step 6); `tame` is
 # imported from this checkout (PYTHONPATH). DALI is optional: when `nvidia.dali` does not import and .whl/ holds
@@ -102,12 +105,13 @@ fi
 if [[ $DEVICE == cpu ]]; then
     IMAGES=64 STEPS=2 WARMUP=1 COMPILE="off" EVAL_IMAGES=8 BATCH=${BATCH:-4} LOADERS="dali-cpu torch"
     TINY=(--device cpu --quick) MEMORY=(--models resnet50)  # CPU memory: a fresh process per variant, slow here
+    EXPORT=(--device cpu --quick)
 elif ((QUICK)); then
     IMAGES=512 STEPS=5 WARMUP=3 COMPILE="off" EVAL_IMAGES=64 BATCH=${BATCH:-256} LOADERS="dali-mixed torch"
-    TINY=(--device cuda) MEMORY=(--amp bf16 --channels-last)
+    TINY=(--device cuda) MEMORY=(--amp bf16 --channels-last) EXPORT=(--device cuda --repeats 5)
 else
     IMAGES=2048 STEPS=30 WARMUP=8 COMPILE="off on" EVAL_IMAGES=128 BATCH=${BATCH:-256} LOADERS="dali-mixed torch"
-    TINY=(--device cuda) MEMORY=(--amp bf16 --channels-last)
+    TINY=(--device cuda) MEMORY=(--amp bf16 --channels-last) EXPORT=(--device cuda)
 fi
 
 # shellcheck disable=SC2086  # LOADERS and COMPILE are lists
@@ -120,6 +124,8 @@ fi
     step evaluation 45 "$PYTHON" -m benchmarks.evaluation "${TINY[@]}" --batch-size 64 --images "$EVAL_IMAGES"
     step memory 45 "$PYTHON" -m benchmarks.memory "${TINY[@]}" --batch-size "$BATCH" "${MEMORY[@]}"
     step latency 40 "$PYTHON" -m benchmarks.latency "${TINY[@]}" --repeats 30 --slow-repeats 3
+    step timm_step 60 "$PYTHON" -m benchmarks.timm_step "${TINY[@]}" --batch-size "$BATCH"
+    step export 60 "$PYTHON" -m benchmarks.export "${EXPORT[@]}"
 }
 
 echo

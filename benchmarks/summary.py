@@ -86,6 +86,13 @@ def throughput(report: dict, rows: Rows) -> None:
             rows.add("throughput", what, r["model_only"]["images_per_s"], "images/s", report["device"])
 
 
+def timm_step(report: dict, rows: Rows) -> None:
+    what = f"TAME step / timm ResNet-50 training step ({report['size']} px, batch {report['batch']}, {report['amp']}"
+    rows.add("timm_step", f"{what}, {report['clock']} time)", report["tame_over_timm"], "x", report["device"])
+    for name, rate in report["images_per_s"].items():
+        rows.add("timm_step", f"{name} training step", rate, "images/s", report["device"])
+
+
 SECTIONS: dict[str, Callable[[dict, Rows], None]] = {
     "training": training,
     "evaluation": evaluation,
@@ -93,6 +100,7 @@ SECTIONS: dict[str, Callable[[dict, Rows], None]] = {
     "loaders": loaders,
     "memory": memory,
     "throughput": throughput,
+    "timm_step": timm_step,
 }
 
 

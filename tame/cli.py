@@ -12,7 +12,7 @@ import importlib
 import sys
 
 from tame.commands.options import add_verbosity_options
-from tame.distributed import resolve_launch
+from tame.distributed import launch_rank
 from tame.errors import TameError
 from tame.log import setup_logging
 
@@ -38,7 +38,7 @@ def _run(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
         setattr(args, intermixed, [*getattr(args, intermixed), *extra])
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    setup_logging(getattr(args, "verbosity", 0), rank=resolve_launch().rank)  # torchrun / SLURM rank, else 0
+    setup_logging(getattr(args, "verbosity", 0), rank=launch_rank())  # torchrun / SLURM rank, else 0
     try:
         return int(args.handler(args) or 0)
     except TameError as err:

@@ -93,6 +93,7 @@ class TrainConfig:
     val_every: int = 0  # also validate every N steps (0: at epoch ends only); needs data.val_list
     val_samples: int = 0  # validate on the first N images of data.val_list (0: all of it)
     select_by: str = "AD(15%)"  # the validation metric that picks best.pt (see VAL_METRICS)
+    val_class_sensitivity: int = 0  # also class sensitivity at each validation: 2 or 4 images per composite (0: off)
 
 
 @dataclass

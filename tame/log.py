@@ -58,7 +58,7 @@ class _Formatter(logging.Formatter):
 
 def setup_logging(verbosity: int = 0, rank: int = 0) -> None:
     """``verbosity``: -1 quiet (warnings and errors only), 0 normal, 1 verbose (debug); ``rank``: this process's
-    (the CLI passes ``tame.distributed.resolve_launch().rank``). Safe to call again."""
+    (the CLI passes ``tame.distributed.launch_rank()``). Safe to call again."""
     level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG if verbosity > 0 else logging.WARNING)
     logger = logging.getLogger("tame")
     for handler in [h for h in logger.handlers if h.get_name() == _HANDLER_NAME]:

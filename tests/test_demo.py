@@ -32,7 +32,8 @@ def test_quick_demo_runs_end_to_end_and_reuses_stages(tmp_path, caplog, monkeypa
         assert f"<td>{method}</td>" in page
     assert "on its better layer" in page and "worst class" in page
     assert (tmp_path / "tune" / "val.txt").is_file()  # the held-out tuning split
-    for figure in ("tame/loss_curve.png", "lr_find/lr_find.png", "compare/compare.png", "gallery/00.png"):
+    figures = ("tame/loss_curve.png", "lr_find/lr_find.png", "compare/compare.png", "gallery/00.png")
+    for figure in (*figures, "composites/00.png", "sanity/compare_sanity.png"):
         assert (tmp_path / figure).stat().st_size > 1000, figure
         assert figure in page
     assert (tmp_path / "report.md").read_text().startswith("# TAME demo")
@@ -41,10 +42,12 @@ def test_quick_demo_runs_end_to_end_and_reuses_stages(tmp_path, caplog, monkeypa
         (tmp_path / "report.md").read_text(),
     )
     assert "\n| circle | " in (tmp_path / "report.md").read_text()  # per-class rows named, not numbered
+    assert "Class sensitivity (report split" in page and "Sanity checks on" in page
+    assert re.search(r"\| tame \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \|", (tmp_path / "report.md").read_text())
     caplog.clear()
     run_demo(CONFIG, tmp_path, QUICK)
     printed = caplog.text
-    for stage in ("data", "classifier", "lr-find", "tame", "p-tame", "compare", "check"):
+    for stage in ("data", "classifier", "lr-find", "tame", "p-tame", "compare", "check", "sanity"):
         assert f"[{stage}] reusing" in printed
 
 

@@ -13,11 +13,13 @@ from tame.distributed import (
     Launch,
     SyncBatchNorm2d,
     convert_sync_batchnorm,
+    data_parallel,
     first_host,
     label_gatherer,
     pick_device,
     resolve_launch,
     setup,
+    sync_batchnorm,
 )
 from tame.errors import TameError
 
@@ -49,6 +51,8 @@ def test_srun_without_torchrun():
         "SLURM_NTASKS_PER_NODE": "4(x2)",
         "SLURM_JOB_NODELIST": "gpu[003-004]",
         "SLURM_JOB_ID": "12345",
+        "SLURM_STEP_NUM_TASKS": "8",  # srun sets the SLURM_STEP_* variables for the tasks it starts
+        "SLURM_STEP_TASKS_PER_NODE": "4(x2)",
     }
     launch = resolve_launch(env)
     assert (launch.rank, launch.world_size, launch.local_rank, launch.local_world_size) == (5, 8, 1, 4)
@@ -58,6 +62,83 @@ def test_srun_without_torchrun():
 
 def test_one_slurm_task_is_one_process():  # e.g. the sbatch script itself, before torchrun starts
     assert resolve_launch({"SLURM_PROCID": "0", "SLURM_NTASKS": "1"}) == Launch()
+    # `srun -n 1` inside an allocation of 2 tasks: the step has one task
+    assert resolve_launch({"SLURM_PROCID": "0", "SLURM_NTASKS": "2", "SLURM_STEP_NUM_TASKS": "1"}) == Launch()
+
+
+def test_a_half_launched_job_is_refused_at_once():
+    """A batch script of --ntasks=2 that calls `tame train` itself (no srun): one process would wait for a rank 1
+    that nobody starts (it used to, silently, until killed)."""
+    env = {"SLURM_PROCID": "0", "SLURM_NTASKS": "2", "SLURM_JOB_NODELIST": "node1", "SLURM_JOB_ID": "7"}
+    with pytest.raises(TameError, match=r"^started without srun\? SLURM_NTASKS=2 promises 2 processes"):
+        resolve_launch(env)
+    assert resolve_launch({**env, "RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0"}).source == "torchrun"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+SRUN_TASK = """
+import sys, torch, torch.distributed as torch_dist
+from tame.distributed import setup
+dist = setup("cpu")
+total = torch.tensor([float(dist.rank + 1)])
+torch_dist.all_reduce(total)
+print(dist.rank, dist.world_size, int(total.item()))
+torch_dist.destroy_process_group()
+"""
+
+
+def test_tasks_started_by_srun_without_torchrun_meet_in_our_store():
+    """srun starting one task per GPU itself: the tasks meet in a TCP store on the first node's host (rank 0's)."""
+    import os
+    import subprocess
+    import sys
+
+    port, processes = free_port(), []
+    for rank in (1, 0):  # rank 1 first: it waits, quietly, for rank 0's store to listen
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "SLURM_PROCID": str(rank), "SLURM_LOCALID": str(rank)}
+        env |= {"SLURM_NTASKS": "2", "SLURM_STEP_NUM_TASKS": "2", "SLURM_JOB_NODELIST": "127.0.0.1"}
+        env |= {"MASTER_PORT": str(port), "TAME_RENDEZVOUS_TIMEOUT": "60"}
+        for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "TORCHELASTIC_RESTART_COUNT", "MASTER_ADDR"):
+            env.pop(name, None)
+        task = subprocess.Popen([sys.executable, "-c", SRUN_TASK], env=env, stdout=subprocess.PIPE, text=True)
+        processes.append(task)
+    outputs = sorted(process.communicate(timeout=120)[0].strip() for process in processes)
+    assert [process.returncode for process in processes] == [0, 0]
+    assert outputs == ["0 2 3", "1 2 3"]
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_a_rendezvous_that_never_completes_is_one_line_after_the_timeout(rank):
+    """srun started the tasks, but the other one never arrives (rank 0 waits for it; rank 1 finds nobody listening):
+    TAME_RENDEZVOUS_TIMEOUT seconds, then one line naming the address, instead of torch's 30-minute wait."""
+    import time
+
+    port = free_port()
+    env = {
+        "SLURM_PROCID": str(rank),
+        "SLURM_LOCALID": str(rank),
+        "SLURM_NTASKS": "2",
+        "SLURM_STEP_NUM_TASKS": "2",
+        "SLURM_JOB_NODELIST": "127.0.0.1",
+        "MASTER_PORT": str(port),
+        "TAME_RENDEZVOUS_TIMEOUT": "1.5",
+    }
+    started = time.monotonic()
+    with pytest.raises(TameError) as caught:
+        setup("cpu", env=env)
+    assert time.monotonic() - started < 10
+    message = str(caught.value)
+    assert message.startswith(f"rank {rank} of 2: the rendezvous at 127.0.0.1:{port} did not complete within 1.5 s")
+    assert "TAME_RENDEZVOUS_TIMEOUT" in message and "\n" not in message and not torch_dist.is_initialized()
+    with pytest.raises(TameError, match="TAME_RENDEZVOUS_TIMEOUT='soon' must be a number of seconds"):
+        setup("cpu", env={**env, "TAME_RENDEZVOUS_TIMEOUT": "soon"})
 
 
 @pytest.mark.parametrize(
@@ -92,6 +173,55 @@ def test_single_process_setup_starts_no_group():
     dist = setup("cpu", env={})
     assert dist == Dist(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
     assert not dist.distributed and dist.is_main and not torch_dist.is_initialized()
+
+
+def test_the_training_step_is_wrapped_without_buffer_broadcasts(tmp_path):
+    """gloo (CPU): our SyncBatchNorm2d in the AM, and no broadcast of the frozen classifier's buffers every step."""
+    torch_dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        attention = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4))
+        step = nn.Sequential(nn.BatchNorm2d(3).requires_grad_(False), attention)
+        wrapped = data_parallel(step, Dist(0, 1, 0, torch.device("cpu")), attention)
+        assert not wrapped.will_sync_module_buffers() and wrapped.module is step
+        assert type(attention[1]) is SyncBatchNorm2d and type(step[0]) is nn.BatchNorm2d
+    finally:
+        torch_dist.destroy_process_group()
+
+
+@pytest.mark.gpu
+def test_on_cuda_the_am_uses_torch_syncbatchnorm():
+    """nccl: torch.nn.SyncBatchNorm (fused CUDA kernels) replaces each BatchNorm2d, keeping its parameters and
+    state-dict keys; in eval mode it computes what the BatchNorm2d did."""
+    cuda = Dist(0, 1, 0, torch.device("cuda", 0))
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4)).cuda().eval()
+    with torch.no_grad():
+        net[1].running_mean.uniform_(-1, 1)
+    x = torch.randn(2, 3, 8, 8, device="cuda")
+    before, state = net(x), {k: v.clone() for k, v in net.state_dict().items()}
+    weight = net[1].weight
+    sync_batchnorm(net, cuda)
+    assert type(net[1]) is nn.SyncBatchNorm and net[1].weight is weight
+    after = net.state_dict()
+    assert after.keys() == state.keys() and all(torch.equal(state[k], v) for k, v in after.items())
+    torch.testing.assert_close(net(x), before)
+
+
+@pytest.mark.gpu
+def test_on_cuda_the_training_step_is_ddp_over_nccl_without_buffer_broadcasts(tmp_path):
+    """One GPU suffices: a one-rank nccl group; DDP on the device, torch's SyncBatchNorm in the AM, no buffers
+    broadcast before the forward, gradients reach the AM only."""
+    torch_dist.init_process_group("nccl", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        cuda = Dist(0, 1, 0, torch.device("cuda", 0))
+        attention = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4)).cuda()
+        frozen = nn.BatchNorm2d(3).cuda().eval().requires_grad_(False)
+        wrapped = data_parallel(nn.Sequential(frozen, attention), cuda, attention)
+        assert type(attention[1]) is nn.SyncBatchNorm and not wrapped.will_sync_module_buffers()
+        wrapped(torch.randn(2, 3, 8, 8, device="cuda")).square().mean().backward()
+        assert attention[0].weight.grad is not None and frozen.weight.grad is None
+    finally:
+        torch_dist.destroy_process_group()
 
 
 def test_conversion_keeps_state_dict_keys():

@@ -170,6 +170,25 @@ def test_torchrun_two_processes_match_one_process(data, reference_run, tmp_path)
         torch.testing.assert_close(value, expected[key], atol=1e-5, rtol=0, msg=key)
 
 
+@pytest.mark.gpu
+def test_two_gpus_match_one_gpu(data, tmp_path):
+    """nccl, 2 x batch 4 == 1 x batch 8 on CUDA: torch's SyncBatchNorm in the AM, DDP without buffer broadcasts
+    (tame.distributed.parallel). The tolerance is float32 on a GPU (cuDNN's reductions are not bitwise stable)."""
+    if torch.cuda.device_count() < 2:
+        pytest.skip("needs 2 CUDA devices (nccl gives each rank its own GPU)")
+    one = train(tiny_config(data, tmp_path / "one", "train.device=cuda"))
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(asdict(tiny_config(data, tmp_path / "two", "train.device=cuda"))))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    command += ["-m", "tame.cli", "train", "--config", str(config)]
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    expected = attention_of(one / "epoch_2.pt")
+    for key, value in attention_of(tmp_path / "two" / "epoch_2.pt").items():
+        torch.testing.assert_close(value, expected[key], atol=1e-4, rtol=1e-4, msg=key)
+
+
 def test_cli_fails_before_work_naming_the_key(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("TAME_DATA", raising=False)
     assert main(["train", "--config", str(REPO / "configs" / "resnet50.yaml")]) == 2

@@ -85,6 +85,14 @@ def test_validation_leaves_the_training_numbers_unchanged(validated_run, plain_r
     assert not (plain_run / BEST_FILE).exists()  # no data.val_list: no validation
 
 
+def test_class_sensitivity_is_validated_when_asked_and_changes_no_weight(data, plain_run, tmp_path):
+    run_once(load_config(None, validated(data, tmp_path, "train.val_class_sensitivity=2")))
+    record = json.loads((tmp_path / "train_record.json").read_text())
+    for entry in record["val"]:
+        assert all(0 <= entry[key] <= 100 for key in ("CS selective", "CS mass", "CS peak"))
+    assert_same_weights(plain_run / "epoch_2.pt", tmp_path / "epoch_2.pt")
+
+
 def test_tensorboard_has_val_scalars_and_the_panel(validated_run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

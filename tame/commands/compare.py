@@ -10,7 +10,10 @@ Every method sees the same images through the same classifier: AD / IC at 100, 5
 accuracy at 10..90 % removed; ``--no-road`` skips it), pointing game and energy-based pointing game with
 ``--boxes``, and the milliseconds one explanation takes per image. Writes ``<out>/compare.{md,csv,json,png}``
 (default ``out``: ``compare/`` next to the checkpoint); ``--per-class`` adds ``<out>/compare_per_class.csv`` (by the
-list's true label) and prints it, ``--per-image FILE.csv`` one row per method and image.
+list's true label) and prints it, ``--per-image FILE.csv`` one row per method and image; ``--class-sensitivity``
+adds the class-sensitivity table (composites of images of different classes, docs/METHOD.md) and
+``<out>/compare_class_sensitivity.csv``; ``--sanity-checks [N]`` the cascading model-parameter randomisation and
+random-logit checks on the list's first N images (``<out>/compare_sanity.{csv,png}``).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import argparse
 from tame.baselines import list_methods
 from tame.commands.eval import add_data_arguments, data_options
 from tame.evaluation import CompareSpec, compare
-from tame.evaluation.compare import PER_CLASS
+from tame.evaluation.compare import PER_CLASS, SANITY, SENSITIVITY
 from tame.evaluation.tables import class_table
 
 
@@ -38,11 +41,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "another trained AM of the family (L-CAM-Img, a second TAME) as LABEL=CHECKPOINT (lcam-img=snapshots/lcam/)",
     )
     add_data_arguments(parser)
+    parser.add_argument(
+        "--sanity-checks",
+        type=int,
+        nargs="?",
+        const=32,
+        default=0,
+        metavar="N",
+        help="also the cascading-randomisation and random-logit sanity checks on the list's first N images "
+        "(default 32; docs/METHOD.md)",
+    )
     parser.set_defaults(road=True)
 
 
 def run(args: argparse.Namespace) -> int:
-    comparison = compare(CompareSpec(methods=args.methods, checkpoint=args.checkpoint, **data_options(args)))
+    options = data_options(args) | {"sanity_checks": args.sanity_checks}
+    comparison = compare(CompareSpec(methods=args.methods, checkpoint=args.checkpoint, **options))
     if comparison.is_main:
         print(comparison.markdown())
         print(f"wrote {comparison.out}/compare.md, .csv, .json and .png")
@@ -52,4 +66,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"wrote {comparison.out / PER_CLASS}")
         if args.per_image:
             print(f"wrote {args.per_image} (one row per method and image)")
+        if comparison.sensitivity:
+            print(f"wrote {comparison.out / SENSITIVITY}")
+        if comparison.sanity:
+            print(f"wrote {comparison.out / SANITY[0]} and {SANITY[1]}")
     return 0

@@ -13,7 +13,9 @@ Writes ``<out>/<method>_<list>.csv`` (the reference's columns ``epoch,AD(100%),I
 localisation columns when asked for) and a ``.json`` with every number, updated after each checkpoint, and prints a
 summary table. ``--per-image FILE.csv``: one row per image and checkpoint (list path, label, predicted class, Y, O at
 each level, pointing hit), to find the images a method fails on; ``--per-class``: AD/IC and the pointing games per
-class of the list's (true) labels in ``<out>/<method>_<list>_per_class.csv``, the last checkpoint's printed.
+class of the list's (true) labels in ``<out>/<method>_<list>_per_class.csv``, the last checkpoint's printed;
+``--class-sensitivity``: where each class's map falls on composites of images of different classes
+(``<out>/<method>_<list>_class_sensitivity.csv`` and the JSON; docs/METHOD.md).
 Default ``out``: ``eval/`` beside the checkpoints (TAME) or ``<output_dir>/eval`` (baselines).
 """
 
@@ -25,7 +27,8 @@ from tame.baselines import list_methods
 from tame.commands.options import add_device_option
 from tame.evaluation import EvalSpec, evaluate_spec, summary_table
 from tame.evaluation.spec import default_road_workers
-from tame.evaluation.tables import class_table
+from tame.evaluation.tables import class_table, sensitivity_markdown
+from tame.metrics.class_sensitivity import TILES
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,6 +75,18 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also AD/IC and pointing game per class (grouped by the list's true label): a CSV and a printed table",
     )
+    parser.add_argument(
+        "--class-sensitivity",
+        type=int,
+        nargs="?",
+        const=2,
+        default=0,
+        choices=TILES,
+        metavar="T",
+        help="also class sensitivity: composites of T (2, the default, or 4) images of different labels, each label "
+        "explained on the composite; where does each class's map fall (docs/METHOD.md)",
+    )
+    parser.add_argument("--composites", type=int, help="class sensitivity: composites (default: list images / T)")
     add_device_option(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -97,6 +112,8 @@ def data_options(args: argparse.Namespace) -> dict:
         progress=not args.no_progress,
         per_image=args.per_image,
         per_class=args.per_class,
+        class_sensitivity=args.class_sensitivity,
+        composites=args.composites,
     )
 
 
@@ -117,4 +134,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"wrote {result.per_class_path}")
         if args.per_image:
             print(f"wrote {args.per_image} (one row per image)")
+        if result.sensitivity:
+            print("\n".join(sensitivity_markdown(result.sensitivity)))
+            print(f"wrote {result.sensitivity_path}")
     return 0

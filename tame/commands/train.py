@@ -4,7 +4,8 @@ One process (a GPU or the CPU):  tame train --config configs/synthetic.yaml trai
 Several GPUs on one node:        torchrun --standalone --nproc_per_node=4 -m tame.cli train --config CONFIG
                                  (or: make train MODEL=resnet50 GPUS=4)
 Killed or requeued? Run the same command again: train.resume=auto continues from the newest good checkpoint.
-Stopped by SIGTERM or SIGUSR1 (a cluster's preemption): a checkpoint of the current step, then exit 143.
+Stopped by SIGTERM or SIGUSR1 (a cluster's preemption): a checkpoint of the current step, then exit 143 (0 under
+torchrun, which would restart the workers otherwise; launch/README.md, "Exit status").
 """
 
 from __future__ import annotations
@@ -28,7 +29,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="only check the run (model, weights, layers, lists, image roots, GPU count), then exit",
     )
     parser.add_argument(
-        "--nproc", type=int, default=1, metavar="N", help="with --check: the processes (GPUs) per node the run will use"
+        "--nproc",
+        type=int,
+        metavar="N",
+        help="with --check: the processes (GPUs) per node torchrun will start (default: as this process was launched)",
     )
 
 
@@ -36,21 +40,24 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     if args.check:
         return _check(cfg, args.config, args.nproc)
-    from tame.engine.preemption import Preempted
+    from tame.engine.preemption import Preempted, exit_status
     from tame.engine.train import train
 
     try:
         train(cfg)
     except Preempted as stopped:  # SIGTERM / SIGUSR1: a checkpoint was written; run again to continue
         logger.warning("%s", stopped)
-        return stopped.exit_code
+        return exit_status(stopped)
     return 0
 
 
-def _check(cfg: Config, config_path: str | None, processes: int) -> int:
+def _check(cfg: Config, config_path: str | None, processes: int | None) -> int:
     """Print what the run will use; each problem is one line on stderr (exit 2), warnings do not fail."""
+    from tame.distributed import resolve_launch
     from tame.engine.preflight import check_training
 
+    if processes is None:  # this process as launched: a half-launched SLURM job is refused here, in one line
+        processes = resolve_launch().local_world_size
     if processes < 1:
         raise TameError(f"--nproc {processes}: must be at least 1")
     report = check_training(cfg, processes)

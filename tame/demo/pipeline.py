@@ -7,10 +7,14 @@ Stages, each reused on a rerun when its inputs have not changed (``stage.json`` 
   4. tame        TAME trained on the frozen classifier by ``tame train``'s training (as the ImageNet runs)
      p-tame      P-TAME on the same classifier, its features from a copy of it (:mod:`tame.demo.ptame`)
   5. compare     TAME, Grad-CAM and Grad-CAM++ (each on layer3 and layer4) and a random-map control on the
-                 validation set: AD/IC, pointing game, ms/image (:func:`tame.evaluation.compare`, as ``tame compare``)
+                 validation set: AD/IC, pointing game, class sensitivity on two-image composites, ms/image
+                 (:func:`tame.evaluation.compare`, as ``tame compare --class-sensitivity``)
   6. check       on the held-out tuning split (``tune/``, synthetic seed 1): which layer is each CAM's better one
-                 (by AD(15%)), and TAME's pointing game per class there and on the report split
-  7. report      report.html + report.md: results, loss and LR curves, maps beside the ground-truth boxes
+                 (by AD(15%)), every method's class sensitivity there, and TAME's pointing game per class there
+                 and on the report split
+  7. sanity      the cascading model-parameter randomisation and random-logit sanity checks (docs/METHOD.md)
+  8. report      report.html + report.md: results, loss and LR curves, maps beside the ground-truth boxes, maps of
+                 each class on composites
 The report split (``data/val.txt``) is never used to choose anything.
 Every stage calls the package's functions directly (no command lines).
 """
@@ -47,7 +51,10 @@ METHODS = ("tame", *[f"{cam}@{layer}" for cam in CAMS for layer in CAM_LAYERS], 
 # (ClassifierRecipe.occlusion_fraction / hidden_fraction) was tried and is off: it cost 8-18 points of accuracy.
 CLASSIFIER_RECIPE = {"blank_fraction": 0.25, "dim_fraction": 0.25, "dim_knee": 0.25}
 LR_RANGE = (1e-5, 1.0)  # start and end LR of the demo's range test
-COMPARE_FORMAT = 3  # of the compare stage's recorded outputs (1: compare.csv's rows as strings; 2: no per_class)
+COMPARE_FORMAT = 4  # of the compare stage's recorded outputs (1: rows as strings; 2: no per_class; 3: no sensitivity)
+CHECK_FORMAT = 2  # of the check stage's recorded outputs (1: no class sensitivity)
+TILES = 2  # images per class-sensitivity composite
+SANITY_IMAGES = 48  # the report split's first images (8 per class) for the sanity checks
 
 
 @dataclass(frozen=True)
@@ -122,6 +129,7 @@ def run_demo(
     stages["p-tame"] = ptame_stage(demo, stages["classifier"], force)
     stages["compare"] = _compare_stage(demo, stages["tame"], force, stages["p-tame"])
     stages["check"] = _check_stage(demo, stages["tame"], force)
+    stages["sanity"] = _sanity_stage(demo, stages["tame"], force)
     return write_demo_report(cfg, out, size, stages, METHODS, torch.get_num_threads())
 
 
@@ -219,7 +227,7 @@ def _train_stage(demo: DemoRun, classifier: dict, lr_find: dict, force: bool) ->
 
 def _compare_stage(demo: DemoRun, train: dict, force: bool, ptame: dict | None = None) -> dict:
     from tame.evaluation import CompareSpec, compare
-    from tame.evaluation.tables import class_records
+    from tame.evaluation.tables import class_records, sensitivity_records
 
     folder = demo.out / "compare"
     methods = [*METHODS, *([f"p-tame={ptame['checkpoint']}"] if ptame else [])]  # P-TAME: tame.demo.ptame
@@ -234,10 +242,14 @@ def _compare_stage(demo: DemoRun, train: dict, force: bool, ptame: dict | None =
             boxes=demo.out / "data" / "boxes.json",
             out=folder,
             per_class=True,
+            class_sensitivity=TILES,
         )
         comparison = compare(spec)
-        per_class = class_records(comparison.classes)
-        return {"results": {method: result.columns() for method, result in comparison.rows}, "per_class": per_class}
+        return {
+            "results": {method: result.columns() for method, result in comparison.rows},
+            "per_class": class_records(comparison.classes),
+            "sensitivity": sensitivity_records(comparison.sensitivity),
+        }
 
     inputs = {"train": train, "methods": methods, "format": COMPARE_FORMAT}
     return run_stage("compare", folder, inputs, force, make)
@@ -246,6 +258,7 @@ def _compare_stage(demo: DemoRun, train: dict, force: bool, ptame: dict | None =
 def _check_stage(demo: DemoRun, train: dict, force: bool) -> dict:
     from tame.demo.localisation import per_class_pointing_game
     from tame.evaluation import CompareSpec, compare
+    from tame.evaluation.tables import sensitivity_records
 
     folder, tune = demo.out / "check", demo.out / "tune"
 
@@ -253,23 +266,51 @@ def _check_stage(demo: DemoRun, train: dict, force: bool) -> dict:
         spec = CompareSpec(
             config=demo.config_path,
             overrides=demo.overrides,
-            methods=[method for method in METHODS if "@" in method],
+            checkpoint=train["checkpoint"],
+            methods=[method for method in METHODS if method != "random"],
             road=False,
             list_file=tune / "val.txt",
             root=tune,
             boxes=tune / "boxes.json",
             out=folder,
+            class_sensitivity=TILES,
         )
-        ad15 = {label: result.columns()["AD(15%)"] for label, result in compare(spec).rows}
+        comparison = compare(spec)
+        ad15 = {label: result.columns()["AD(15%)"] for label, result in comparison.rows}
         better = {cam: min(CAM_LAYERS, key=lambda layer: ad15[f"{cam} ({layer})"]) for cam in CAMS}
         checkpoint = Path(train["checkpoint"])
         return {
             "tune_ad15": ad15,
             "better_layer": better,
+            "tune_sensitivity": sensitivity_records(comparison.sensitivity),
             "pg_per_class": {
                 "report": per_class_pointing_game(demo.cfg, checkpoint, demo.out / "data"),
                 "tune": per_class_pointing_game(demo.cfg, checkpoint, tune),
             },
         }
 
-    return run_stage("check", folder, {"train": train, "methods": list(METHODS)}, force, make)
+    inputs = {"train": train, "methods": list(METHODS), "format": CHECK_FORMAT}
+    return run_stage("check", folder, inputs, force, make)
+
+
+def _sanity_stage(demo: DemoRun, train: dict, force: bool) -> dict:
+    """The sanity checks of every method on the report split's first SANITY_IMAGES images."""
+    from tame.evaluation import CompareSpec, compare
+
+    folder = demo.out / "sanity"
+
+    def make() -> dict:
+        spec = CompareSpec(
+            config=demo.config_path,
+            overrides=demo.overrides,
+            checkpoint=train["checkpoint"],
+            methods=METHODS,
+            road=False,
+            out=folder,
+            max_samples=SANITY_IMAGES,
+            sanity_checks=SANITY_IMAGES,
+        )
+        return {"sanity": dict(compare(spec).sanity)}
+
+    inputs = {"train": train, "methods": list(METHODS), "images": SANITY_IMAGES}
+    return run_stage("sanity", folder, inputs, force, make)

@@ -18,7 +18,9 @@ FIGURES = (
     ("TAME training losses", "tame/loss_curve.png"),
     ("LR range test (suggested max LR marked)", "lr_find/lr_find.png"),
     ("AD / IC by method", "compare/compare.png"),
+    ("Sanity checks: cascading randomisation (similarity to the trained model's map)", "sanity/compare_sanity.png"),
 )
+COMPOSITES = 3  # composite figures in the report
 
 
 def write_demo_report(
@@ -28,6 +30,7 @@ def write_demo_report(
 
     ``stages``: stage name -> its recorded outputs (``compare``: ``{"results": {method: column -> value}}``).
     """
+    from tame.demo.composites import write_composites
     from tame.demo.gallery import write_gallery
     from tame.viz.report import Report, write_report
 
@@ -36,7 +39,10 @@ def write_demo_report(
     summary = _summary(size, stages["classifier"], results)
     if "check" in stages:
         summary += check_lines(results, stages["check"], stages["data"]["classes"])
-    gallery = write_gallery(cfg, out, size.gallery, methods)
+        summary += sensitivity_lines(stages["compare"].get("sensitivity", {}), stages["check"])
+    if "sanity" in stages:
+        summary += sanity_lines(stages["sanity"]["sanity"])
+    gallery = write_composites(cfg, out, COMPOSITES, methods) + write_gallery(cfg, out, size.gallery, methods)
     figures = [(caption, name) for caption, name in FIGURES if (out / name).is_file()]
     report = Report(
         "TAME demo: synthetic shapes, CPU only",
@@ -46,7 +52,8 @@ def write_demo_report(
         figures,
         [(caption, os.path.relpath(path, out)) for caption, path in gallery],
         _facts(cfg, stages, threads),
-        per_class_tables(stages["compare"].get("per_class", {}), stages.get("check", {}).get("better_layer")),
+        per_class_tables(stages["compare"].get("per_class", {}), stages.get("check", {}).get("better_layer"))
+        + sensitivity_tables(stages["compare"].get("sensitivity", {}), stages.get("check", {})),
     )
     html_path, _ = write_report(report, out)
     for line in summary[2:]:
@@ -153,3 +160,54 @@ def _suggestion(lr_find: Mapping) -> str:
             f"none ({lr_find.get('suggestion_reason') or 'an LR range test of an earlier version'}): the config's used"
         )
     return f"{format_lr(suggested)} (a tenth of the minimum at {format_lr(lr_find.get('minimum_lr'))}), used for TAME"
+
+
+def sensitivity_lines(report: Mapping[str, Mapping], check: Mapping) -> list[str]:
+    """Class sensitivity on the report split: TAME's against each CAM's on its better layer, and TAME's worst
+    class (by the share of its maps on its own object)."""
+    if "tame" not in report:
+        return []
+    tame = report["tame"]
+    cams = [
+        f"{cam} ({layer}) {report[f'{cam} ({layer})']['selective']:.0f} %"
+        for cam, layer in check["better_layer"].items()
+    ]
+    worst = min(tame["per_class"], key=lambda c: c["on_own"])
+    return [
+        f"Class sensitivity (report split, {tame['composites']} composites of two images of different classes, each "
+        f"class explained on the composite): TAME's maps are all on their own object in {tame['selective']:.0f} % "
+        f"of the composites (mean mass on its own object {tame['own_mass']:.0f} %; {', '.join(cams)} on the CAMs' "
+        f"better layers); TAME's worst class: {worst['name']}, on its own object in {worst['on_own']:.0f} %."
+    ]
+
+
+def sensitivity_tables(report: Mapping[str, Mapping], check: Mapping) -> list[tuple[str, list[str], list[list[str]]]]:
+    """One table: every method's class sensitivity on the report split (and on the tuning split, where measured)."""
+    if not report:
+        return []
+    tune = check.get("tune_sensitivity", {})
+    header = ["method", "selective (report)", "mass on own (report)", "peak on own (report)", "selective (tune)"]
+    rows = []
+    for method, values in report.items():
+        other = f"{tune[method]['selective']:.2f}" if method in tune else ""
+        rows.append([method, *[f"{values[k]:.2f}" for k in ("selective", "own_mass", "peak")], other])
+    title = (
+        "Class sensitivity (%, composites of two images of different classes; selective: every class's map peaks on "
+        "its own image and holds most of its mass there; higher is better)"
+    )
+    return [(title, header, rows)]
+
+
+def sanity_lines(sanity: Mapping[str, Mapping]) -> list[str]:
+    """The sanity checks in words: each method's random-logit SSIM and its SSIM once the whole network is random."""
+    cells = []
+    for method, record in sanity.items():
+        last = record["cascade"][-1]
+        cells.append(f"{method} {record['random_logit']['ssim']:.2f} / {last['ssim']:.2f}")
+    images = next(iter(sanity.values()))["images"] if sanity else 0
+    return [
+        f"Sanity checks on {images} report images (SSIM to the trained model's map, 1 = identical; lower passes): "
+        f"random logit (a random other class's map against the predicted class's) / cascading randomisation with "
+        f"every block re-initialised: {'; '.join(cells)}. TAME's cascade starts by re-initialising its attention "
+        f"mechanism; the classifier's head does not enter TAME's map (docs/METHOD.md, sanity checks)."
+    ]

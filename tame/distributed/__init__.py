@@ -14,16 +14,19 @@ from tame.distributed.collectives import (
     is_initialized,
     label_gatherer,
 )
+from tame.distributed.parallel import data_parallel, sync_batchnorm
 from tame.distributed.process import (
     DEVICE_CHOICES,
     Dist,
     Launch,
     cleanup,
     first_host,
+    launch_rank,
     parse_device,
     pick_device,
     resolve_launch,
     setup,
+    started_by_torchrun,
 )
 from tame.distributed.syncbn import SyncBatchNorm2d, convert_sync_batchnorm
 
@@ -39,12 +42,16 @@ __all__ = [
     "broadcast_object",
     "cleanup",
     "convert_sync_batchnorm",
+    "data_parallel",
     "first_host",
     "gather_objects",
     "is_initialized",
     "label_gatherer",
+    "launch_rank",
     "parse_device",
     "pick_device",
     "resolve_launch",
     "setup",
+    "started_by_torchrun",
+    "sync_batchnorm",
 ]

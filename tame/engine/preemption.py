@@ -9,6 +9,11 @@ epoch), and the run ends with :class:`Preempted`, which ``tame train`` turns int
 :data:`PREEMPTED_EXIT` (143, as a shell reports a process ended by SIGTERM; the SLURM scripts requeue the job on it).
 Running the same command again resumes from that checkpoint without losing a step.
 
+Under torchrun the workers exit 0 instead (:func:`exit_status`): torchrun restarts workers that exit non-zero
+(``--max-restarts``), which would resume training inside a job that is about to end, and it reports every failure
+as 1 anyway. The launcher learns of the stop from the file it names in ``TAME_PREEMPTED_FILE``, which rank 0
+writes (the stop's message): ``launch/torchrun.sh`` then exits 143, the SLURM scripts requeue the job.
+
 With several processes the flags are agreed one step late (the all-reduce started at step S is read at step
 S + 1, so it never makes a step wait): the run stops one step after the signal. A signal at the run's last step
 changes nothing: the run is complete and exits 0.
@@ -16,28 +21,37 @@ changes nothing: the run is complete and exits 0.
 
 from __future__ import annotations
 
+import logging
+import os
 import signal
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 
-from tame.distributed import Dist, any_rank_async
+from tame.distributed import Dist, any_rank_async, started_by_torchrun
+from tame.io import write_text_atomic
+
+logger = logging.getLogger(__name__)
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 PREEMPTED_EXIT = 143  # 128 + SIGTERM
+PREEMPTED_FILE_VARIABLE = "TAME_PREEMPTED_FILE"  # set by the launcher: where rank 0 reports a stop
 
 
 class Preempted(Exception):
-    """The run stopped on a signal after writing a checkpoint; ``exit_code`` for the command line."""
+    """The run stopped on a signal after writing a checkpoint; ``exit_code`` for the command line (see
+    :func:`exit_status`)."""
 
-    exit_code = PREEMPTED_EXIT
-
-    def __init__(self, received: int | None, step: int, checkpoint: Path | None) -> None:
+    def __init__(self, received: int | None, step: int, checkpoint: Path | None, is_main: bool = True) -> None:
         who = signal.Signals(received).name if received else "a stop signal to another process"
+        self.is_main = is_main  # rank 0: the one that tells the launcher
+        self.exit_code = 0 if started_by_torchrun() else PREEMPTED_EXIT
+        why = " under torchrun, which restarts workers that fail" if self.exit_code == 0 else ""
         super().__init__(
             f"stopped by {who} after step {step}; checkpoint {checkpoint} written: run the same command again to "
-            f"continue (exit {PREEMPTED_EXIT})"
+            f"continue (exit {self.exit_code}{why})"
         )
 
 
@@ -82,4 +96,16 @@ class StopSignals:
     def stop(self, step: int, total_steps: int, checkpoint: Path | None) -> None:
         """Raise :class:`Preempted` if the ranks agreed to stop and the run is not complete."""
         if self.stopping and step < total_steps:
-            raise Preempted(self.received, step, checkpoint)
+            raise Preempted(self.received, step, checkpoint, self.dist.is_main)
+
+
+def exit_status(stopped: Preempted, env: Mapping[str, str] | None = None) -> int:
+    """The exit status of a stopped run (:data:`PREEMPTED_EXIT`; 0 for a torchrun worker, which torchrun would
+    otherwise restart in place), after telling the launcher: rank 0 writes ``$TAME_PREEMPTED_FILE`` when it is set."""
+    marker = (os.environ if env is None else env).get(PREEMPTED_FILE_VARIABLE)
+    if marker and stopped.is_main:
+        try:
+            write_text_atomic(marker, f"{stopped}\n")
+        except OSError as err:  # the checkpoint is written; the launcher then sees a failure instead of a stop
+            logger.warning("cannot write %s=%s: %s", PREEMPTED_FILE_VARIABLE, marker, err)
+    return stopped.exit_code

@@ -30,12 +30,11 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 
 from tame import distributed
 from tame.checkpoint.resume import Checkpoints
 from tame.config import Config, expand_path, save_config
-from tame.distributed import Dist, convert_sync_batchnorm
+from tame.distributed import Dist
 from tame.engine.optim import training_optimizer, training_schedule
 from tame.engine.preemption import StopSignals
 from tame.engine.run_lock import take_run_folder
@@ -167,10 +166,8 @@ def build_training(
     if cfg.train.compile:
         model.classifier.net.compile()  # in place: module names, and so the feature taps, stay as they are
     step: nn.Module = TrainingStep(model)
-    if dist.distributed:
-        convert_sync_batchnorm(model.attention)  # BatchNorm statistics over the global batch
-        device_ids = [dist.device.index] if dist.device.type == "cuda" else None
-        step = DistributedDataParallel(step, device_ids=device_ids)  # gradients: the AM's only (the rest is frozen)
+    if dist.distributed:  # the AM's BatchNorm over the global batch; gradients: the AM's only (the rest is frozen)
+        step = distributed.data_parallel(step, dist, model.attention)
     if loader is None:
         from tame.data.loaders import build_loader
 

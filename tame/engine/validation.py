@@ -6,7 +6,10 @@ as ``tame eval`` shards (rank r reads positions r, r+W, ...; the sums are all-re
 - the loss terms ``loss``, ``ce``, ``area``, ``var`` (the training step without its update; the ``batch``
   regulariser spans each rank's own validation batch);
 - AD / IC at 100, 50, 15 % through :func:`tame.evaluation.loop.evaluate` with a :class:`TameExplainer`;
-- ``accuracy``: the classifier's top-1 against the list's labels, in percent (it is frozen: a check on the data).
+- ``accuracy``: the classifier's top-1 against the list's labels, in percent (it is frozen: a check on the data);
+- with ``train.val_class_sensitivity`` (2 or 4), ``CS selective``, ``CS mass``, ``CS peak``: the class sensitivity
+  of TAME's maps on composites of that many of those images (:mod:`tame.evaluation.class_sensitivity`; every rank
+  computes the same, from the whole list).
 
 The training does not notice: the AM's BatchNorm runs in eval mode (running statistics used, not updated) and
 torch's random state is restored afterwards, so a run's weights are the same with validation or without.
@@ -38,10 +41,12 @@ from tame.config import VAL_METRICS, Config, expand_path
 from tame.distributed import Dist
 from tame.engine.run_log import LOSS_KEYS, RunLog
 from tame.errors import TameError
+from tame.evaluation.class_sensitivity import measure_list
 from tame.evaluation.loop import MetricSums, evaluate
 from tame.evaluation.samples import SampleLog
 from tame.io import atomic_path
 from tame.metrics import ad_ic
+from tame.metrics.class_sensitivity import TILES
 from tame.models import TameModel
 
 logger = logging.getLogger(__name__)
@@ -82,6 +87,9 @@ class Validation:
     @classmethod
     def build(cls, cfg: Config, dist: Dist, model: TameModel, output_dir: Path, steps_per_epoch: int) -> Validation:
         """The validation of a run (its loader built and its list checked now); a no-op one without a list."""
+        if cfg.train.val_class_sensitivity not in (0, *TILES):
+            got = cfg.train.val_class_sensitivity
+            raise TameError(f"config key train.val_class_sensitivity: 2 or 4 images per composite (0: off), got {got}")
         paths = validation_paths(cfg)
         if paths is None:
             logger.info("no validation during training: data.val_list is not set")
@@ -161,6 +169,8 @@ class Validation:
             with torch.no_grad():
                 result = evaluate(explainer, self._batches(sums), samples=samples)
                 sums.add("correct", samples.correct())
+                tiles = self.cfg.train.val_class_sensitivity
+                sensitivity = measure_list(explainer, self.cfg, self.loader, tiles).columns() if tiles else {}
                 self._panel_fixed = True
                 if self.panel is not None:
                     explanation = model.explain(self.panel)
@@ -174,7 +184,7 @@ class Validation:
         values = {key: totals[key] / count for key in LOSS_KEYS}
         values.update(result.columns())
         values.pop("ms/img", None)
-        values.update(accuracy=100.0 * totals["correct"] / count, images=int(totals["images"]))
+        values.update(sensitivity, accuracy=100.0 * totals["correct"] / count, images=int(totals["images"]))
         values["seconds"] = time.perf_counter() - started
         return values
 

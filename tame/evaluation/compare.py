@@ -2,11 +2,16 @@
 
 Every method sees the same images through the same classifier: AD / IC at 100, 50, 15 %, ROAD (MoRF / LeRF
 accuracy at 10..90 % removed) when asked for, pointing game and energy-based pointing game with boxes, and the
-milliseconds one explanation takes per image. :func:`compare` writes ``<out>/compare.{md,csv,json,png}``.
+milliseconds one explanation takes per image, and with ``class_sensitivity`` whether each class's map falls on
+its own object in composites of images of different classes (:mod:`tame.evaluation.class_sensitivity`), with
+``sanity_checks`` the cascading-randomisation and random-logit checks (:mod:`tame.evaluation.sanity`).
+:func:`compare` writes ``<out>/compare.{md,csv,json,png}`` (and ``compare_class_sensitivity.csv``,
+``compare_sanity.{csv,png}``).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -16,9 +21,11 @@ from tame.baselines import create_explainer
 from tame.checkpoint.format import read_attention_file
 from tame.checkpoint.naming import newest_epoch_checkpoint
 from tame.config import expand_path
+from tame.evaluation.class_sensitivity import ClassSensitivity, measure_list
 from tame.evaluation.loop import EvaluationResult
 from tame.evaluation.run import EvaluationData, open_evaluation
 from tame.evaluation.samples import ClassRow, ImageRow, class_names
+from tame.evaluation.sanity import first_images, sanity_checks, sanity_csv, sanity_markdown
 from tame.evaluation.spec import CompareSpec, row_label, split_method, trained_entry
 from tame.evaluation.tables import (
     chart_panels,
@@ -27,14 +34,18 @@ from tame.evaluation.tables import (
     csv_text,
     image_csv,
     markdown,
+    sensitivity_csv,
     summary_columns,
 )
 from tame.io import write_text_atomic
+from tame.metrics.sanity import SIMILARITIES
 from tame.models import TameModel
 from tame.models.auxiliary import network_from_meta
 
 FILES = ("compare.md", "compare.csv", "compare.json", "compare.png")
 PER_CLASS = "compare_per_class.csv"  # with per_class
+SENSITIVITY = "compare_class_sensitivity.csv"  # with class_sensitivity
+SANITY = ("compare_sanity.csv", "compare_sanity.png")  # with sanity_checks
 
 
 @dataclass
@@ -49,12 +60,14 @@ class Comparison:
     # with per_image / per_class: (method, every image's row) and (method, rows per class of the list's labels)
     images: list[tuple[str, list[ImageRow]]] = field(default_factory=list)
     classes: list[tuple[str, list[ClassRow]]] = field(default_factory=list)
+    sensitivity: list[tuple[str, ClassSensitivity]] = field(default_factory=list)  # with class_sensitivity
+    sanity: list[tuple[str, dict]] = field(default_factory=list)  # with sanity_checks: (method, sanity_checks' record)
 
     def result(self, method: str) -> EvaluationResult:
         return dict(self.rows)[method]
 
     def markdown(self) -> str:
-        return markdown(self.rows, self.title, self.classes)
+        return markdown(self.rows, self.title, self.classes, self.sensitivity) + "\n".join(sanity_markdown(self.sanity))
 
     def per_class(self, method: str) -> list[ClassRow]:
         """``method``'s rows per class (with ``per_class``)."""
@@ -69,12 +82,18 @@ def compare(spec: CompareSpec) -> Comparison:
         if "tame" in spec.methods:
             data.model.load_attention(checkpoint)
             data.model.eval()
-        rows, images, classes = [], [], []
+        rows, images, classes, sensitivity, sanity = [], [], [], [], []
+        samples = first_images(data.batches(), spec.sanity_checks) if spec.sanity_checks else None
         for method in spec.methods:
             name, label = split_method(method)[0], row_label(method)
             what = f"tame with checkpoint {checkpoint}" if name == "tame" else label
             with _explainer(data, spec, method) as explainer:
                 result, method_images = data.evaluate(explainer, label, what)
+                if spec.class_sensitivity:
+                    tiles, count = spec.class_sensitivity, spec.composites
+                    sensitivity.append((label, measure_list(explainer, data.cfg, data.loader, tiles, count)))
+            if samples is not None and trained_entry(method) is None:  # a label=checkpoint AM: not (yet) checked
+                sanity.append((label, sanity_checks(data.model, name, samples, spec.method_options(method))))
             rows.append((label, result))
             if method_images is not None:
                 images.append((label, method_images))
@@ -86,7 +105,7 @@ def compare(spec: CompareSpec) -> Comparison:
         else:
             out = expand_path(data.cfg.output_dir, "output_dir") / "compare"
         title = f"{data.cfg.model.name} on {data.list_file.name}"
-        comparison = Comparison(rows, title, out, checkpoint, data.dist.is_main, images, classes)
+        comparison = Comparison(rows, title, out, checkpoint, data.dist.is_main, images, classes, sensitivity, sanity)
         if comparison.is_main:
             _write(comparison, spec, data.list_file, class_names(data.cfg))
     return comparison
@@ -130,16 +149,28 @@ def trained_model(data: EvaluationData, checkpoint: Path) -> TameModel:
 
 
 def _write(comparison: Comparison, spec: CompareSpec, list_file: Path, names: list[str]) -> None:
-    from tame.viz.plots import comparison_chart
+    from tame.viz.plots import cascade_chart, comparison_chart
 
     out, rows = comparison.out, comparison.rows
     if spec.per_image:
         write_text_atomic(spec.per_image, image_csv(comparison.images, spec.levels, "method", names))
     if spec.per_class:
         write_text_atomic(out / PER_CLASS, class_csv(comparison.classes, "method"))
+    if comparison.sensitivity:
+        write_text_atomic(out / SENSITIVITY, sensitivity_csv(comparison.sensitivity, "method"))
     write_text_atomic(out / "compare.md", comparison.markdown())
     write_text_atomic(out / "compare.csv", csv_text(rows, first="method"))
-    report = compare_report(spec.config_name(), comparison.checkpoint, list_file, rows, comparison.classes)
+    report = compare_report(
+        spec.config_name(), comparison.checkpoint, list_file, rows, comparison.classes, comparison.sensitivity
+    )
+    if comparison.sanity:
+        report = json.dumps(json.loads(report) | {"sanity": dict(comparison.sanity)}, indent=1)
+        write_text_atomic(out / SANITY[0], sanity_csv(comparison.sanity))
+        cascade_chart(comparison.sanity, out / SANITY[1], list(SIMILARITIES))
     write_text_atomic(out / "compare.json", report)
-    table = {method: summary_columns(result) for method, result in rows}
+    sensitivity = dict(comparison.sensitivity)
+    table = {
+        method: summary_columns(result) | (sensitivity[method].columns() if method in sensitivity else {})
+        for method, result in rows
+    }
     comparison_chart(table, chart_panels(spec.road), out / "compare.png", comparison.title)

@@ -20,10 +20,11 @@ from tame.checkpoint.naming import checkpoints_to_evaluate
 from tame.config import Config, expand_path
 from tame.data.boxes import Boxes, read_boxes, with_regions
 from tame.distributed import Dist
+from tame.evaluation.class_sensitivity import ClassSensitivity, measure_list
 from tame.evaluation.loop import EvaluationResult, evaluate
 from tame.evaluation.samples import ClassRow, ImageRow, SampleLog, class_names, gather_images, per_class
 from tame.evaluation.spec import EvalOptions, EvalSpec
-from tame.evaluation.tables import class_csv, csv_text, eval_report, image_csv
+from tame.evaluation.tables import class_csv, csv_text, eval_report, image_csv, sensitivity_csv
 from tame.io import write_text_atomic
 from tame.metrics import road
 from tame.models import TameModel
@@ -153,6 +154,7 @@ class EvaluationRun:
     # with per_image / per_class: (epoch label, every image's row) and (epoch label, per-class rows)
     images: list[tuple[str, list[ImageRow]]] = field(default_factory=list)
     classes: list[tuple[str, list[ClassRow]]] = field(default_factory=list)
+    sensitivity: list[tuple[str, ClassSensitivity]] = field(default_factory=list)  # with class_sensitivity
 
     @property
     def name(self) -> str:
@@ -169,6 +171,10 @@ class EvaluationRun:
     @property
     def per_class_path(self) -> Path:
         return self.out / f"{self.name}_per_class.csv"
+
+    @property
+    def sensitivity_path(self) -> Path:
+        return self.out / f"{self.name}_class_sensitivity.csv"
 
 
 def evaluate_spec(spec: EvalSpec) -> EvaluationRun:
@@ -192,6 +198,9 @@ def evaluate_spec(spec: EvalSpec) -> EvaluationRun:
             name = f"{method} with checkpoint {path}" if path is not None else method
             with create_explainer(method, data.model, **spec.method_options(method)) as explainer:
                 result, images = data.evaluate(explainer, f"{method} epoch {label}" if label else method, name)
+                if spec.class_sensitivity:
+                    tiles, count = spec.class_sensitivity, spec.composites
+                    run.sensitivity.append((label, measure_list(explainer, data.cfg, data.loader, tiles, count)))
             run.rows.append((label, result))
             run.checkpoints.append(path)
             if images is not None:
@@ -206,12 +215,16 @@ def _write_run(run: EvaluationRun, spec: EvalSpec, data: EvaluationData) -> None
     write_text_atomic(run.csv_path, csv_text(run.rows))
     write_text_atomic(
         run.json_path,
-        eval_report(run.method, spec.config_name(), data.list_file, run.rows, run.checkpoints, run.classes),
+        eval_report(
+            run.method, spec.config_name(), data.list_file, run.rows, run.checkpoints, run.classes, run.sensitivity
+        ),
     )
     if spec.per_image:
         write_text_atomic(spec.per_image, image_csv(run.images, spec.levels, "epoch", class_names(data.cfg)))
     if spec.per_class:
         write_text_atomic(run.per_class_path, class_csv(run.classes, "epoch"))
+    if run.sensitivity:
+        write_text_atomic(run.sensitivity_path, sensitivity_csv(run.sensitivity, "epoch"))
 
 
 def default_out(method: str, checkpoint: str | Path | None, cfg: Config) -> Path:

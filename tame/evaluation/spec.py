@@ -12,6 +12,7 @@ from tame.baselines.base import METHODS
 from tame.config import Config, load_config
 from tame.errors import TameError
 from tame.metrics import ad_ic
+from tame.metrics.class_sensitivity import TILES
 
 PathLike = str | os.PathLike
 
@@ -33,7 +34,11 @@ class EvalOptions:
     batch's); ``max_samples``: only the list's first N. ``num_masks`` (RISE) and ``layer`` (the CAM methods' target
     layer) go to the methods that take them. ``device``: ``auto``, ``cpu`` or ``cuda[:N]``. ``per_image``: a CSV
     file for one row per image (list path, label, prediction, Y, O at each level, pointing hit); ``per_class``: the
-    results per class of the list's labels too (:mod:`tame.evaluation.samples`).
+    results per class of the list's labels too (:mod:`tame.evaluation.samples`). ``class_sensitivity``: 2 or 4
+    adds the class-sensitivity protocol on composites of that many images (:mod:`tame.evaluation.class_sensitivity`;
+    0: off), ``composites`` of them (default: the list's images / tiles). ``sanity_checks``: N > 0 adds the
+    cascading-randomisation and random-logit checks on the list's first N images (:mod:`tame.evaluation.sanity`;
+    ``tame compare`` only).
     """
 
     config: PathLike | Config | None = None
@@ -55,9 +60,16 @@ class EvalOptions:
     progress: bool = True
     per_image: PathLike | None = None
     per_class: bool = False
+    class_sensitivity: int = 0
+    composites: int | None = None
+    sanity_checks: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "chunk", "max_samples", "num_masks", "road_workers"):
+        if self.class_sensitivity not in (0, *TILES):
+            raise TameError(f"--class-sensitivity takes 2 or 4 images per composite, got {self.class_sensitivity}")
+        if self.sanity_checks < 0:
+            raise TameError(f"--sanity-checks takes a number of images, got {self.sanity_checks}")
+        for name in ("batch_size", "chunk", "max_samples", "num_masks", "road_workers", "composites"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise TameError(f"--{name.replace('_', '-')} must be at least 1, got {value}")

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+from tame.evaluation.class_sensitivity import ClassSensitivity
 from tame.evaluation.loop import AD_IC_COLUMNS, EvaluationResult
 from tame.evaluation.samples import ClassRow, ImageRow
 from tame.metrics import ad_ic, level_name
@@ -44,6 +45,7 @@ def summary_table(rows: Rows, first: str = "epoch") -> str:
 
 
 ClassGroups = Sequence[tuple[str, Sequence[ClassRow]]]  # (epoch or method, its rows per class)
+Sensitivities = Sequence[tuple[str, ClassSensitivity]]  # (epoch or method, its class sensitivity)
 
 
 def eval_report(
@@ -53,8 +55,10 @@ def eval_report(
     rows: Rows,
     checkpoints: Sequence[Path | None],
     classes: ClassGroups = (),
+    sensitivity: Sensitivities = (),
 ) -> str:
-    """The JSON of ``tame eval``: every number of every evaluated checkpoint (and per class, with ``classes``)."""
+    """The JSON of ``tame eval``: every number of every evaluated checkpoint (and per class, with ``classes``; the
+    class sensitivity, with ``sensitivity``)."""
     report = {
         "method": method,
         "config": config,
@@ -66,13 +70,21 @@ def eval_report(
     }
     if classes:
         report["per_class"] = class_records(classes)
+    if sensitivity:
+        report["class_sensitivity"] = sensitivity_records(sensitivity)
     return json.dumps(report, indent=1)
 
 
 def compare_report(
-    config: str | None, checkpoint: Path | None, list_file: Path, rows: Rows, classes: ClassGroups = ()
+    config: str | None,
+    checkpoint: Path | None,
+    list_file: Path,
+    rows: Rows,
+    classes: ClassGroups = (),
+    sensitivity: Sensitivities = (),
 ) -> str:
-    """The JSON of ``tame compare``: every number of every method (and per class, with ``classes``)."""
+    """The JSON of ``tame compare``: every number of every method (and per class, with ``classes``; the class
+    sensitivity, with ``sensitivity``)."""
     report = {
         "config": config,
         "checkpoint": str(checkpoint) if checkpoint else None,
@@ -81,6 +93,8 @@ def compare_report(
     }
     if classes:
         report["per_class"] = class_records(classes)
+    if sensitivity:
+        report["class_sensitivity"] = sensitivity_records(sensitivity)
     return json.dumps(report, indent=1)
 
 
@@ -109,9 +123,9 @@ def summary_columns(result: EvaluationResult) -> dict[str, float]:
     return row
 
 
-def markdown(rows: Rows, title: str, classes: ClassGroups = ()) -> str:
-    """The comparison as markdown: one summary table, with ROAD the accuracy at each removal level, and with
-    ``classes`` one per-class table per method."""
+def markdown(rows: Rows, title: str, classes: ClassGroups = (), sensitivity: Sensitivities = ()) -> str:
+    """The comparison as markdown: one summary table, with ROAD the accuracy at each removal level, with
+    ``classes`` one per-class table per method, and with ``sensitivity`` the class-sensitivity table."""
     columns = list(summary_columns(rows[0][1]))
     lines = [
         f"# {title}",
@@ -143,6 +157,7 @@ def markdown(rows: Rows, title: str, classes: ClassGroups = ()) -> str:
         lines += ["", f"**{method}**, {CLASS_NOTE}", "", "| class | " + " | ".join(columns) + " |"]
         lines.append("|---" * (len(columns) + 1) + "|")
         lines += [f"| {row.name} | " + " | ".join(_class_cells(row, columns)) + " |" for row in class_rows]
+    lines += sensitivity_markdown(sensitivity)
     return "\n".join(lines) + "\n"
 
 
@@ -156,6 +171,7 @@ def chart_panels(road: bool) -> list[tuple[str, list[str]]]:
     if road:
         panels.append(("ROAD accuracy (%), mean over levels", ["ROAD MORF acc", "ROAD LERF acc"]))
     panels.append(("localisation (%)", ["PG", "EBPG"]))
+    panels.append(("class sensitivity (%)", ["CS selective", "CS mass", "CS peak"]))
     return panels
 
 
@@ -214,3 +230,53 @@ def _class_cells(row: ClassRow, columns: Sequence[str]) -> list[str]:
     """A class row's values as table cells: the image count whole, the rest with 2 decimals."""
     values = row.columns()
     return [f"{values[c]:.0f}" if c == "images" else f"{values[c]:.2f}" for c in columns]
+
+
+SENSITIVITY_NOTE = (
+    "composites of {tiles} images of different labels, each label explained on the composite; selective: every "
+    "class's map peaks in its own tile and holds more mass there than in any other; mass: mean share of a class's "
+    "map on its own tile; peak: class maps peaking on their own tile (all %, higher is better)"
+)
+
+
+def sensitivity_records(groups: Sensitivities) -> dict[str, dict]:
+    """epoch or method -> its class sensitivity, every number (for the JSON reports)."""
+    return {group: result.record() for group, result in groups}
+
+
+def sensitivity_markdown(groups: Sensitivities) -> list[str]:
+    """Markdown lines: one row per method (selective, mass, peak), then each class's on-own share per method."""
+    if not groups:
+        return []
+    first = groups[0][1]
+    names = [c["name"] for c in first.per_class]
+    lines = [
+        "",
+        f"Class sensitivity on {first.composites} composites: " + SENSITIVITY_NOTE.format(tiles=first.tiles),
+        "",
+        "| method | selective | mass | peak | " + " | ".join(f"{name} on own" for name in names) + " |",
+        "|---" * (4 + len(names)) + "|",
+    ]
+    for method, result in groups:
+        cells = [result.selective, result.own_mass, result.peak, *[c["on_own"] for c in result.per_class]]
+        lines.append(f"| {method} | " + " | ".join(f"{v:.2f}" for v in cells) + " |")
+    return lines
+
+
+def sensitivity_csv(groups: Sensitivities, first: str) -> str:
+    """One line per (epoch or method, class) and one per epoch or method (class ``all``, with ``selective``):
+    class maps, on-own, mass and peak shares (%), 4 decimals."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([first, "label", "name", "tiles", "composites", "maps", "selective", "on_own", "mass", "peak"])
+    for group, result in groups:
+        maps = sum(c["slots"] for c in result.per_class)
+        on_own = sum(c["on_own"] * c["slots"] for c in result.per_class) / max(maps, 1)
+        writer.writerow(
+            [group, "all", "", result.tiles, result.composites, maps, f"{result.selective:.4f}", f"{on_own:.4f}"]
+            + [f"{result.own_mass:.4f}", f"{result.peak:.4f}"]
+        )
+        for c in result.per_class:
+            cells = [f"{c[key]:.4f}" for key in ("on_own", "own_mass", "peak")]
+            writer.writerow([group, c["label"], c["name"], result.tiles, result.composites, c["slots"], "", *cells])
+    return buffer.getvalue()

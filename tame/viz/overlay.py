@@ -82,6 +82,29 @@ def save_comparison(
     _save(fig, path)
 
 
+def save_grid(image: torch.Tensor, rows: dict[str, dict[str, torch.Tensor]], path: str | Path, title: str = "") -> None:
+    """One image, one row of panels per ``rows`` entry (e.g. the class explained), one column per method, on one
+    colour scale (0..1): ``rows``: row title -> method -> explanation [H, W]."""
+    methods = list(next(iter(rows.values())))
+    height, width = image.shape[-2:]
+    panel = 2.4 * width / height
+    fig, axes = plt.subplots(
+        len(rows), len(methods) + 1, figsize=(panel * (len(methods) + 1) + 0.6, 2.3 * len(rows)), squeeze=False
+    )
+    for axes_row, (row_title, explanations) in zip(axes, rows.items()):
+        axes_row[0].imshow(image.detach().float().cpu().permute(1, 2, 0).numpy())
+        axes_row[0].set_title(title or "input", fontsize=8)
+        axes_row[0].set_ylabel(row_title, fontsize=9)
+        for axis, method in zip(axes_row[1:], methods):
+            axis.imshow(blend(image, explanations[method]))
+            axis.set_title(f"{method}: {row_title}", fontsize=8)
+    for axis in axes.flat:
+        axis.set_xticks([])
+        axis.set_yticks([])
+    fig.tight_layout()
+    _save(fig, path)
+
+
 def _save(fig, path: str | Path) -> None:
     """Write the PNG atomically (a reader never sees half of it), then close the figure."""
     try:

@@ -39,3 +39,25 @@ def comparison_chart(
     if title:
         fig.suptitle(title, fontsize=10)
     return _save(fig, path)
+
+
+def cascade_chart(results: Sequence[tuple[str, Mapping]], path: str | Path, measures: Sequence[str]) -> Path:
+    """Write a PNG: one panel per similarity measure, one line per method over the cascading randomisation's steps
+    (``results``: method -> ``{"cascade": [{"step", measure: value}]}``); "trained" is the start, similarity 1."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(
+        1, len(measures), figsize=(4.2 * len(measures) + 1, 3.4), squeeze=False, layout="constrained"
+    )
+    for axis, measure in zip(axes[0], measures):
+        longest = max((record["cascade"] for _, record in results), key=len)
+        position = {step["step"]: i + 1 for i, step in enumerate(longest)}
+        for method, record in results:
+            steps = record["cascade"]
+            x = [0, *[position.get(s["step"], float("nan")) for s in steps]]
+            axis.plot(x, [1.0, *[s[measure] for s in steps]], marker="o", label=method)
+        axis.set_xticks(range(len(longest) + 1), ["trained", *[s["step"] for s in longest]], rotation=45, fontsize=7)
+        axis.set_title(f"{measure} to the trained model's map", fontsize=10)
+        axis.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle("cascading randomisation (blocks re-initialised from the top, cumulatively)", fontsize=10)
+    return _save(fig, path)

@@ -17,7 +17,9 @@ Kinds (``at`` counts from 1, in this process):
 - ``before-replace``: the ``at``-th checkpoint write dies with the temporary file complete, before ``os.replace``;
 - ``after-replace``: dies right after the ``at``-th checkpoint replaced its file (before old ones are pruned);
 - ``signal``: sends itself ``signal`` (a name: ``SIGTERM``, ``SIGUSR1``) at the start of step ``at`` and goes on;
-- ``pause``: at the start of step ``at`` creates the file ``ready`` and waits (at most 120 s) until ``go`` exists.
+- ``pause``: at the start of step ``at`` creates the file ``ready`` and waits (at most 120 s) until ``go`` exists;
+- ``record`` (no fault): appends to ``to``/rank``RANK``.jsonl one JSON line per loader pass (``list``, ``epoch``,
+  ``indices``: the list entries this rank reads, padding left out) and per checkpoint written (``saved``: its name).
 ``rank``: only the process of that ``RANK`` dies; ``once``: only if the marker file does not exist (it is created).
 """
 
@@ -133,8 +135,38 @@ def install_fault(kind: str, at: int, rank: int | None = None, once: str | None 
                 die()
 
         os.replace = dying_replace
+    elif kind == "record":
+        install_recorder(Path(options["to"]))
     elif kind != "none":
         raise ValueError(f"unknown fault kind {kind!r}")
+
+
+def install_recorder(folder: Path) -> None:
+    """What this rank reads and writes, for the tests that check sharding and the one checkpoint writer."""
+    import tame.checkpoint.format
+    from tame.data.sharding import Loader
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"rank{os.environ.get('RANK', '0')}.jsonl"
+
+    def record(entry: dict) -> None:
+        with open(path, "a") as handle:
+            handle.write(json.dumps(entry) + "\n")
+
+    iterate, save = Loader.__iter__, tame.checkpoint.format.save_atomic
+
+    def recording_iter(self):
+        plan = self.plan()
+        read = plan.indices[self._skip * plan.batch_size :][~plan.padding[self._skip * plan.batch_size :]]
+        record({"list": self.list_file.name, "epoch": self.epoch, "indices": read.tolist()})
+        return iterate(self)
+
+    def recording_save(obj, target):
+        record({"saved": Path(target).name})
+        return save(obj, target)
+
+    Loader.__iter__ = recording_iter
+    tame.checkpoint.format.save_atomic = recording_save
 
 
 def run(fault: dict | None, argv: list[str]) -> int:
