@@ -25,6 +25,7 @@ Wandb = Literal["online", "offline", "disabled"]
 MaskSpace = Literal["pixels", "normalised"]  # where the training mask multiplies the image (tame.models.versions)
 MaskSpaceSetting = Literal["auto", MaskSpace]  # train.mask_space; auto: the version's
 Schedule = Literal["one_cycle", "epoch_decay"]  # train.schedule (tame.engine.optim)
+Optimizer = Literal["sgd", "adamw"]  # train.optimizer (tame.engine.optim; adamw: P-TAME's)
 
 
 def allowed(alias: Any) -> tuple[str, ...]:

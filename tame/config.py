@@ -22,6 +22,7 @@ from typing import Any, Literal
 import yaml
 
 from tame import choices
+from tame.config_parts import FeaturesConfig, LossConfig, check_momentum
 from tame.errors import TameError
 from tame.safe_yaml import load_yaml, load_yaml_file
 
@@ -40,6 +41,7 @@ class ModelConfig:
     prefix_tokens: int | None = None  # tokens before the patch tokens; null/auto: what the model tells, else 0
     class_names: str | None = None  # file: one name per line, or `label name` per line; null: ImageNet's (1000)
     allow_other_backbone: bool = False  # load an AM checkpoint trained on another model name (a deliberate transfer)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
 
 
 @dataclass
@@ -72,6 +74,8 @@ class TrainConfig:
     base_momentum: float = 0.85  # the cycle's lowest momentum (at the LR peak)
     max_momentum: float = 0.95  # the cycle's highest momentum (at the start and the end)
     weight_decay: float = 5e-4
+    optimizer: choices.Optimizer = "sgd"  # sgd (TAME, T-TAME, L-CAM) | adamw (P-TAME: amsgrad; momentum = beta1)
+    loss: LossConfig = field(default_factory=LossConfig)
     regulariser: choices.Regulariser = "batch"  # batch | diagonal  (docs/METHOD.md, "The loss")
     label_source: choices.LabelSource = "model"  # model | list
     backbone_mode: choices.BackboneMode = "eval"  # eval | train  (train reproduces the reference)
@@ -123,6 +127,7 @@ _POSITIVE = ("data.batch_size", "data.resize", "data.crop", "train.epochs", "tra
 _POSITIVE += ("train.bias_lr_factor", "train.lr_decay")
 # None (or "auto" in YAML) means: the model's own value (tame.models.registry.build_classifier)
 _AUTO = ("model.mean", "model.std", "model.prefix_tokens", "data.resize", "data.crop", "data.interpolation")
+_AUTO += ("model.features.mean", "model.features.std", *(f"train.loss.{f.name}" for f in fields(LossConfig)))
 _NON_NEGATIVE = ("model.prefix_tokens", "data.workers", "train.weight_decay", "train.checkpoint_every")
 _NON_NEGATIVE += ("train.max_steps_per_epoch", "train.val_every", "train.val_samples")
 _NON_NEGATIVE += ("log.log_every", "log.images_per_epoch", "train.seed")
@@ -258,12 +263,14 @@ def validate(config: Config) -> None:
         )
     if (classes := config.model.num_classes) is not None and classes < 1:
         raise TameError(f"config key model.num_classes: must be at least 1, got {classes} (0 removes the head)")
-    if not config.model.layers:
-        raise TameError("config key model.layers: name at least one layer (see `tame-inspect MODEL`)")
+    which = "model.features.layers" if config.model.features.name else "model.layers"
+    if not _get(config, which):
+        raise TameError(f"config key {which}: name at least one layer (see `tame-inspect MODEL`)")
     if config.data.crop is not None and config.data.resize is not None and config.data.crop > config.data.resize:
         raise TameError(f"config key data.crop: {config.data.crop} is larger than data.resize={config.data.resize}")
     check_mean_std(config.model.mean, config.model.std)
-    _check_momentum(config.train)
+    check_mean_std(config.model.features.mean, config.model.features.std, "model.features.mean", "model.features.std")
+    check_momentum(config.train)
 
 
 def _choice_fields(config: Config) -> Iterator[tuple[str, Any, bool]]:
@@ -302,25 +309,6 @@ def check_mean_std(mean, std, mean_what: str = "config key model.mean", std_what
             raise TameError(f"{what}: expected 3 finite numbers (R, G, B), got {list(value)!r}")
     if std is not None and min(std) <= 0:
         raise TameError(f"{std_what}: every value must be positive (images are divided by it), got {list(std)!r}")
-
-
-def _check_momentum(train: TrainConfig) -> None:
-    """0 <= momentum < 1 for every momentum key; Nesterov needs momentum > 0 (every one the run uses)."""
-    keys = ["momentum"] + (["base_momentum", "max_momentum"] if train.cycle_momentum else [])
-    for key in keys:
-        value = getattr(train, key)
-        if not 0 <= value < 1:
-            raise TameError(f"config key train.{key}: must be in [0, 1), got {value!r}")
-        if train.nesterov and value == 0:
-            raise TameError(
-                f"config key train.{key}: Nesterov momentum needs a momentum > 0, got {value!r} "
-                "(or set train.nesterov=false for plain SGD)"
-            )
-    if train.cycle_momentum and train.base_momentum > train.max_momentum:
-        raise TameError(
-            f"config key train.base_momentum: {train.base_momentum!r} is larger than "
-            f"train.max_momentum={train.max_momentum!r}"
-        )
 
 
 _ENV = re.compile(r"\$\{(\w+)\}|\$(\w+)")

@@ -27,6 +27,7 @@ def test_quick_demo_runs_end_to_end_and_reuses_stages(tmp_path, caplog, monkeypa
         "gradcam++ (layer3)",
         "gradcam++ (layer4)",
         "random",
+        "p-tame",  # tame.demo.ptame: the same classifier explained by P-TAME
     ):
         assert f"<td>{method}</td>" in page
     assert "on its better layer" in page and "worst class" in page
@@ -46,7 +47,7 @@ def test_quick_demo_runs_end_to_end_and_reuses_stages(tmp_path, caplog, monkeypa
     caplog.clear()
     run_demo(CONFIG, tmp_path, QUICK)
     printed = caplog.text
-    for stage in ("data", "classifier", "lr-find", "tame", "compare", "check", "sanity"):
+    for stage in ("data", "classifier", "lr-find", "tame", "p-tame", "compare", "check", "sanity"):
         assert f"[{stage}] reusing" in printed
 
 

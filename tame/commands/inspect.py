@@ -3,6 +3,8 @@
 tame-inspect resnet50                         # all map-producing modules, default layers marked with *
 tame-inspect vgg16 --layers features.16 features.23 features.30   # only these: shapes and the AM size
 tame-inspect --list 'convnext*'               # model names
+tame-inspect vit_base_patch16_224 --features torchvision.models:resnet18 --version P-TAME \
+    --layers layer1 layer2 layer3 layer4       # P-TAME: the AM reads the auxiliary network's layers
 """
 
 from __future__ import annotations
@@ -25,6 +27,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input-size", type=int, default=224, help="square input size in pixels (default 224)")
     parser.add_argument("--weights", help="local weights file (else random weights: shapes do not depend on them)")
     parser.add_argument("--version", default="TAME", help=f"AM version ({', '.join(list_attention_versions())})")
+    parser.add_argument(
+        "--features",
+        metavar="NAME",
+        help="an auxiliary network whose layers the AM reads (P-TAME: torchvision.models:resnet18); MODEL is then "
+        "only called on images, and --layers names the auxiliary network's layers",
+    )
     parser.add_argument("--all", action="store_true", help="also list modules below the default depth")
     parser.add_argument("--list", metavar="PATTERN", help="list model names matching PATTERN and exit")
 
@@ -41,14 +49,19 @@ def run(args: argparse.Namespace) -> int:
     if not 0 < args.input_size <= MAX_INPUT_SIZE:
         raise TameError(f"--input-size {args.input_size}: give a side in pixels, 1..{MAX_INPUT_SIZE} (e.g. 224)")
     classifier = create_classifier(args.model, pretrained=False, weights=args.weights)
-    layers = feature_layers(classifier, args.input_size)
+    tapped, name = classifier, args.model
+    if args.features:  # P-TAME: the layers are the auxiliary network's
+        tapped, name = create_classifier(args.features, pretrained=False), args.features
+        classes = getattr(classifier.net, "num_classes", None) or 1000
+        print(f"explained: {args.model} ({classes} classes), only called on images; features: {name} (auxiliary)")
+    layers = feature_layers(tapped, args.input_size)
     if not layers:
-        raise TameError(f"model {args.model!r} produced no feature maps at {args.input_size}px")
+        raise TameError(f"model {name!r} produced no feature maps at {args.input_size}px")
     if args.layers:
-        chosen = chosen_layers(classifier, layers, args.layers, args.model)
+        chosen = chosen_layers(tapped, layers, args.layers, name)
         attention, num_classes = attention_for(classifier, chosen, args.version)
         size = sum(p.numel() for p in attention.parameters())
-        print(f"{args.model} at {args.input_size}x{args.input_size}: layers OK")
+        print(f"{name} at {args.input_size}x{args.input_size}: layers OK")
         _print_table(chosen, [], args.layers, show_all=True)
         print(
             f"attention mechanism {args.version}: {size:,} parameters, maps {attention.size[0]}x{attention.size[1]} "
@@ -57,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     defaults = default_layers(layers)
     print(
-        f"{args.model}: {len(layers)} modules produce feature maps at {args.input_size}x{args.input_size} "
+        f"{name}: {len(layers)} modules produce feature maps at {args.input_size}x{args.input_size} "
         f"(* = default layer set)"
     )
     _print_table(layers, defaults, [], show_all=args.all)

@@ -5,6 +5,7 @@ Stages, each reused on a rerun when its inputs have not changed (``stage.json`` 
   2. classifier  a small timm CNN trained from scratch on it: the stand-in for a pretrained ImageNet model
   3. lr-find     the LR range test of ``tame lr-find``
   4. tame        TAME trained on the frozen classifier by ``tame train``'s training (as the ImageNet runs)
+     p-tame      P-TAME on the same classifier, its features from a copy of it (:mod:`tame.demo.ptame`)
   5. compare     TAME, Grad-CAM and Grad-CAM++ (each on layer3 and layer4) and a random-map control on the
                  validation set: AD/IC, pointing game, class sensitivity on two-image composites, ms/image
                  (:func:`tame.evaluation.compare`, as ``tame compare --class-sensitivity``)
@@ -31,6 +32,7 @@ import torch
 
 from tame.checkpoint.naming import epoch_file
 from tame.config import Config, load_config
+from tame.demo.ptame import ptame_stage
 from tame.demo.sizes import DemoSize
 from tame.demo.stages import Stage, run_stage
 from tame.engine.lr_suggestion import format_lr
@@ -124,7 +126,8 @@ def run_demo(
     stages["classifier"] = _classifier_stage(demo, stages["data"], force)
     stages["lr-find"] = _lr_find_stage(demo, stages["classifier"], force)
     stages["tame"] = _train_stage(demo, stages["classifier"], stages["lr-find"], force)
-    stages["compare"] = _compare_stage(demo, stages["tame"], force)
+    stages["p-tame"] = ptame_stage(demo, stages["classifier"], force)
+    stages["compare"] = _compare_stage(demo, stages["tame"], force, stages["p-tame"])
     stages["check"] = _check_stage(demo, stages["tame"], force)
     stages["sanity"] = _sanity_stage(demo, stages["tame"], force)
     return write_demo_report(cfg, out, size, stages, METHODS, torch.get_num_threads())
@@ -222,18 +225,19 @@ def _train_stage(demo: DemoRun, classifier: dict, lr_find: dict, force: bool) ->
     return run_stage("tame", demo.out / "tame", demo.inputs(classifier=classifier, max_lr=max_lr), force, make)
 
 
-def _compare_stage(demo: DemoRun, train: dict, force: bool) -> dict:
+def _compare_stage(demo: DemoRun, train: dict, force: bool, ptame: dict | None = None) -> dict:
     from tame.evaluation import CompareSpec, compare
     from tame.evaluation.tables import class_records, sensitivity_records
 
     folder = demo.out / "compare"
+    methods = [*METHODS, *([f"p-tame={ptame['checkpoint']}"] if ptame else [])]  # P-TAME: tame.demo.ptame
 
     def make() -> dict:
         spec = CompareSpec(
             config=demo.config_path,
             overrides=demo.overrides,
             checkpoint=train["checkpoint"],
-            methods=METHODS,
+            methods=methods,
             road=False,
             boxes=demo.out / "data" / "boxes.json",
             out=folder,
@@ -247,7 +251,7 @@ def _compare_stage(demo: DemoRun, train: dict, force: bool) -> dict:
             "sensitivity": sensitivity_records(comparison.sensitivity),
         }
 
-    inputs = {"train": train, "methods": list(METHODS), "format": COMPARE_FORMAT}
+    inputs = {"train": train, "methods": methods, "format": COMPARE_FORMAT}
     return run_stage("compare", folder, inputs, force, make)
 
 

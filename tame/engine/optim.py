@@ -1,6 +1,6 @@
 """Optimiser and LR schedule of the reference (docs/METHOD.md, "Optimiser and schedule").
 
-SGD with Nesterov momentum, two parameter groups of the AM:
+SGD with Nesterov momentum (``train.optimizer: adamw``: AdamW with amsgrad, P-TAME's), two parameter groups of the AM:
 - weights: every parameter whose name does not end in ``bias`` (conv weights *and* BatchNorm weights, as the
   reference's ``'weight' in name`` split), weight decay ``train.weight_decay``;
 - biases: names ending in ``bias`` (conv, fuser and BatchNorm biases), ``train.bias_lr_factor`` times the LR
@@ -65,9 +65,13 @@ def build_optimizer(
     *,
     bias_lr_factor: float = BIAS_LR_FACTOR,
     bias_weight_decay: bool = False,
-) -> torch.optim.SGD:
-    """SGD (Nesterov by default) over :func:`parameter_groups`; ``lr`` is the weights' LR."""
+    optimizer: str = "sgd",
+) -> torch.optim.Optimizer:
+    """SGD (Nesterov by default), or ``optimizer="adamw"`` (AdamW with amsgrad, beta1 = ``momentum``, P-TAME's), over
+    :func:`parameter_groups`; ``lr`` is the weights' LR."""
     groups = parameter_groups(attention, lr, weight_decay, bias_lr_factor, bias_weight_decay)
+    if optimizer == "adamw":  # P-TAME's (torch.optim.AdamW, amsgrad); OneCycleLR cycles its beta1 as momentum
+        return torch.optim.AdamW(groups, lr=lr, betas=(momentum, 0.999), amsgrad=True)
     return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov)
 
 
@@ -124,7 +128,7 @@ def training_schedule(
     )
 
 
-def training_optimizer(attention: nn.Module, train: TrainConfig) -> torch.optim.SGD:
+def training_optimizer(attention: nn.Module, train: TrainConfig) -> torch.optim.Optimizer:
     """The optimizer of a training run from ``Config.train`` (its schedule: :func:`training_schedule`)."""
     if train.schedule == "one_cycle" and train.cycle_momentum and train.momentum != TrainConfig.momentum:
         logger.warning(
@@ -142,6 +146,7 @@ def training_optimizer(attention: nn.Module, train: TrainConfig) -> torch.optim.
         train.nesterov,
         bias_lr_factor=train.bias_lr_factor,
         bias_weight_decay=train.bias_weight_decay,
+        optimizer=train.optimizer,
     )
 
 

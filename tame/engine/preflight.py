@@ -29,6 +29,7 @@ from tame.engine.train import check_data_paths
 from tame.engine.validation import validation_paths
 from tame.errors import TameError
 from tame.models import TameModel
+from tame.models.auxiliary import feature_network_from_config, tapped_layers
 from tame.models.inspect import feature_layers, layer_problems
 from tame.models.registry import build_classifier
 
@@ -88,12 +89,14 @@ def check_model(cfg: Config, report: Preflight) -> TameModel | None:
     try:
         cfg, classifier = build_classifier(cfg)  # imports a module:function name; the model's own preprocessing
         model_cfg, data_cfg = cfg.model, cfg.data
-        layers = feature_layers(classifier, data_cfg.crop)
+        aux = feature_network_from_config(model_cfg, classifier.preprocessing)  # P-TAME's auxiliary network
+        tapped, key = (classifier, "model.layers") if aux is None else (aux, "model.features.layers")
+        layers = feature_layers(tapped, data_cfg.crop)
     except TameError as err:
         report.problems.append(str(err))
         return None
-    bad = layer_problems(classifier, layers, model_cfg.layers, model_cfg.name)
-    report.problems.extend(f"config key model.layers: {problem}" for problem in bad)
+    bad = layer_problems(tapped, layers, tapped_layers(model_cfg), tapped.name)
+    report.problems.extend(f"config key {key}: {problem}" for problem in bad)
     if bad:
         return None
     try:
@@ -107,6 +110,14 @@ def check_model(cfg: Config, report: Preflight) -> TameModel | None:
     report.summary += [
         f"model      {model_cfg.name}: {model.num_classes} classes, {data_cfg.crop}x{data_cfg.crop} crop of "
         f"{p.resize} ({p.interpolation}), mean {_floats(p.mean)} std {_floats(p.std)}",
+        *(
+            []
+            if aux is None
+            else [
+                f"features   {aux.name} (auxiliary, frozen): mean {_floats(aux.mean.flatten().tolist())} "
+                f"std {_floats(aux.std.flatten().tolist())}; the classifier is only called on images"
+            ]
+        ),
         f"layers     {', '.join(shapes)}",
         f"attention  {model_cfg.version}: {am_size:,} parameters, maps {height}x{width}, training mask on the "
         f"{'normalised image' if model.mask_space == 'normalised' else 'image in [0, 1]'}",

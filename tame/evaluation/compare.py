@@ -40,6 +40,7 @@ from tame.evaluation.tables import (
 from tame.io import write_text_atomic
 from tame.metrics.sanity import SIMILARITIES
 from tame.models import TameModel
+from tame.models.auxiliary import network_from_meta
 
 FILES = ("compare.md", "compare.csv", "compare.json", "compare.png")
 PER_CLASS = "compare_per_class.csv"  # with per_class
@@ -127,13 +128,17 @@ def _explainer(data: EvaluationData, spec: CompareSpec, method: str) -> Iterator
 
 
 def trained_model(data: EvaluationData, checkpoint: Path) -> TameModel:
-    """A TameModel over ``data``'s classifier with the layers, version and token transform saved in ``checkpoint``
-    (which it loads: a checkpoint for another backbone is refused as :meth:`TameModel.load_attention` does)."""
+    """A TameModel over ``data``'s classifier with the layers, version, token transform and auxiliary network (P-TAME)
+    saved in ``checkpoint`` (which it loads: a checkpoint for another backbone is refused as
+    :meth:`TameModel.load_attention` does)."""
     _, meta = read_attention_file(checkpoint)
     layers, version = meta.get("layers", data.cfg.model.layers), meta.get("version", data.cfg.model.version)
     token_transform = meta.get("token_transform", data.cfg.model.token_transform)
     crop = data.cfg.data.crop or data.model.classifier.preprocessing.crop
-    model = TameModel(data.model.classifier, layers, version, input_size=crop, token_transform=token_transform)
+    aux = network_from_meta(meta, data.model.classifier.preprocessing)  # P-TAME's auxiliary network, if any
+    model = TameModel(
+        data.model.classifier, layers, version, input_size=crop, token_transform=token_transform, feature_net=aux
+    )
     try:
         model.to(data.dist.device).eval()
         model.load_attention(checkpoint)

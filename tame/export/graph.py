@@ -3,7 +3,8 @@
 Inputs (the layout of every exported file):
 
 - ``images``: [B, 3, H, W], RGB, H = W = the model's input size; ``uint8`` 0..255 (the default: decoded pixels as
-  they are) or ``float32`` in [0, 1] (``--input float``). The classifier's mean/std normalisation is inside the graph.
+  they are) or ``float32`` in [0, 1] (``--input float``). The classifier's mean/std normalisation is inside the
+  graph, and so is P-TAME's auxiliary network (``model.features``) with its own: one graph holds both networks.
 - ``classes``: int64 [B], the class to explain per image; ``-1`` means "the predicted class".
 
 Outputs: ``logits`` float32 [B, K] (of the unmasked images), ``class`` int64 [B] (the explained class: the given one,
@@ -60,6 +61,7 @@ def metadata(model: TameModel, input_size: int, resize: int, input_dtype: str) -
         "mean": [round(float(v), 8) for v in classifier.mean.flatten()],
         "std": [round(float(v), 8) for v in classifier.std.flatten()],
         "num_classes": model.num_classes,
+        "features": None if model.feature_net is None else model.feature_net.name,  # P-TAME's auxiliary network
         "inputs": list(INPUT_NAMES),
         "outputs": list(OUTPUT_NAMES),
     }

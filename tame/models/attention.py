@@ -1,7 +1,8 @@
 """The attention mechanism (AM): feature branches -> resize to S -> concat -> 1x1 fuse conv to K class maps.
 
-The four versions of the published TAME code and L-CAM-Img's single 1x1 convolution (docs/METHOD.md, "The attention
-mechanism"), one small class each over :class:`AttentionMechanism`; :mod:`tame.models.versions` lists them by name.
+The four versions of the published TAME code, L-CAM-Img's single 1x1 convolution and P-TAME's head (docs/METHOD.md,
+"The attention mechanism"), one small class each over :class:`AttentionMechanism`; :mod:`tame.models.versions` lists
+them by name.
 Parameter names (``convs.{i}``, ``bns.{i}``, ``fuser``) match the original checkpoints.
 
 The fuse conv is class-selective: ``forward(features, classes)`` computes only the requested class channels
@@ -27,12 +28,14 @@ MAX_RESOLUTION = 56
 class AttentionMechanism(nn.Module):
     """Base: subclasses define the per-layer branch and the fuser's input width."""
 
-    def __init__(self, channels: list[int], num_classes: int, size: tuple[int, int], fuse_in: int) -> None:
+    def __init__(
+        self, channels: list[int], num_classes: int, size: tuple[int, int], fuse_in: int, fuser_bias: bool = True
+    ) -> None:
         super().__init__()
         self.channels = channels
         self.num_classes = num_classes
         self.size = size
-        self.fuser = nn.Conv2d(fuse_in, num_classes, kernel_size=1, bias=True)
+        self.fuser = nn.Conv2d(fuse_in, num_classes, kernel_size=1, bias=fuser_bias)
 
     def branch(self, index: int, feature: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -63,7 +66,7 @@ class AttentionMechanism(nn.Module):
         """
         if classes is None:
             return self.fuser(self.fuser_input(features))  # [B, sum C, S_h, S_w] -> [B, K, S_h, S_w]
-        weight, bias = self.fuser.weight[classes, :, 0, 0], self.fuser.bias[classes]  # [N, sum C], [N]
+        weight = self.fuser.weight[classes, :, 0, 0]  # [N, sum C]
         equation = "bc,bchw->bhw" if per_image else "nc,bchw->bnhw"  # N = B per image
         maps, start = None, 0
         for branch in self.branches(features):  # g_i: [B, C_i, H_i, W_i]
@@ -72,7 +75,10 @@ class AttentionMechanism(nn.Module):
             projected = torch.einsum(equation, w, branch)  # [B, N, H_i, W_i] ([B, H_i, W_i] per image)
             resized = self.resize(projected.unsqueeze(1) if per_image else projected)
             maps = resized if maps is None else maps + resized
-        return maps + bias.to(maps.dtype).view((-1, 1, 1, 1) if per_image else (1, -1, 1, 1))
+        if self.fuser.bias is None:
+            return maps
+        bias = self.fuser.bias[classes].to(maps.dtype)  # [N]
+        return maps + bias.view((-1, 1, 1, 1) if per_image else (1, -1, 1, 1))
 
 
 class TameAttention(AttentionMechanism):
@@ -116,6 +122,30 @@ class NoSkipNoBatchNormAttention(AttentionMechanism):
 
     def branch(self, index: int, feature: torch.Tensor) -> torch.Tensor:
         return torch.relu(self.convs[index](feature))
+
+
+class PTameAttention(TameAttention):
+    """P-TAME (IDT-ITI/P-TAME, ``PTAMEAttention``): TAME's branches over an auxiliary network's feature maps, each
+    branch output upsampled by repeated x2 bilinear steps (``nn.Upsample(scale_factor=2)``) towards the first
+    (finest) tapped map's size S, concatenated, fused to K maps by a 1x1 conv *without* bias (their configs'
+    ``fuser_bias: false``).
+
+    Their steps are ``int(log2(S_w / w_i))`` doublings; a map that still differs from S after them (sizes that are
+    not powers of two apart, where their concatenation fails) is resized to S bilinearly.
+    """
+
+    def __init__(self, channels: list[int], num_classes: int, size: tuple[int, int]) -> None:
+        AttentionMechanism.__init__(self, channels, num_classes, size, fuse_in=sum(channels), fuser_bias=False)
+        self.convs = nn.ModuleList(nn.Conv2d(c, c, kernel_size=1, bias=True) for c in channels)
+        self.bns = nn.ModuleList(nn.BatchNorm2d(c) for c in channels)
+
+    def resize(self, maps: torch.Tensor) -> torch.Tensor:
+        """[B, n, h, w] -> [B, n, S_h, S_w]: x2 bilinear steps while 2 w <= S_w, then a bilinear resize if needed."""
+        width = maps.shape[-1]
+        while 2 * width <= self.size[1]:
+            maps = F.interpolate(maps, scale_factor=2.0, mode="bilinear", align_corners=False)  # [B, n, 2h, 2w]
+            width *= 2
+        return maps if tuple(maps.shape[-2:]) == tuple(self.size) else super().resize(maps)
 
 
 class LCamImgAttention(AttentionMechanism):

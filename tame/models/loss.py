@@ -2,7 +2,8 @@
 
 loss = ce_weight * CE + area_weight * mean((R + area_eps) ** area_power) + variation_weight * V, with V the
 smoothness term of :func:`variation_loss`. TAME, T-TAME and L-CAM-Img share the published weights
-(:data:`TAME_WEIGHTS`); a version with other weights lists its own in :mod:`tame.models.versions`.
+(:data:`TAME_WEIGHTS`); a version with other weights lists its own in :mod:`tame.models.versions`, and a config's
+``train.loss`` overrides any of them (:func:`tame.models.versions.loss_weights`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ class LossWeights:
 
 
 TAME_WEIGHTS = LossWeights()
+# P-TAME's ResNet-50 run (IDT-ITI/P-TAME configs/experiment/tab1_resnet50.yaml); its other runs set train.loss.*
+PTAME_WEIGHTS = LossWeights(ce=0.16142940055382465, area=0.8385705994463174, variation=0.0)
 
 
 def area_loss(masks: torch.Tensor, weights: LossWeights = TAME_WEIGHTS) -> torch.Tensor:

@@ -11,6 +11,7 @@ only takes a ``label_gather`` (the global batch's labels for the ``batch`` regul
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -24,11 +25,12 @@ from torch import nn
 from tame.checkpoint.format import check_state_dict, read_attention_file, save_attention_file
 from tame.choices import BackboneMode, LabelSource, MaskSpace, Regulariser, check_choice
 from tame.errors import TameError
+from tame.models import auxiliary
 from tame.models.attention import AttentionMechanism
-from tame.models.loss import tame_loss
+from tame.models.loss import LossWeights, tame_loss
 from tame.models.registry import Classifier, classifier_from_config
 from tame.models.taps import FeatureTaps
-from tame.models.versions import build_attention, check_layer_count, get_version
+from tame.models.versions import build_attention, check_layer_count, get_version, loss_weights
 
 logger = logging.getLogger(__name__)
 LabelGather = Callable[[torch.Tensor], tuple[torch.Tensor, int]]  # local labels -> (global labels, own offset)
@@ -115,13 +117,16 @@ class TameModel(nn.Module):
 
     ``regulariser``: ``batch`` (R = a[:, y], [B, B, S], the reference) or ``diagonal`` (R = m, [B, 1, S]).
     ``label_source``: ``model`` (the classifier's argmax) or ``list`` (the labels given to ``training_step``).
-    ``backbone_mode``: ``eval`` or ``train`` (the reference: batch statistics and dropout in both passes;
+    ``backbone_mode``: ``eval`` or ``train`` (the reference: batch statistics and dropout in both passes, in the
+    auxiliary ``feature_net`` too;
     running statistics are restored after every step, so the classifier comes out unchanged).
     ``label_gather``: local labels [B] -> (the labels of the global batch [N*B], this rank's offset in it); the
     ``batch`` regulariser's R then spans the global batch, as one process with N*B would (default: this batch).
     ``mask_space``: ``pixels`` (the mask multiplies the image in [0, 1], which is then normalised), ``normalised``
     (it multiplies the network's normalised input: T-TAME's ViT run) or ``auto`` (the version's,
-    :mod:`tame.models.versions`). The version also gives the loss weights.
+    :mod:`tame.models.versions`). The version also gives the loss weights (``loss_weights`` overrides them).
+    ``feature_net``: an auxiliary network (:mod:`tame.models.auxiliary`, P-TAME) whose ``layers`` the AM reads; the
+    classifier is then only called on images and masked images (default: the AM reads the classifier's layers).
     """
 
     def __init__(
@@ -138,9 +143,12 @@ class TameModel(nn.Module):
         label_gather: LabelGather | None = None,
         token_transform: str = "drop",
         mask_space: str = "auto",
+        feature_net: Classifier | None = None,
+        loss_weights: LossWeights | None = None,
     ) -> None:
         super().__init__()
         check_layer_count(version, layers)
+        auxiliary.check_feature_source(version, get_version(version).features, feature_net)
         mask_space = get_version(version).mask_space if mask_space == "auto" else mask_space
         for value, alias, what in (
             (mask_space, MaskSpace, "mask_space"),
@@ -156,12 +164,17 @@ class TameModel(nn.Module):
         self.label_source = label_source
         self.backbone_mode = backbone_mode
         self.mask_space = mask_space
-        self.loss_weights = get_version(version).loss
+        self.loss_weights = loss_weights or get_version(version).loss
         self.label_gather = label_gather
         self.allow_other_backbone = False  # load_attention's default (``model.allow_other_backbone``)
-        self.taps = FeatureTaps(classifier.net, self.layers, classifier.num_prefix_tokens, token_transform)
+        self.feature_net = feature_net
+        self.feature_origin: dict = {}  # the auxiliary network's ``pretrained`` and ``weights``, for the meta
+        tapped = feature_net or classifier
+        self.taps = FeatureTaps(tapped.net, self.layers, tapped.num_prefix_tokens, token_transform)
 
         device = next(iter(classifier.parameters()), torch.zeros(())).device
+        if feature_net is not None:
+            feature_net.to(device)
         with torch.no_grad():  # one dry run sizes the AM
             logits, features = self.features(torch.zeros(1, 3, input_size, input_size, device=device))
         self.feature_shapes = [tuple(f.shape[1:]) for f in features]
@@ -194,12 +207,15 @@ class TameModel(nn.Module):
                 label_source=train_cfg.label_source,
                 backbone_mode=train_cfg.backbone_mode,
                 mask_space=train_cfg.mask_space,
+                loss_weights=loss_weights(model_cfg.version, dataclasses.asdict(train_cfg.loss)),
             )
         options["token_transform"] = getattr(model_cfg, "token_transform", "drop")
-        model = cls(
-            classifier, model_cfg.layers, model_cfg.version, input_size=input_size, label_gather=label_gather, **options
-        )
+        options["feature_net"] = auxiliary.feature_network_from_config(model_cfg, classifier.preprocessing)
+        layers = auxiliary.tapped_layers(model_cfg)
+        model = cls(classifier, layers, model_cfg.version, input_size=input_size, label_gather=label_gather, **options)
         model.allow_other_backbone = getattr(model_cfg, "allow_other_backbone", False)
+        if options["feature_net"] is not None:
+            model.feature_origin = {k: getattr(model_cfg.features, k) for k in ("pretrained", "weights", "num_classes")}
         return model
 
     # -- modes -------------------------------------------------------------------------------------------------
@@ -214,29 +230,33 @@ class TameModel(nn.Module):
         if self.backbone_mode == "eval" or not self.training:
             yield
             return
-        # The published code runs the frozen backbone in training mode (batch statistics, dropout). Its BatchNorm
-        # layers then update running statistics in place: give them copies and put the originals back afterwards.
-        originals = [
-            (module, name, buf)
-            for module in self.classifier.net.modules()
-            for name, buf in module._buffers.items()
-            if buf is not None
-        ]
+        # The published code runs the frozen backbone (and P-TAME's auxiliary network) in training mode (batch
+        # statistics, dropout). Their BatchNorm layers then update running statistics in place: give them copies and
+        # put the originals back afterwards.
+        nets = [net.net for net in (self.classifier, self.feature_net) if net is not None]
+        originals = [(m, name, buf) for net in nets for m in net.modules() for name, buf in m._buffers.items()]
         for module, name, buf in originals:
-            module._buffers[name] = buf.clone()
-        self.classifier.net.train()
+            module._buffers[name] = buf if buf is None else buf.clone()
+        for net in nets:
+            net.train()
         try:
             yield
         finally:
-            self.classifier.net.eval()
+            for net in nets:
+                net.eval()
             for module, name, buf in originals:
                 module._buffers[name] = buf
 
     # -- forward pieces ----------------------------------------------------------------------------------------
     def features(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """images [B, 3, H, W] in [0, 1] -> (logits [B, K], feature maps [B, C_i, H_i, W_i])."""
+        """images [B, 3, H, W] in [0, 1] -> (logits [B, K], maps [B, C_i, H_i, W_i] of the tapped network)."""
+        if self.feature_net is None:
+            with self.taps.capture((images.shape[-2], images.shape[-1])) as features:
+                logits = self.classifier(images)
+            return logits, features
+        logits = self.classifier(images)
         with self.taps.capture((images.shape[-2], images.shape[-1])) as features:
-            logits = self.classifier(images)
+            self.feature_net(images)  # its own normalisation inside; its logits are not used
         return logits, features
 
     def predict(self, images: torch.Tensor) -> torch.Tensor:
@@ -297,6 +317,9 @@ class TameModel(nn.Module):
             "token_transform": self.taps.token_transform,
             "mask_space": self.mask_space,
             "preprocessing": self.classifier.preprocessing.as_dict(),
+            auxiliary.META_KEY: None
+            if self.feature_net is None
+            else auxiliary.features_meta(self.feature_net, self.layers, self.feature_origin),
         }
 
     def save_attention(self, path: str | Path) -> None:
@@ -322,6 +345,7 @@ class TameModel(nn.Module):
         for key, value in current.items():
             if key in meta and meta[key] != value:
                 raise TameError(f"checkpoint {path} was trained with {key}={meta[key]!r}, this model uses {value!r}")
+        auxiliary.check_features_meta(meta, self.feature_net, path)
         if "model" in meta and meta["model"] != self.classifier.name:
             allow = self.allow_other_backbone if allow_other_backbone is None else allow_other_backbone
             if not allow:

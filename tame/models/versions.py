@@ -8,7 +8,9 @@ A version is what the published code of one method fixes beyond the backbone and
   normalised: TAME, L-CAM-Img) or ``normalised`` (the network's normalised input: T-TAME's ViT run). A config's
   ``train.mask_space`` overrides it (``auto``: the version's);
 - ``loss``: the coefficients of :func:`tame.models.loss.tame_loss`;
-- ``layers``: how many feature layers the head takes (None: any number).
+- ``layers``: how many feature layers the head takes (None: any number);
+- ``features``: whether it reads an auxiliary network's feature maps (``model.features``: P-TAME) rather than the
+  explained classifier's.
 
 T-TAME is TAME's head with another recipe (token taps, ``mask_space: normalised``, one LR for weights and biases:
 ``configs/vit_b_16_ttame.yaml``), not a version of its own. Adding a method is one more entry below, or
@@ -17,7 +19,8 @@ T-TAME is TAME's head with another recipe (token taps, ``mask_space: normalised`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from tame.choices import MaskSpace, check_choice
@@ -28,10 +31,11 @@ from tame.models.attention import (
     LCamImgAttention,
     NoSkipAttention,
     NoSkipNoBatchNormAttention,
+    PTameAttention,
     SigmoidBranchAttention,
     TameAttention,
 )
-from tame.models.loss import TAME_WEIGHTS, LossWeights
+from tame.models.loss import PTAME_WEIGHTS, TAME_WEIGHTS, LossWeights
 from tame.registry import Registry
 
 
@@ -43,6 +47,7 @@ class Version:
     mask_space: MaskSpace = "pixels"
     loss: LossWeights = TAME_WEIGHTS
     layers: int | None = None
+    features: bool = False
     source: str = ""  # the published code it reproduces
 
     def __post_init__(self) -> None:
@@ -62,6 +67,10 @@ register_version("Sigmoidinfeaturebranch", Version(SigmoidBranchAttention, sourc
 register_version("Noskipconnection", Version(NoSkipAttention, source="bmezaris/TAME ablation"))
 register_version("NoskipNobatchnorm", Version(NoSkipNoBatchNormAttention, source="bmezaris/TAME ablation"))
 register_version("L-CAM-Img", Version(LCamImgAttention, layers=1, source="bmezaris/L-CAM (models/*_L_CAM_Img.py)"))
+register_version(
+    "P-TAME",
+    Version(PTameAttention, loss=PTAME_WEIGHTS, features=True, source="IDT-ITI/P-TAME (ptame 1.0.2, IEEE OJSP 2025)"),
+)
 
 
 def list_attention_versions() -> list[str]:
@@ -71,6 +80,13 @@ def list_attention_versions() -> list[str]:
 def get_version(name: str) -> Version:
     """The registered version ``name`` (an unknown name is a TameError with the closest names)."""
     return VERSIONS.get(name)
+
+
+def loss_weights(name: str, overrides: Mapping[str, float | None] | None = None) -> LossWeights:
+    """Version ``name``'s loss coefficients with ``overrides`` (a config's ``train.loss``; None values: the
+    version's) in their place."""
+    given = {key: value for key, value in (overrides or {}).items() if value is not None}
+    return dataclasses.replace(get_version(name).loss, **given)
 
 
 def check_layer_count(name: str, layers: Sequence[str]) -> None:
