@@ -25,7 +25,7 @@ import torchvision
 
 from tame.models import Classifier, TameModel
 from tame.models.loss import LossWeights
-from tame.models.tame import min_max_normalise
+from tame.models.maps import min_max_normalise
 
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))  # ptame's norm() hard-codes these
 LAYERS = ["layer1", "layer2", "layer3", "layer4"]

@@ -16,7 +16,7 @@ import torch
 
 from tame.errors import TameError
 from tame.models import Classifier, Explanation, TameModel
-from tame.models.tame import resolve_classes
+from tame.models.maps import resolve_classes
 from tame.registry import Registry
 
 METHODS: Registry[type[Explainer]] = Registry("method", case_sensitive=False)

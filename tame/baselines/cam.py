@@ -16,7 +16,7 @@ import torch
 from tame.baselines.base import Explainer, register_explainer
 from tame.errors import TameError
 from tame.models import Classifier, Explanation
-from tame.models.tame import check_images, per_image
+from tame.models.maps import check_images, per_image
 from tame.models.taps import tokens_to_map
 from tame.registry import close_matches
 

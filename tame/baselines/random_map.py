@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from tame.baselines.base import Explainer, register_explainer
 from tame.models import Classifier, Explanation, min_max_normalise
-from tame.models.tame import check_images
+from tame.models.maps import check_images
 
 
 @register_explainer("random")

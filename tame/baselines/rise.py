@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from tame.baselines.base import Explainer, register_explainer
 from tame.errors import TameError
 from tame.models import Classifier, Explanation, min_max_normalise
-from tame.models.tame import check_images
+from tame.models.maps import check_images
 
 
 def rise_masks(num_masks: int, size: tuple[int, int], grid: int = 7, keep: float = 0.5, seed: int = 0) -> torch.Tensor:

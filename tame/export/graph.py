@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from tame.models import TameModel
-from tame.models.tame import explanation_maps
+from tame.models.maps import explanation_maps
 
 INPUT_NAMES = ("images", "classes")
 OUTPUT_NAMES = ("logits", "class", "map")
