@@ -26,6 +26,14 @@ CONFIGS = {
     "synthetic.yaml": (*IMAGENET, 72, 64, "bilinear"),
     "vgg16.yaml": (*IMAGENET, 256, 224, "bilinear"),
     "vit_b_16.yaml": (*HALF, 248, 224, "bicubic"),
+    # the family's published recipes (T-TAME, L-CAM-Img, P-TAME): torchvision's 256/224 bilinear, ImageNet mean/std
+    "resnet50_lcam_img.yaml": (*IMAGENET, 256, 224, "bilinear"),
+    "vgg16_lcam_img.yaml": (*IMAGENET, 256, 224, "bilinear"),
+    "vit_b_16_ttame.yaml": (*IMAGENET, 256, 224, "bilinear"),
+    "resnet50_ptame.yaml": (*IMAGENET, 256, 224, "bilinear"),
+    "vgg16_ptame.yaml": (*IMAGENET, 256, 224, "bilinear"),
+    "vit_b_16_ptame.yaml": (*IMAGENET, 256, 224, "bilinear"),
+    "synthetic_ptame.yaml": (*HALF, 72, 64, "bilinear"),  # a timm ViT at 64 px: its own mean/std
 }
 MODELS = {
     "resnet50.tv_in1k": (*IMAGENET, 256, 224, "bilinear"),
