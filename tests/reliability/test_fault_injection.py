@@ -17,6 +17,8 @@ import random
 import re
 import shutil
 import signal
+import struct
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -106,8 +108,13 @@ def test_killed_twice_then_resumed(runner, data, reference, tmp_path):
 
 # -- corrupt newest checkpoint -------------------------------------------------------------------------------------
 def _flip_bytes(path: Path) -> None:
+    """Flip 16 bytes in the middle of the largest record's tensor data: the file still opens, only the checksum can
+    tell. (The middle of the whole file may fall in a record header's alignment padding, which no checksum covers.)"""
+    with zipfile.ZipFile(path) as archive:
+        record = max(archive.infolist(), key=lambda info: info.file_size)
     data = bytearray(path.read_bytes())
-    middle = len(data) // 2  # inside the tensor data: the file still opens, only the checksum can tell
+    name_length, extra_length = struct.unpack("<HH", data[record.header_offset + 26 : record.header_offset + 30])
+    middle = record.header_offset + 30 + name_length + extra_length + record.file_size // 2  # local header: 30 bytes
     data[middle : middle + 16] = bytes(b ^ 0xFF for b in data[middle : middle + 16])
     path.write_bytes(bytes(data))
 
