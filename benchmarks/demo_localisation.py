@@ -1,4 +1,4 @@
-"""Per-class localisation of the demo's explanations, for choosing the demo recipe (docs/DEMO_FINDINGS.md).
+"""Per-class localisation and class sensitivity of the demo's explanations, for choosing its recipe (DEMO_FINDINGS).
 
     python -m benchmarks.demo_localisation prepare --out /tmp/dl            # data + held-out tuning split + classifier
     python -m benchmarks.demo_localisation leak --out /tmp/dl               # classifier on images masked by (1 - mask)
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -26,6 +27,8 @@ from PIL import Image
 
 from tame.config import load_config
 from tame.data.boxes import boxes_to_mask
+from tame.data.lists import read_list
+from tame.evaluation.class_sensitivity import CompositeSet, measure
 from tame.metrics.localisation import pointing_game
 
 CONFIG = Path("configs/demo.yaml")
@@ -146,7 +149,7 @@ def eval_batches(cfg, list_file: Path, boxes_file: Path):
         yield images, labels, regions, shapes
 
 
-def per_class(hits: torch.Tensor, labels: torch.Tensor, classes: int) -> list[float]:
+def per_class(hits: torch.Tensor, labels: torch.Tensor, classes: int) -> list[float]:  # pointing game (%) per class
     return [round(100.0 * hits[labels == k].float().mean().item(), 1) for k in range(classes)]
 
 
@@ -158,11 +161,12 @@ def explain_pg(explainer, cfg, list_file: Path, boxes_file: Path) -> dict:
         labels_all.append(labels)
         correct.append(out.classes == labels)
     hits, labels, correct = torch.cat(hits), torch.cat(labels_all), torch.cat(correct)
-    k = cfg.model.num_classes
+    composites = CompositeSet(read_list(list_file), list_file.parent, *(2 * [cfg.data.crop]), "bilinear")
     return {
         "pg": round(100.0 * hits.float().mean().item(), 1),
-        "pg_per_class": per_class(hits, labels, k),
+        "pg_per_class": per_class(hits, labels, cfg.model.num_classes),
         "accuracy": round(100.0 * correct.float().mean().item(), 1),
+        "selective": round(measure(explainer, composites, 2).selective, 1),  # class sensitivity, 2-image composites
     }
 
 
@@ -172,11 +176,8 @@ def tame_run(out: Path, args: argparse.Namespace) -> None:
     from tame.models import TameModel
 
     run_dir = out / "runs" / args.name
-    cfg = load_config(
-        CONFIG, [*base_overrides(out, args), f"output_dir={run_dir}", "train.resume=none", *args.overrides]
-    )
-    import shutil
-
+    overrides = [*base_overrides(out, args), f"output_dir={run_dir}", "train.resume=none", *args.overrides]
+    cfg = load_config(CONFIG, overrides)
     started = time.perf_counter()
     if not (args.reuse and (run_dir / f"epoch_{cfg.train.epochs}.pt").is_file()):
         shutil.rmtree(run_dir, ignore_errors=True)

@@ -182,3 +182,20 @@ output_dir: {tmp_path / "run"}
     run = json.loads((tmp_path / "eval" / "gradcam_val.json").read_text())
     assert run["class_sensitivity"][""]["tiles"] == 2
     assert (tmp_path / "eval" / "gradcam_val_class_sensitivity.csv").is_file()
+
+
+def test_a_fixed_size_classifier_is_refused_in_one_line(coloured_list):
+    """A ViT takes only its own input size: a composite twice as wide is a TameError naming why, not a traceback."""
+    from examples.torchvision_vit import tiny
+    from tame.baselines import create_explainer
+    from tame.evaluation.class_sensitivity import CompositeSet, measure
+    from tame.models import Classifier, TameModel
+
+    entries, root = coloured_list
+    torch.manual_seed(0)
+    classifier = Classifier(tiny(num_classes=4, image_size=8 * 4), "tiny_vit", [0.5] * 3, [0.5] * 3)
+    model = TameModel(classifier, ["encoder.layers.encoder_layer_3.ln_1"], input_size=32).eval()
+    with create_explainer("tame", model) as explainer:
+        assert explainer.explain(torch.rand(1, 3, 32, 32)).maps.shape[-2:] == (32, 32)  # its own size works
+        with pytest.raises(TameError, match=r"does not take a 32 x 64 composite of 2 images .*fixed input size"):
+            measure(explainer, CompositeSet(entries, root, resize=32, crop=32), 2, count=2)

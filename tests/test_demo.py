@@ -43,6 +43,7 @@ def test_quick_demo_runs_end_to_end_and_reuses_stages(tmp_path, caplog, monkeypa
     )
     assert "\n| circle | " in (tmp_path / "report.md").read_text()  # per-class rows named, not numbered
     assert "Class sensitivity (report split" in page and "Sanity checks on" in page
+    assert "P-TAME's map never reads" in (tmp_path / "report.md").read_text()  # P-TAME's AM is sanity-checked too
     assert re.search(r"\| tame \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \|", (tmp_path / "report.md").read_text())
     caplog.clear()
     run_demo(CONFIG, tmp_path, QUICK)

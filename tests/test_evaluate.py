@@ -515,3 +515,36 @@ def test_compare_puts_another_trained_version_in_the_same_table(run_dir, tmp_pat
     assert "| lcam-img |" in comparison.markdown()
     with pytest.raises(TameError, match="built-in method"):
         CompareSpec(methods=[f"gradcam={tmp_path / 'lcam.pt'}"])
+
+
+def test_a_trained_entry_gets_the_sanity_checks_of_its_own_attention(run_dir, tmp_path):
+    from tame.config import load_config
+    from tame.evaluation import CompareSpec, compare
+
+    root, synthetic = run_dir
+    lcam_overrides = ["model.version=L-CAM-Img", "model.layers=[layer4]"]
+    cfg = load_config(root / "config.yaml", lcam_overrides)
+    torch.manual_seed(1)
+    TameModel.from_config(cfg.model, data_cfg=cfg.data).save_attention(tmp_path / "lcam.pt")
+    options = dict(config=root / "config.yaml", max_samples=6, road=False, progress=False, sanity_checks=4)
+    together = compare(
+        CompareSpec(
+            methods=["tame", f"lcam-img={tmp_path / 'lcam.pt'}"],
+            checkpoint=root / "epoch_2.pt",
+            out=tmp_path / "cmp",
+            **options,
+        )
+    ).sanity
+    alone = compare(
+        CompareSpec(
+            methods=["tame"],
+            checkpoint=tmp_path / "lcam.pt",
+            out=tmp_path / "alone",
+            **options | {"overrides": lcam_overrides},
+        )
+    ).sanity
+    sanity = dict(together)
+    assert list(sanity) == ["tame", "lcam-img"]
+    assert sanity["lcam-img"]["cascade"][0]["step"] == "attention"
+    assert sanity["lcam-img"] == dict(alone)["tame"]  # the entry's own AM, not the config's TAME
+    assert sanity["lcam-img"]["random_logit"] != sanity["tame"]["random_logit"]

@@ -129,7 +129,7 @@ def run_demo(
     stages["p-tame"] = ptame_stage(demo, stages["classifier"], force)
     stages["compare"] = _compare_stage(demo, stages["tame"], force, stages["p-tame"])
     stages["check"] = _check_stage(demo, stages["tame"], force)
-    stages["sanity"] = _sanity_stage(demo, stages["tame"], force)
+    stages["sanity"] = _sanity_stage(demo, stages["tame"], force, stages["p-tame"])
     return write_demo_report(cfg, out, size, stages, METHODS, torch.get_num_threads())
 
 
@@ -293,18 +293,19 @@ def _check_stage(demo: DemoRun, train: dict, force: bool) -> dict:
     return run_stage("check", folder, inputs, force, make)
 
 
-def _sanity_stage(demo: DemoRun, train: dict, force: bool) -> dict:
-    """The sanity checks of every method on the report split's first SANITY_IMAGES images."""
+def _sanity_stage(demo: DemoRun, train: dict, force: bool, ptame: dict | None = None) -> dict:
+    """The sanity checks of every method (P-TAME's too) on the report split's first SANITY_IMAGES images."""
     from tame.evaluation import CompareSpec, compare
 
     folder = demo.out / "sanity"
+    methods = [*METHODS, *([f"p-tame={ptame['checkpoint']}"] if ptame else [])]
 
     def make() -> dict:
         spec = CompareSpec(
             config=demo.config_path,
             overrides=demo.overrides,
             checkpoint=train["checkpoint"],
-            methods=METHODS,
+            methods=methods,
             road=False,
             out=folder,
             max_samples=SANITY_IMAGES,
@@ -312,5 +313,5 @@ def _sanity_stage(demo: DemoRun, train: dict, force: bool) -> dict:
         )
         return {"sanity": dict(compare(spec).sanity)}
 
-    inputs = {"train": train, "methods": list(METHODS), "images": SANITY_IMAGES}
+    inputs = {"train": train, "methods": methods, "images": SANITY_IMAGES}
     return run_stage("sanity", folder, inputs, force, make)

@@ -210,4 +210,10 @@ def sanity_lines(sanity: Mapping[str, Mapping]) -> list[str]:
         f"random logit (a random other class's map against the predicted class's) / cascading randomisation with "
         f"every block re-initialised: {'; '.join(cells)}. TAME's cascade starts by re-initialising its attention "
         f"mechanism; the classifier's head does not enter TAME's map (docs/METHOD.md, sanity checks)."
+        + (
+            " P-TAME's map never reads the classifier's blocks (its features come from the auxiliary network), so "
+            "only its attention step can change it."
+            if "p-tame" in sanity
+            else ""
+        )
     ]

@@ -10,7 +10,7 @@ class DemoSize:
     classes: int = 6
     train_per_class: int = 200
     val_per_class: int = 40
-    tune_per_class: int = 20  # the held-out tuning split (synthetic seed 1)
+    tune_per_class: int = 40  # the held-out tuning split (synthetic seed 1), as large as the report split
     image_size: int = 64
     classifier: str = "resnet10t"
     classifier_epochs: int = 20

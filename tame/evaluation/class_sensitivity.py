@@ -6,7 +6,7 @@ distinct labels uniformly among the list's labels, then one image of each label 
 labels (the list's, not the prediction) is explained on the composite, and each map is scored against its own
 tile by :func:`tame.metrics.class_sensitivity.class_sensitivity`. The same seed gives every method the same
 composites. The classifier sees an image T times the usual size: fine for a CNN; a model with a fixed input size
-(a ViT) cannot take it.
+(a ViT) cannot take it, which is refused in one line (a TameError naming the composite's size).
 """
 
 from __future__ import annotations
@@ -115,7 +115,17 @@ def measure(
     for start in range(0, count, batch):
         rows = plan[start : start + batch]
         composites = compose(source.images(rows)).to(device)  # [n, 3, H, W]
-        maps = composite_maps(explainer, composites, labels[start : start + batch].to(device))
+        try:
+            maps = composite_maps(explainer, composites, labels[start : start + batch].to(device))
+        except (AssertionError, RuntimeError, ValueError) as error:
+            if start:  # the first batch went through: not the composite's size
+                raise
+            height, width = composites.shape[2:]
+            raise TameError(
+                f"class sensitivity: the classifier does not take a {height} x {width} composite of {tiles} images "
+                f"({str(error).splitlines()[0] if str(error) else type(error).__name__}); a model with a fixed input "
+                "size (a ViT) cannot be measured on composites"
+            ) from error
         parts.append(class_sensitivity(maps, tile_regions(tiles, *maps.shape[2:])))
     score = Sensitivity(*(torch.cat(field) for field in zip(*parts)))
     return summarise(score, labels, tiles, names)

@@ -87,13 +87,14 @@ def compare(spec: CompareSpec) -> Comparison:
         for method in spec.methods:
             name, label = split_method(method)[0], row_label(method)
             what = f"tame with checkpoint {checkpoint}" if name == "tame" else label
-            with _explainer(data, spec, method) as explainer:
-                result, method_images = data.evaluate(explainer, label, what)
-                if spec.class_sensitivity:
-                    tiles, count = spec.class_sensitivity, spec.composites
-                    sensitivity.append((label, measure_list(explainer, data.cfg, data.loader, tiles, count)))
-            if samples is not None and trained_entry(method) is None:  # a label=checkpoint AM: not (yet) checked
-                sanity.append((label, sanity_checks(data.model, name, samples, spec.method_options(method))))
+            with _entry(data, spec, method) as (explained, model, options):
+                with create_explainer(explained, model, **options) as explainer:
+                    result, method_images = data.evaluate(explainer, label, what)
+                    if spec.class_sensitivity:
+                        tiles, count = spec.class_sensitivity, spec.composites
+                        sensitivity.append((label, measure_list(explainer, data.cfg, data.loader, tiles, count)))
+                if samples is not None:
+                    sanity.append((label, sanity_checks(model, explained, samples, options)))
             rows.append((label, result))
             if method_images is not None:
                 images.append((label, method_images))
@@ -112,17 +113,16 @@ def compare(spec: CompareSpec) -> Comparison:
 
 
 @contextmanager
-def _explainer(data: EvaluationData, spec: CompareSpec, method: str) -> Iterator:
-    """The explainer of one entry; a ``label=checkpoint`` entry gets an AM of its own over the config's classifier."""
+def _entry(data: EvaluationData, spec: CompareSpec, method: str) -> Iterator[tuple[str, TameModel, dict]]:
+    """(method name, model, explainer options) of one entry: a method runs on the evaluation's model; a
+    ``label=checkpoint`` entry is "tame" on an AM of its own over the config's classifier."""
     trained = trained_entry(method)
     if trained is None:
-        with create_explainer(split_method(method)[0], data.model, **spec.method_options(method)) as explainer:
-            yield explainer
+        yield split_method(method)[0], data.model, spec.method_options(method)
         return
     model = trained_model(data, newest_epoch_checkpoint(trained[1]))
     try:
-        with create_explainer("tame", model) as explainer:
-            yield explainer
+        yield "tame", model, {}
     finally:
         model.taps.close()
 
