@@ -115,15 +115,21 @@ def test_onnx_falls_back_to_the_torchscript_exporter(resnet, tmp_path, monkeypat
     assert open_exported(tmp_path / "m.onnx").meta["exporter"] == "torch.onnx.export(dynamo=False)"
 
 
-def test_cli_export_and_onnx_runtime_explain_match_tame_explain(resnet, tmp_path, example_images, capsys):
+@pytest.mark.parametrize("interpolation", ["bilinear", "bicubic"])
+def test_cli_export_and_onnx_runtime_explain_match_tame_explain(
+    resnet, tmp_path, example_images, capsys, interpolation
+):
+    """The ONNX runtime resizes as the config did (the interpolation travels in the file's metadata)."""
     resnet.save_attention(tmp_path / "am.pt")
     torch.save(resnet.classifier.net.state_dict(), tmp_path / "classifier.pth")  # the same classifier in both runs
     weights = f"weights: {tmp_path / 'classifier.pth'}"
     (tmp_path / "config.yaml").write_text(CONFIG.replace("pretrained: false", weights))
     images = [str(example_images / name) for name in ("885.JPEG", "129_130.png")]  # a JPEG, an RGBA PNG
     config = ["--config", str(tmp_path / "config.yaml"), "--checkpoint", str(tmp_path / "am.pt")]
+    config.append(f"data.interpolation={interpolation}")
     model_file = tmp_path / "model.onnx"
     assert main(["export", *config, "-o", str(model_file), "--dynamic-batch", "--verify-images", *images]) == 0
+    assert open_exported(model_file).meta["interpolation"] == interpolation
     printed = capsys.readouterr().out
     assert "torch.onnx.export(dynamo=True)" in printed and "classes agree: yes" in printed
     assert main(["explain", *images, *config, "--out", str(tmp_path / "torch"), "--top-k", "2"]) == 0
@@ -195,3 +201,13 @@ def test_failed_write_or_verification_leaves_nothing(resnet, tmp_path, monkeypat
     with pytest.raises(TameError, match="does not match PyTorch, nothing written"):
         export_model(resnet, tmp_path / "m.pt2", input_size=64, fmt="exported-program", verify_count=1)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_metadata_interpolation_is_checked_and_defaults_to_bilinear():
+    from tame.export.runners import check_metadata
+
+    sizes = {"input_size": 64, "resize": 73, "num_classes": 3}
+    check_metadata(sizes, {}, "old.onnx")  # exported before the interpolation was recorded: bilinear, as it resized
+    check_metadata(sizes | {"interpolation": "bicubic"}, {}, "new.onnx")
+    with pytest.raises(TameError, match="metadata interpolation='nearest' is not one of bilinear, bicubic"):
+        check_metadata(sizes | {"interpolation": "nearest"}, {}, "bad.onnx")

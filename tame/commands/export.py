@@ -55,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
     config, classifier = build_classifier(config, checkpoint=args.checkpoint)  # auto sizes: saved, else the model's
     verify_images = None
     if args.verify_images:
-        verify_images = read_images(args.verify_images, config.data.resize, config.data.crop)
+        data = config.data
+        verify_images = read_images(args.verify_images, data.resize, data.crop, data.interpolation)
     model = TameModel.from_config(config.model, input_size=config.data.crop, classifier=classifier)
     model = model.to(pick_device(args.device))
     model.load_attention(args.checkpoint)
@@ -64,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         args.output,
         input_size=config.data.crop,
         resize=config.data.resize,
+        interpolation=config.data.interpolation,
         fmt=args.format,
         input_dtype=args.input,
         dynamic_batch=args.dynamic_batch,

@@ -43,6 +43,7 @@ def export_model(
     *,
     input_size: int,
     resize: int | None = None,
+    interpolation: str | None = None,
     fmt: str = "onnx",
     input_dtype: str = "uint8",
     dynamic_batch: bool = False,
@@ -55,7 +56,8 @@ def export_model(
     ``verify_images`` (float [N, 3, S, S] in [0, 1]; default ``verify_count`` random images) and write it.
 
     ``input_size``: the exported square input S; ``resize``: the shorter side a runtime resizes images to before the
-    centre crop (recorded in the metadata; default ImageNet's ``crop_pct``, as 256 for 224). Without
+    centre crop (recorded in the metadata; default ImageNet's ``crop_pct``, as 256 for 224), ``interpolation`` its
+    resampling (recorded too; default the classifier's preprocessing). Without
     ``dynamic_batch`` the graph takes batches of exactly ``batch_size``.
     """
     started = time.perf_counter()
@@ -63,7 +65,8 @@ def export_model(
     check_request(path, fmt, opset, input_dtype, batch_size)
     model.eval()
     device = next(model.attention.parameters()).device
-    meta = metadata(model, input_size, resize or default_resize(input_size), input_dtype)
+    interpolation = interpolation or model.classifier.preprocessing.interpolation
+    meta = metadata(model, input_size, resize or default_resize(input_size), input_dtype, interpolation)
     meta["dynamic_batch"], meta["batch_size"] = str(dynamic_batch).lower(), str(batch_size)
     example_batch = 2 if dynamic_batch else batch_size  # torch.export would specialise a batch of 1
     inputs = example_inputs(example_batch, input_size, INPUT_DTYPES[input_dtype], device, model.num_classes)
@@ -112,9 +115,9 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
         raise TameError(f"cannot write {path}: {err.strerror or err}") from None
 
 
-def read_images(paths: list[str | Path], resize: int, crop: int) -> torch.Tensor:
+def read_images(paths: list[str | Path], resize: int, crop: int, interpolation: str = "bilinear") -> torch.Tensor:
     """Images for verification with the evaluation transform: float [N, 3, crop, crop] in [0, 1]."""
     try:
-        return torch.stack([eval_image(path, resize, crop) for path in paths])
+        return torch.stack([eval_image(path, resize, crop, interpolation=interpolation) for path in paths])
     except (DecodeError, FileNotFoundError) as err:
         raise TameError(f"verification image: {err}") from None

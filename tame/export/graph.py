@@ -44,7 +44,9 @@ class ExplainGraph(nn.Module):
         return logits, chosen, explanation_maps(class_maps, (images.shape[-2], images.shape[-1]))
 
 
-def metadata(model: TameModel, input_size: int, resize: int, input_dtype: str) -> dict[str, str]:
+def metadata(
+    model: TameModel, input_size: int, resize: int, input_dtype: str, interpolation: str = "bilinear"
+) -> dict[str, str]:
     """What a runtime needs to feed the graph and label its outputs; every value a string (ONNX metadata_props)."""
     import tame
 
@@ -57,6 +59,7 @@ def metadata(model: TameModel, input_size: int, resize: int, input_dtype: str) -
         "attention_version": model.version,
         "input_size": input_size,
         "resize": resize,
+        "interpolation": interpolation,  # of the resize (antialiased), as tame.data.images.eval_image
         "input_dtype": input_dtype,
         "mean": [round(float(v), 8) for v in classifier.mean.flatten()],
         "std": [round(float(v), 8) for v in classifier.std.flatten()],

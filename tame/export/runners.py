@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tame.choices import Interpolation, allowed
 from tame.errors import TameError
 from tame.export.checksum import onnx_checksum
 from tame.export.exporters import METADATA_FILE
@@ -97,6 +98,10 @@ def check_metadata(meta: dict, graph_shapes: dict[str, int], where: str) -> None
     for key, value in graph_shapes.items():
         if values[key] != value:
             raise TameError(f"{where}: metadata {key}={values[key]} but the graph has {value}; export the model again")
+    interpolation = meta.get("interpolation", "bilinear")
+    if interpolation not in allowed(Interpolation):
+        choices = ", ".join(allowed(Interpolation))
+        raise TameError(f"{where}: metadata interpolation={interpolation!r} is not one of {choices}; export it again")
     size, resize = values["input_size"], values["resize"]
     if not size <= resize <= MAX_RESIZE_RATIO * size:
         raise TameError(

@@ -45,12 +45,13 @@ def explain_with_onnx(
     files, skipped = list_image_files(image_paths, skip=out)
     names = class_names(class_names_file, num_classes)
     size, resize = int(runner.meta["input_size"]), int(runner.meta["resize"])
+    interpolation = runner.meta.get("interpolation", "bilinear")  # files exported before it was recorded: bilinear
     entries: list[dict] = []
     for start in range(0, len(files), batch_size):
         batch_files, images = [], []
         for image_file in files[start : start + batch_size]:
             try:
-                images.append(eval_image(image_file.path, resize, size, center_crop=not no_crop))
+                images.append(eval_image(image_file.path, resize, size, not no_crop, interpolation))
                 batch_files.append(image_file)
             except DecodeError as err:
                 skipped.append((image_file.path, str(err)))
