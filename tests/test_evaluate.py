@@ -7,6 +7,7 @@ import csv
 import json
 import math
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -482,16 +483,25 @@ def test_compare_refuses_a_layer_for_a_method_without_one(entry):
         CompareSpec(methods=[entry], checkpoint="x.pt")
 
 
-def test_compare_puts_another_trained_version_in_the_same_table(run_dir, tmp_path):
+LCAM_OVERRIDES = ["model.version=L-CAM-Img", "model.layers=[layer4]"]
+
+
+def save_random_lcam(config: Path, path: Path) -> list[str]:
+    """An untrained L-CAM-Img AM (seed 1) over ``config``'s classifier saved to ``path``; returns its overrides."""
     from tame.config import load_config
+
+    cfg = load_config(config, LCAM_OVERRIDES)
+    torch.manual_seed(1)
+    TameModel.from_config(cfg.model, data_cfg=cfg.data).save_attention(path)
+    return LCAM_OVERRIDES
+
+
+def test_compare_puts_another_trained_version_in_the_same_table(run_dir, tmp_path):
     from tame.errors import TameError
     from tame.evaluation import CompareSpec, EvalSpec, compare, evaluate_spec
 
     root, synthetic = run_dir
-    lcam_overrides = ["model.version=L-CAM-Img", "model.layers=[layer4]"]
-    cfg = load_config(root / "config.yaml", lcam_overrides)
-    torch.manual_seed(1)
-    TameModel.from_config(cfg.model, data_cfg=cfg.data).save_attention(tmp_path / "lcam.pt")
+    lcam_overrides = save_random_lcam(root / "config.yaml", tmp_path / "lcam.pt")
     options = dict(config=root / "config.yaml", boxes=synthetic.boxes, max_samples=6, road=False, progress=False)
     spec = CompareSpec(
         methods=["tame", f"lcam-img={tmp_path / 'lcam.pt'}", "gradcam"],
@@ -518,14 +528,10 @@ def test_compare_puts_another_trained_version_in_the_same_table(run_dir, tmp_pat
 
 
 def test_a_trained_entry_gets_the_sanity_checks_of_its_own_attention(run_dir, tmp_path):
-    from tame.config import load_config
     from tame.evaluation import CompareSpec, compare
 
     root, synthetic = run_dir
-    lcam_overrides = ["model.version=L-CAM-Img", "model.layers=[layer4]"]
-    cfg = load_config(root / "config.yaml", lcam_overrides)
-    torch.manual_seed(1)
-    TameModel.from_config(cfg.model, data_cfg=cfg.data).save_attention(tmp_path / "lcam.pt")
+    lcam_overrides = save_random_lcam(root / "config.yaml", tmp_path / "lcam.pt")
     options = dict(config=root / "config.yaml", max_samples=6, road=False, progress=False, sanity_checks=4)
     together = compare(
         CompareSpec(
