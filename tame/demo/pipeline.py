@@ -225,26 +225,35 @@ def _train_stage(demo: DemoRun, classifier: dict, lr_find: dict, force: bool) ->
     return run_stage("tame", demo.out / "tame", demo.inputs(classifier=classifier, max_lr=max_lr), force, make)
 
 
+def _methods(ptame: dict | None) -> list[str]:
+    """The methods compared: METHODS and, when its stage ran, P-TAME as a trained entry (:mod:`tame.demo.ptame`)."""
+    return [*METHODS, *([f"p-tame={ptame['checkpoint']}"] if ptame else [])]
+
+
+def _spec(demo: DemoRun, train: dict, methods: list[str], folder: Path, **options):
+    """A comparison of ``methods`` with the demo's config and TAME checkpoint, without ROAD, written to ``folder``."""
+    from tame.evaluation import CompareSpec
+
+    return CompareSpec(
+        config=demo.config_path,
+        overrides=demo.overrides,
+        checkpoint=train["checkpoint"],
+        methods=methods,
+        road=False,
+        out=folder,
+        **options,
+    )
+
+
 def _compare_stage(demo: DemoRun, train: dict, force: bool, ptame: dict | None = None) -> dict:
-    from tame.evaluation import CompareSpec, compare
+    from tame.evaluation import compare
     from tame.evaluation.tables import class_records, sensitivity_records
 
-    folder = demo.out / "compare"
-    methods = [*METHODS, *([f"p-tame={ptame['checkpoint']}"] if ptame else [])]  # P-TAME: tame.demo.ptame
+    folder, methods = demo.out / "compare", _methods(ptame)
 
     def make() -> dict:
-        spec = CompareSpec(
-            config=demo.config_path,
-            overrides=demo.overrides,
-            checkpoint=train["checkpoint"],
-            methods=methods,
-            road=False,
-            boxes=demo.out / "data" / "boxes.json",
-            out=folder,
-            per_class=True,
-            class_sensitivity=TILES,
-        )
-        comparison = compare(spec)
+        boxes = demo.out / "data" / "boxes.json"
+        comparison = compare(_spec(demo, train, methods, folder, boxes=boxes, per_class=True, class_sensitivity=TILES))
         return {
             "results": {method: result.columns() for method, result in comparison.rows},
             "per_class": class_records(comparison.classes),
@@ -257,25 +266,15 @@ def _compare_stage(demo: DemoRun, train: dict, force: bool, ptame: dict | None =
 
 def _check_stage(demo: DemoRun, train: dict, force: bool) -> dict:
     from tame.demo.localisation import per_class_pointing_game
-    from tame.evaluation import CompareSpec, compare
+    from tame.evaluation import compare
     from tame.evaluation.tables import sensitivity_records
 
     folder, tune = demo.out / "check", demo.out / "tune"
 
     def make() -> dict:
-        spec = CompareSpec(
-            config=demo.config_path,
-            overrides=demo.overrides,
-            checkpoint=train["checkpoint"],
-            methods=[method for method in METHODS if method != "random"],
-            road=False,
-            list_file=tune / "val.txt",
-            root=tune,
-            boxes=tune / "boxes.json",
-            out=folder,
-            class_sensitivity=TILES,
-        )
-        comparison = compare(spec)
+        methods = [method for method in METHODS if method != "random"]
+        where = {"list_file": tune / "val.txt", "root": tune, "boxes": tune / "boxes.json"}
+        comparison = compare(_spec(demo, train, methods, folder, **where, class_sensitivity=TILES))
         ad15 = {label: result.columns()["AD(15%)"] for label, result in comparison.rows}
         better = {cam: min(CAM_LAYERS, key=lambda layer: ad15[f"{cam} ({layer})"]) for cam in CAMS}
         checkpoint = Path(train["checkpoint"])
@@ -295,22 +294,12 @@ def _check_stage(demo: DemoRun, train: dict, force: bool) -> dict:
 
 def _sanity_stage(demo: DemoRun, train: dict, force: bool, ptame: dict | None = None) -> dict:
     """The sanity checks of every method (P-TAME's too) on the report split's first SANITY_IMAGES images."""
-    from tame.evaluation import CompareSpec, compare
+    from tame.evaluation import compare
 
-    folder = demo.out / "sanity"
-    methods = [*METHODS, *([f"p-tame={ptame['checkpoint']}"] if ptame else [])]
+    folder, methods = demo.out / "sanity", _methods(ptame)
 
     def make() -> dict:
-        spec = CompareSpec(
-            config=demo.config_path,
-            overrides=demo.overrides,
-            checkpoint=train["checkpoint"],
-            methods=methods,
-            road=False,
-            out=folder,
-            max_samples=SANITY_IMAGES,
-            sanity_checks=SANITY_IMAGES,
-        )
+        spec = _spec(demo, train, methods, folder, max_samples=SANITY_IMAGES, sanity_checks=SANITY_IMAGES)
         return {"sanity": dict(compare(spec).sanity)}
 
     inputs = {"train": train, "methods": methods, "images": SANITY_IMAGES}
