@@ -161,12 +161,12 @@ def explain_pg(explainer, cfg, list_file: Path, boxes_file: Path) -> dict:
         labels_all.append(labels)
         correct.append(out.classes == labels)
     hits, labels, correct = torch.cat(hits), torch.cat(labels_all), torch.cat(correct)
-    composites = CompositeSet(read_list(list_file), list_file.parent, *(2 * [cfg.data.crop]), "bilinear")
+    pairs = CompositeSet(read_list(list_file), list_file.parent, cfg.data.resize, cfg.data.crop, cfg.data.interpolation)
     return {
         "pg": round(100.0 * hits.float().mean().item(), 1),
         "pg_per_class": per_class(hits, labels, cfg.model.num_classes),
         "accuracy": round(100.0 * correct.float().mean().item(), 1),
-        "selective": round(measure(explainer, composites, 2).selective, 1),  # class sensitivity, 2-image composites
+        "selective": round(measure(explainer, pairs, 2).selective, 1),  # class sensitivity, 2-image composites
     }
 
 

@@ -39,7 +39,7 @@ def outputs(out: Path, stage: str) -> dict:
 
 def stage_seconds(out: Path) -> float:
     """The seconds every stage of a run took, as recorded when it ran."""
-    return sum(json.loads(record.read_text())["outputs"].get("seconds", 0.0) for record in out.glob("*/stage.json"))
+    return sum(outputs(out, record.parent.name).get("seconds", 0.0) for record in out.glob("*/stage.json"))
 
 
 def summarise(out: Path, seed: int, threads: int) -> dict:
