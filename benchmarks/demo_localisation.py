@@ -171,8 +171,8 @@ def explain_pg(explainer, cfg, list_file: Path, boxes_file: Path) -> dict:
 
 
 def tame_run(out: Path, args: argparse.Namespace) -> None:
-    from tame.baselines import create_explainer
     from tame.engine.train import train
+    from tame.methods import create_explainer
     from tame.models import TameModel
 
     run_dir = out / "runs" / args.name
@@ -201,7 +201,7 @@ def tame_run(out: Path, args: argparse.Namespace) -> None:
 
 
 def cams(out: Path, args: argparse.Namespace) -> None:
-    from tame.baselines import create_explainer
+    from tame.methods import create_explainer
 
     cfg, model = demo_model(out, args)
     for method in ("gradcam", "gradcam++"):

@@ -35,8 +35,8 @@ from benchmarks.harness import (
     verdict,
     write_report,
 )
-from tame.baselines import TameExplainer
 from tame.evaluation import evaluate
+from tame.methods import TameExplainer
 from tame.models import TameModel, create_classifier
 
 LEVELS = (1.0, 0.5, 0.15)

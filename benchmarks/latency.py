@@ -33,7 +33,7 @@ from benchmarks.harness import (
     verdict,
     write_report,
 )
-from tame.baselines import Rise, ScoreCam, create_explainer
+from tame.methods import Rise, ScoreCam, create_explainer
 from tame.models import Classifier, TameModel, create_classifier
 
 TARGET = 1.2  # TAME / a bare forward

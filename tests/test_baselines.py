@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from tame.baselines import Rise, create_explainer, list_methods, rise_masks
 from tame.errors import TameError
+from tame.methods import Rise, create_explainer, list_methods, rise_masks
 from tame.models import Classifier
 
 OPTIONS = {

@@ -187,8 +187,8 @@ output_dir: {tmp_path / "run"}
 def test_a_fixed_size_classifier_is_refused_in_one_line(coloured_list):
     """A ViT takes only its own input size: a composite twice as wide is a TameError naming why, not a traceback."""
     from examples.torchvision_vit import tiny
-    from tame.baselines import create_explainer
     from tame.evaluation.class_sensitivity import CompositeSet, measure
+    from tame.methods import create_explainer
     from tame.models import Classifier, TameModel
 
     entries, root = coloured_list

@@ -10,11 +10,11 @@ import pytest
 import torch
 from test_evaluate import SIZE, confident_model, data, run_dir  # noqa: F401
 
-from tame.baselines import Explainer, TameExplainer
 from tame.cli import main
 from tame.errors import TameError
 from tame.evaluation import evaluate
 from tame.evaluation.samples import ImageRow, per_class
+from tame.methods import Explainer, TameExplainer
 from tame.metrics import ad_ic
 from tame.models import Explanation, min_max_normalise
 

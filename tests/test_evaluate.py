@@ -13,11 +13,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tame.baselines import Explainer, TameExplainer
 from tame.cli import main
 from tame.data.boxes import box_in_crop
 from tame.data.sharding import plan_epoch
 from tame.evaluation import evaluate
+from tame.methods import Explainer, TameExplainer
 from tame.metrics import ad_ic
 from tame.models import Classifier, Explanation, TameModel, create_classifier
 

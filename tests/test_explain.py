@@ -10,8 +10,8 @@ import pytest
 import torch
 from train_helpers import TINY_MODEL_CONFIG as CONFIG
 
-from tame.baselines import create_explainer
 from tame.cli import main
+from tame.methods import create_explainer
 from tame.models import TameModel, create_classifier
 from tame.viz.overlay import save_comparison
 
@@ -92,7 +92,7 @@ def test_comparison_figure_and_random_control(tiny_model, tmp_path):
 def test_explain_images_is_the_typed_api_the_cli_calls(run_dir, example_images):
     """The library call (no argparse) gives the CLI's files; the maps are the model's explanations, bit for bit."""
     from tame.data.images import eval_image
-    from tame.explain import ExplainSpec, explain_images
+    from tame.explain.gallery import ExplainSpec, explain_images
 
     model = TameModel(create_classifier("test_resnet", pretrained=False), ["layer2", "layer3", "layer4"], input_size=64)
     model.load_attention(run_dir / "am.pt")
@@ -164,8 +164,8 @@ def test_methods_side_by_side_on_one_scale(run_dir, example_images, capsys):
 
 def test_a_baseline_needs_no_checkpoint_and_takes_its_layer(run_dir, example_images):
     """`--method gradcam --layer layer3` without --checkpoint: the maps of create_explainer on the same classifier."""
-    from tame.baselines import create_explainer
     from tame.data.images import eval_image
+    from tame.methods import create_explainer
 
     classifier = fixed_classifier(run_dir)
     image = example_images / "162_166.JPEG"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import re
+import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -15,7 +16,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "tame"
 MAX_FUNCTION_LINES = 60
-MAX_MODULE_LINES = 350
+MODULE_LINES_WARNING = 500  # a module this long is worth a second look (a warning, not a reason to split a concept)
+MAX_MODULE_LINES = 1000  # past this a module surely holds more than one concept
 SIZE_ROOTS = ("tame", "benchmarks")  # the folders whose functions and modules the size rules cover
 ARCHITECTURE = REPO / "docs" / "ARCHITECTURE.md"
 CLI_PLACES = ("tame/cli.py", "tame/commands/")  # the only places a function may take an argparse.Namespace
@@ -72,11 +74,14 @@ def test_functions_are_short(root):
 
 @pytest.mark.parametrize("root", SIZE_ROOTS)
 def test_modules_are_short(root):
-    long = [
-        f"{relative(path)} ({count} lines)"
+    counts = {
+        relative(path): len(path.read_text(encoding="utf-8").splitlines())
         for path in sorted((REPO / root).rglob("*.py"))
-        if (count := len(path.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES
-    ]
+    }
+    for path, count in counts.items():
+        if count > MODULE_LINES_WARNING:
+            warnings.warn(f"{path} has {count} lines: does it still hold one concept?", stacklevel=1)
+    long = [f"{path} ({count} lines)" for path, count in counts.items() if count > MAX_MODULE_LINES]
     assert not long, f"modules longer than {MAX_MODULE_LINES} lines:\n" + "\n".join(long)
 
 

@@ -107,7 +107,7 @@ def test_classifier_without_preprocessing_uses_imagenets_sizes():
 
 
 def test_explain_and_export_defaults():
-    from tame.explain import ExplainSpec
+    from tame.explain.gallery import ExplainSpec
 
     spec = ExplainSpec()
     assert (spec.resize, spec.crop, spec.interpolation) == (256, 224, "bilinear")

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import argparse
 
-from tame.baselines import list_methods
 from tame.commands.eval import add_data_arguments, data_options
 from tame.evaluation import CompareSpec, compare
 from tame.evaluation.compare import PER_CLASS, SANITY, SENSITIVITY
 from tame.evaluation.tables import class_table
+from tame.methods import list_methods
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

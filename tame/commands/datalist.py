@@ -109,8 +109,8 @@ def _run_make(args: argparse.Namespace) -> int:
 
 
 def _add_predict(parser: argparse.ArgumentParser) -> None:
-    from tame.choices import Backend, ListValidation, allowed
     from tame.config import DataConfig
+    from tame.config.choices import Backend, ListValidation, allowed
 
     defaults = DataConfig()
     parser.add_argument("list", help="list file to relabel")

@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import argparse
 
-from tame.baselines import list_methods
 from tame.commands.options import add_device_option
 from tame.evaluation import EvalSpec, evaluate_spec, summary_table
 from tame.evaluation.spec import default_road_workers
 from tame.evaluation.tables import class_table, sensitivity_markdown
+from tame.methods import list_methods
 from tame.metrics.class_sensitivity import TILES
 
 

@@ -30,13 +30,13 @@ import os
 import re
 from pathlib import Path
 
-from tame.baselines import list_methods
 from tame.commands.options import add_device_option
 from tame.config import load_config
 from tame.distributed import pick_device
 from tame.errors import TameError
-from tame.explain import ExplainSpec, explain_images
-from tame.explain_files import shown
+from tame.explain.files import shown
+from tame.explain.gallery import ExplainSpec, explain_images
+from tame.methods import list_methods
 from tame.models import TameModel
 from tame.models.registry import build_classifier
 

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from tame.choices import Backend, check_choice
 from tame.config import DataConfig
+from tame.config.choices import Backend, check_choice
 from tame.data.check import validate_list
 from tame.data.lists import first_problem_error, read_list
 from tame.data.sharding import Loader

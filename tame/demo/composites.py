@@ -9,13 +9,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from tame.baselines import create_explainer
 from tame.checkpoint.naming import epoch_file
 from tame.config import Config
 from tame.data.class_names import class_names
 from tame.data.lists import read_list
 from tame.evaluation.class_sensitivity import CompositeSet, composite_maps, plan_composites
 from tame.evaluation.spec import split_method
+from tame.methods import create_explainer
 from tame.metrics.class_sensitivity import compose
 from tame.models import TameModel
 from tame.viz.overlay import method_label, save_grid

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from tame.baselines import create_explainer
 from tame.checkpoint.naming import epoch_file
 from tame.config import Config
 from tame.data.boxes import read_boxes
@@ -13,6 +12,7 @@ from tame.data.class_names import class_names
 from tame.data.loaders import build_loader
 from tame.distributed import Dist
 from tame.evaluation.spec import split_method
+from tame.methods import create_explainer
 from tame.models import TameModel
 from tame.viz.overlay import method_label, save_comparison
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import torch
 
-from tame.baselines import create_explainer
 from tame.config import Config
 from tame.data.boxes import read_boxes, with_regions
 from tame.data.loaders import build_loader
 from tame.distributed import Dist
+from tame.methods import create_explainer
 from tame.metrics.localisation import pointing_game
 from tame.models import TameModel
 

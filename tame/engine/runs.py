@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tame.checkpoint.naming import BEST_FILE, epoch_checkpoints, step_checkpoints
+from tame.config.safe_yaml import load_yaml
 from tame.engine.run_log import RECORD_FILE
 from tame.errors import TameError
-from tame.safe_yaml import load_yaml
 
 CONFIG_FILE = "config.yaml"
 METRICS = ("AD(15%)", "IC(15%)")  # the best epoch's numbers the table shows

@@ -34,7 +34,6 @@ from pathlib import Path
 import torch
 
 from tame import distributed
-from tame.baselines import TameExplainer
 from tame.checkpoint.format import rng_state, set_rng_state
 from tame.checkpoint.naming import BEST_FILE, epoch_file
 from tame.config import VAL_METRICS, Config, expand_path
@@ -45,6 +44,7 @@ from tame.evaluation.class_sensitivity import measure_list
 from tame.evaluation.loop import MetricSums, evaluate
 from tame.evaluation.samples import SampleLog
 from tame.io import atomic_path
+from tame.methods import TameExplainer
 from tame.metrics import ad_ic
 from tame.metrics.class_sensitivity import TILES
 from tame.models import TameModel

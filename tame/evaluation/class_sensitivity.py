@@ -17,12 +17,12 @@ from pathlib import Path
 
 import torch
 
-from tame.baselines import Explainer
 from tame.config import Config
 from tame.data.images import eval_image
 from tame.data.lists import ListEntry
 from tame.errors import TameError
 from tame.evaluation.samples import class_names
+from tame.methods import Explainer
 from tame.metrics.class_sensitivity import Sensitivity, class_sensitivity, compose, tile_regions
 
 SEED = 0  # of the composites' draw

@@ -17,7 +17,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tame.baselines import create_explainer
 from tame.checkpoint.format import read_attention_file
 from tame.checkpoint.naming import newest_epoch_checkpoint
 from tame.config import expand_path
@@ -38,6 +37,7 @@ from tame.evaluation.tables import (
     summary_columns,
 )
 from tame.io import write_text_atomic
+from tame.methods import create_explainer
 from tame.metrics.sanity import SIMILARITIES
 from tame.models import TameModel
 from tame.models.auxiliary import network_from_meta

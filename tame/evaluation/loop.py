@@ -15,9 +15,9 @@ import torch
 from tqdm import tqdm
 
 from tame import distributed
-from tame.baselines import Explainer
 from tame.errors import TameError
 from tame.evaluation.samples import SampleLog
+from tame.methods import Explainer
 from tame.metrics import ad_ic, road
 from tame.metrics.ad_ic import class_probability, confidence_drop, confidence_increase, keep_top_fraction, level_name
 from tame.metrics.localisation import energy_pointing_game, pointing_game

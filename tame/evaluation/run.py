@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from tame.baselines import Explainer, create_explainer
 from tame.checkpoint.naming import checkpoints_to_evaluate
 from tame.config import Config, expand_path
 from tame.data.boxes import Boxes, read_boxes, with_regions
@@ -26,6 +25,7 @@ from tame.evaluation.samples import ClassRow, ImageRow, SampleLog, class_names, 
 from tame.evaluation.spec import EvalOptions, EvalSpec
 from tame.evaluation.tables import class_csv, csv_text, eval_report, image_csv, sensitivity_csv
 from tame.io import write_text_atomic
+from tame.methods import Explainer, create_explainer
 from tame.metrics import road
 from tame.models import TameModel
 from tame.models.registry import build_classifier

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 
 import torch
 
-from tame.baselines import create_explainer
+from tame.methods import create_explainer
 from tame.metrics.sanity import SIMILARITIES, nan_mean
 from tame.models import TameModel
 

@@ -9,11 +9,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tame.baselines import list_methods, resolve_method
-from tame.baselines.base import METHODS
 from tame.config import Config, load_config
 from tame.errors import TameError
 from tame.io import check_writable_folder, writable_target
+from tame.methods import list_methods, resolve_method
+from tame.methods.base import METHODS
 from tame.metrics import ad_ic
 from tame.metrics.class_sensitivity import TILES
 

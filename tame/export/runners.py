@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tame.choices import Interpolation, allowed
+from tame.config.choices import Interpolation, allowed
 from tame.errors import TameError
 from tame.export.checksum import onnx_checksum
 from tame.export.exporters import METADATA_FILE

@@ -1,5 +1,5 @@
 """``tame explain --runtime onnx model.onnx IMAGES...``: the exported graph explains images in ONNX Runtime and
-writes what ``tame explain`` writes, through the same functions (:mod:`tame.explain_files`: the same unique output
+writes what ``tame explain`` writes, through the same functions (:mod:`tame.explain.files`: the same unique output
 names, overlay PNG + raw .npy per image and class, index.html, explanations.json).
 
 Input size, resize and class count come from the file's metadata; the PyTorch classifier and AM are not loaded.
@@ -15,8 +15,8 @@ import torch
 from tame.data.class_names import class_names
 from tame.data.images import DecodeError, eval_image
 from tame.errors import TameError
-from tame.explain import ranked_classes
-from tame.explain_files import ImageFile, Target, class_label, list_image_files, write_gallery, write_maps
+from tame.explain.files import ImageFile, Target, class_label, list_image_files, write_gallery, write_maps
+from tame.explain.gallery import ranked_classes
 from tame.export.runners import Runner, open_exported
 from tame.export.verify import as_input
 
@@ -71,7 +71,7 @@ def explain_batch(
     out: Path,
 ) -> list[dict]:
     """One pass for the predicted class (and its probabilities), one more per further rank or for a given class;
-    writes the maps through :func:`tame.explain_files.write_maps` and returns the gallery entries."""
+    writes the maps through :func:`tame.explain.files.write_maps` and returns the gallery entries."""
     class_index, top_k = ranked
     feed = as_input(images, runner.meta["input_dtype"])
     logits, predicted, maps = runner.run_any_batch(feed, np.full(len(images), -1, dtype=np.int64))

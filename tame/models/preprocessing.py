@@ -27,8 +27,8 @@ from typing import Any
 from torch import nn
 
 from tame.checkpoint.format import read_attention_file
-from tame.choices import Interpolation, check_choice
 from tame.config import check_mean_std
+from tame.config.choices import Interpolation, check_choice
 from tame.errors import TameError
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tame.checkpoint.format import check_state_dict, read_attention_file, save_attention_file
-from tame.choices import BackboneMode, LabelSource, MaskSpace, Regulariser, check_choice
+from tame.config.choices import BackboneMode, LabelSource, MaskSpace, Regulariser, check_choice
 from tame.errors import TameError
 from tame.models import auxiliary
 from tame.models.attention import AttentionMechanism

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from tame.choices import TokenTransform, check_choice
+from tame.config.choices import TokenTransform, check_choice
 from tame.errors import TameError
 from tame.registry import close_matches
 

@@ -23,7 +23,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from tame.choices import MaskSpace, check_choice
+from tame.config.choices import MaskSpace, check_choice
 from tame.errors import TameError
 from tame.models.attention import (
     MAX_RESOLUTION,

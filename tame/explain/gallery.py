@@ -3,8 +3,8 @@
 Any image PIL reads (RGBA, grayscale, CMYK, 16-bit, any size). Preprocessing is the evaluation transform
 (resize the shorter side, centre crop) or, with ``center_crop=False``, the whole image resized to the crop size.
 Unreadable or non-image files are listed as skipped; the rest are explained by TAME and/or the baselines
-(:mod:`tame.baselines`), several methods side by side on one colour scale. What is written, and under which names,
-is :mod:`tame.explain_files`. The CLI is ``tame explain`` (:mod:`tame.commands.explain`).
+(:mod:`tame.methods`), several methods side by side on one colour scale. What is written, and under which names,
+is :mod:`tame.explain.files`. The CLI is ``tame explain`` (:mod:`tame.commands.explain`).
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from tame.baselines import Explainer, create_explainer, resolve_method
-from tame.baselines.base import METHODS
-from tame.choices import Interpolation
+from tame.config.choices import Interpolation
 from tame.data.class_names import class_names
 from tame.data.images import DecodeError, eval_image
 from tame.errors import TameError
-from tame.explain_files import ImageFile, Target, class_label, list_image_files, write_gallery, write_maps
+from tame.explain.files import ImageFile, Target, class_label, list_image_files, write_gallery, write_maps
+from tame.methods import Explainer, create_explainer, resolve_method
+from tame.methods.base import METHODS
 from tame.models import TameModel
 from tame.models.preprocessing import DEFAULT
 
@@ -70,7 +70,7 @@ class ExplainSpec:
                 raise TameError(f"{flag} applies to {', '.join(users)}, not to {', '.join(self.methods)}")
 
     def method_options(self, method: str) -> dict:
-        """The keyword arguments of :func:`tame.baselines.create_explainer` for ``method`` from this spec."""
+        """The keyword arguments of :func:`tame.methods.create_explainer` for ``method`` from this spec."""
         wanted = {"layer": self.layer, "num_masks": self.num_masks, "batch_size": self.mask_batch}
         return {key: value for key, value in wanted.items() if value is not None and key in _parameters(method)}
 
@@ -81,7 +81,7 @@ def _parameters(method: str) -> list[str]:
 
 @dataclass
 class ExplainResult:
-    entries: list[dict] = field(default_factory=list)  # one per map (tame.explain_files.write_maps)
+    entries: list[dict] = field(default_factory=list)  # one per map (tame.explain.files.write_maps)
     skipped: list[tuple[Path, str]] = field(default_factory=list)  # (path, why)
 
     @property
@@ -92,7 +92,7 @@ class ExplainResult:
 def explain_images(model: TameModel, paths: list[str | Path], out: str | Path, spec: ExplainSpec) -> ExplainResult:
     """Explain every readable image among ``paths`` (files or folders) with ``model`` (in eval mode, on its device;
     its attention weights matter only when ``tame`` is among ``spec.methods``) and write the files of
-    :mod:`tame.explain_files` into ``out``. Bad options, an empty path or no readable image at all are a TameError
+    :mod:`tame.explain.files` into ``out``. Bad options, an empty path or no readable image at all are a TameError
     and nothing is written."""
     if spec.class_index is not None and not spec.class_index < model.num_classes:
         raise TameError(f"--class {spec.class_index} is out of range 0..{model.num_classes - 1}")

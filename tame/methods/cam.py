@@ -13,8 +13,8 @@ import io
 
 import torch
 
-from tame.baselines.base import Explainer, register_explainer
 from tame.errors import TameError
+from tame.methods.base import Explainer, register_explainer
 from tame.models import Classifier, Explanation
 from tame.models.maps import check_images, per_image
 from tame.models.taps import tokens_to_map

@@ -47,6 +47,7 @@ class Explainer:
 
     name = ""
     needs_layer = False  # takes a target layer (``layer=``)
+    needs_tame_model = False  # explains with a TameModel's trained attention mechanism (the TAME family)
 
     def __init__(self, classifier: Classifier) -> None:
         self.classifier = classifier
@@ -73,22 +74,6 @@ class Explainer:
         return resolve_classes(classes, logits)
 
 
-@register_explainer("tame")
-class TameExplainer(Explainer):
-    """TAME: one forward pass of the classifier with its trained attention mechanism."""
-
-    def __init__(self, model: TameModel) -> None:
-        super().__init__(model.classifier)
-        self.model = model.eval()
-
-    def explain(self, images: torch.Tensor, classes: torch.Tensor | int | None = None) -> Explanation:
-        return self.model.explain(images, classes)
-
-    @torch.no_grad()
-    def predict(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model.predict(images)
-
-
 def create_explainer(name: str, model: TameModel | Classifier, *, layer: str | None = None, **options) -> Explainer:
     """Build the explainer ``name`` for ``model``.
 
@@ -99,7 +84,7 @@ def create_explainer(name: str, model: TameModel | Classifier, *, layer: str | N
     """
     key = resolve_method(name)
     cls = METHODS.get(key)
-    if cls is TameExplainer:
+    if cls.needs_tame_model:
         if not isinstance(model, TameModel):
             raise TameError("method 'tame' needs a TameModel with trained attention weights")
         return cls(model)

@@ -13,8 +13,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from tame.baselines.base import Explainer, register_explainer
 from tame.errors import TameError
+from tame.methods.base import Explainer, register_explainer
 from tame.models import Classifier, Explanation, min_max_normalise
 from tame.models.maps import check_images
 
