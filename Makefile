@@ -10,7 +10,7 @@ MODEL ?= resnet50
 GPUS ?= 1
 ARGS ?=
 
-.PHONY: install test lint format clean train lr-find demo explain bench
+.PHONY: install test test-fast lint format clean train lr-find demo explain bench
 
 install: $(STAMP)
 
@@ -20,8 +20,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-test: $(STAMP)
+test: $(STAMP)  # the whole suite (every test has a time limit; the ten slowest are listed at the end)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)  # the suite without the long end-to-end cases (marked slow)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check tame tests benchmarks

@@ -67,14 +67,7 @@ class FeatureTaps:
         self.token_transform = token_transform
         self.image_hw: tuple[int, int] = (1, 1)
         self._outputs: dict[str, torch.Tensor] | None = None  # None: no capture open, the hooks keep nothing
-        self._handles = [modules[name].register_forward_hook(self._hook(name)) for name in self.layers]
-
-    def _hook(self, name: str):
-        def store(_module: nn.Module, _inputs, output) -> None:
-            if self._outputs is not None:
-                self._outputs[name] = output
-
-        return store
+        self._handles = [modules[name].register_forward_hook(_Store(self, name)) for name in self.layers]
 
     @contextmanager
     def capture(self, image_hw: tuple[int, int]) -> Iterator[list[torch.Tensor]]:
@@ -128,3 +121,15 @@ class FeatureTaps:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class _Store:
+    """The forward hook of one tapped layer: keeps its output while a capture is open. An object, not a closure, so
+    that a deep copy of the network (Quantus's parameter randomisation copies it) hooks the copied taps."""
+
+    def __init__(self, taps: FeatureTaps, name: str) -> None:
+        self.taps, self.name = taps, name
+
+    def __call__(self, _module: nn.Module, _inputs, output) -> None:
+        if self.taps._outputs is not None:
+            self.taps._outputs[self.name] = output
