@@ -7,6 +7,8 @@ import logging
 import re
 from pathlib import Path
 
+import pytest
+
 import tame.demo
 from tame.demo.pipeline import run_demo
 from tame.demo.sizes import QUICK
@@ -14,6 +16,7 @@ from tame.demo.sizes import QUICK
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 
 
+@pytest.mark.slow
 def test_quick_demo_runs_end_to_end_and_reuses_stages(tmp_path, caplog, monkeypatch):
     monkeypatch.setattr(logging.getLogger("tame"), "propagate", True)  # setup_logging (a CLI test) may have cut it
     caplog.set_level(logging.INFO, logger="tame")

@@ -53,9 +53,7 @@ def test_quantus_mprt_runs_through_explain_func(model):
     quantus = pytest.importorskip("quantus")
     images, targets = batch()
     metric = quantus.MPRT(layer_order="top_down", disable_warnings=True, display_progressbar=False)
-    scores = metric(
-        model=QuantusModel(model), x_batch=images, y_batch=targets, explain_func=explain_func, device="cpu"
-    )
+    scores = metric(model=QuantusModel(model), x_batch=images, y_batch=targets, explain_func=explain_func, device="cpu")
     assert np.allclose(scores["original"], 1.0)
     layers = [name for name in scores if name != "original"]
     assert layers[0].startswith("tame.attention.")  # the attention mechanism is randomised first, top down

@@ -166,6 +166,7 @@ def read_records(folder: Path) -> dict[int, list[dict]]:
 
 
 # -- two nodes -----------------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_two_nodes_of_two_processes_train_validate_and_evaluate_as_one_process(runner, data, reference_run, tmp_path):
     """train_multinode.sbatch with --nodes=2 and 2 GPUs per node: srun starts two torchrun agents, which meet on the
     first node (c10d on 127.0.0.1) and start RANK 0-1 (node 0) and 2-3 (node 1), LOCAL_RANK 0-1 on each."""
@@ -269,6 +270,7 @@ def assert_same_numbers(mine, theirs, where: str = "") -> None:
 
 
 # -- preemption and crashes -----------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_preempted_job_is_requeued_not_restarted_and_continues(data, reference_run, tmp_path):
     """SIGTERM to rank 1 during its step 3 (as SLURM's preemption signals the job's processes): the ranks agree one
     step later, step_4.pt is written, the workers exit 0 so that torchrun (--max-restarts=3) does not restart them,
@@ -294,6 +296,7 @@ def test_a_preempted_job_is_requeued_not_restarted_and_continues(data, reference
     assert_trained_as(run, reference_run)
 
 
+@pytest.mark.slow
 def test_a_crashed_worker_is_restarted_by_torchrun_and_the_job_finishes(data, reference_run, tmp_path):
     """Rank 1 dies (SIGKILL) at its 5th step, once: torchrun (MAX_RESTARTS=1) restarts both workers, which resume
     from step_4.pt; the job ends without a requeue, with the one-process weights."""

@@ -63,6 +63,7 @@ def test_images_that_share_a_name_keep_every_map(cli, setup, tmp_path):
     assert len({array.tobytes() for array in by_image.values()}) == 5  # five different pictures, five maps
 
 
+@pytest.mark.slow
 def test_output_folder_inside_the_input_is_not_read(cli, setup, tmp_path):
     """--out inside the input folder: a second run explains the same 5 images, not the first run's overlays."""
     photos = tmp_path / "photos"

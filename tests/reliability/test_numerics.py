@@ -68,6 +68,7 @@ def test_run_again_after_a_nan_resumes_from_the_last_good_checkpoint(cli_here, d
     assert all(torch.isfinite(v.float()).all() for v in state["attention"].values())
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before")
 def test_fp16_scaler_state_survives_a_resume(data, tmp_path, monkeypatch):
     """Overflowing fp16 steps are skipped and the scale lowered, never a stop; the scaler's state is part of the

@@ -24,6 +24,7 @@ def short_run(data: Path, out: Path, *extra: str) -> list[str]:
 KEY = "0123456789abcdef0123456789abcdef01234567"  # the shape of an API key; no server will accept it
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("mode", "env", "reason"),
     [
