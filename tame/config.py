@@ -70,6 +70,7 @@ class TrainConfig:
     bias_weight_decay: bool = False  # weight decay on the biases too (L-CAM: true; TAME, T-TAME: false)
     schedule: choices.Schedule = "one_cycle"  # one_cycle (TAME, T-TAME) | epoch_decay (L-CAM: x lr_decay per epoch)
     lr_decay: float = 0.95  # epoch_decay's factor per epoch (L-CAM ResNet-50: 0.95, VGG-16: 0.75)
+    lr_decay_epochs: int | None = None  # epoch_decay decays at epochs 1..N only (L-CAM: 12 and 22); null: every epoch
     momentum: float = 0.9  # SGD momentum when cycle_momentum is false (and in lr-find); 0 <= m < 1
     nesterov: bool = True  # Nesterov momentum (the reference); needs momentum > 0
     cycle_momentum: bool = True  # OneCycleLR cycles momentum max_momentum -> base_momentum -> max (the reference)
@@ -126,7 +127,7 @@ VAL_METRICS = {
 }
 
 _POSITIVE = ("data.batch_size", "data.resize", "data.crop", "train.epochs", "train.max_lr", "train.keep_checkpoints")
-_POSITIVE += ("train.bias_lr_factor", "train.lr_decay")
+_POSITIVE += ("train.bias_lr_factor", "train.lr_decay", "train.lr_decay_epochs")
 # None (or "auto" in YAML) means: the model's own value (tame.models.registry.build_classifier)
 _AUTO = ("model.mean", "model.std", "model.prefix_tokens", "data.resize", "data.crop", "data.interpolation")
 _AUTO += ("model.drop_rate",)
