@@ -45,7 +45,8 @@ def test_the_stated_shapes_are_what_a_forward_gives(model):
 def test_the_prose_agrees_with_the_table():
     """Every "`layer` [B, C, H, W]" and "(HxW for ...'s `layer` ...)" of METHOD.md matches the table's shape."""
     text = METHOD.read_text(encoding="utf-8")
-    shapes = {layer: shape for layers in stated_shapes().values() for layer, shape in layers.items()}
+    table = stated_shapes()  # the prose names ResNet-50's, VGG-16's and ViT-B/16's layers
+    shapes = {**table["resnet50"], **table["vgg16"], **table["vit_b_16"]}
     bracketed = re.findall(r"`([\w.]+)`[^`\[\n]*\[B, (\d+), (\d+), (\d+)\]", text)
     sized = re.findall(r"(\d+)x(\d+) for [\w-]+'s `([\w.]+)`", text)
     vit = shapes["encoder.layers.encoder_layer_11.ln_1"]  # T-TAME's tokens, [B, h, w, D] moved to [B, D, h, w]
