@@ -7,7 +7,8 @@
 Same model (random weights, nothing downloaded), same images, same device. The reference style is the published
 ``eval_script.py``, written out here independently of ``tame.metrics``: per image, the whole model with its AM (all K
 class maps) runs on the image, the predicted class's map is min-max normalised and upsampled, and for each of the
-three levels the top pixels are kept and the masked image goes through the model and its AM again. The batched path
+three levels the top pixels are kept (the reference's rule for ties) and the masked image goes through the model and
+its AM again. The batched path
 (``tame eval``: :func:`tame.evaluation.evaluate`) runs one forward per batch for the logits and the predicted
 class's map only, then the 3·B masked copies through the classifier alone. Both give the same AD/IC (printed side
 by side). ``limit`` is what any implementation must run: the bare classifier on every image and on its three
@@ -57,11 +58,8 @@ def reference_style(model: TameModel, images: torch.Tensor) -> dict[str, float]:
         class_map = (class_map - class_map.min()) / (class_map.max() - class_map.min())
         class_map = F.interpolate(class_map[None, None], size=x.shape[-2:], mode="bilinear", align_corners=False)
         flat = class_map.flatten()
-        order = torch.sort(flat, descending=True, stable=True).indices
         for p in LEVELS:
-            top = order[: math.ceil(p * flat.numel())]
-            kept = torch.zeros_like(flat)
-            kept[top] = flat[top]
+            kept = drop_as_the_authors(flat, p)
             masked_logits, masked_features = model.features(x * kept.view_as(class_map))
             model.attention(masked_features)  # the reference re-runs the AM on the masked image
             o = float(torch.softmax(masked_logits, dim=1)[0, k])
@@ -73,6 +71,21 @@ def reference_style(model: TameModel, images: torch.Tensor) -> dict[str, float]:
         for p in LEVELS
         for metric, sums in (("AD", drops), ("IC", increases))
     }
+
+
+def drop_as_the_authors(flat: torch.Tensor, fraction: float) -> torch.Tensor:
+    """The top pixels of one flat map as the reference's drop_Npercent keeps them (docs/METHOD.md, "AD and IC"): with
+    q = 1 - fraction, values below the int(q·n)-th smallest t become 0, then the first pixels equal to t in raster
+    order while more than ceil((1 - q)·n) are positive."""
+    if fraction == 1:
+        return flat.clone()
+    q = 1 - fraction
+    threshold = torch.kthvalue(flat, int(q * flat.numel())).values
+    kept = torch.where(flat < threshold, torch.zeros_like(flat), flat)
+    surplus = int((kept > 0).sum()) - math.ceil((1 - q) * flat.numel())
+    if surplus >= 1:
+        kept[torch.nonzero(kept == threshold)[:surplus, 0]] = 0
+    return kept
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

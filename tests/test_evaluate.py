@@ -43,9 +43,35 @@ def data(samples: int = 8, seed: int = 1) -> torch.Tensor:
     return torch.rand(samples, 3, SIZE, SIZE, generator=generator) * torch.rand(samples, 1, 1, 1, generator=generator)
 
 
+def drop_as_the_authors(values: list[float], fraction: float) -> list[float]:
+    """docs/METHOD.md, "AD and IC", pixel by pixel: with q = 1 - fraction, t the int(q·n)-th smallest value and
+    keep = ceil((1 - q)·n), values below t become 0, then the first ties (== t) in raster order while more than
+    keep are positive."""
+    if fraction == 1:
+        return list(values)
+    q = 1 - fraction
+    threshold, keep = sorted(values)[int(q * len(values)) - 1], math.ceil((1 - q) * len(values))
+    kept = [0.0 if v < threshold else v for v in values]
+    surplus = sum(v > 0 for v in kept) - keep
+    for i, v in enumerate(kept):
+        if surplus < 1:
+            break
+        if v == threshold:
+            kept[i], surplus = 0.0, surplus - 1
+    return kept
+
+
+def test_the_pixel_by_pixel_rule_keeps_the_later_ties():
+    values = [0.5, 0.2, 0.5, 0.9, 0.5, 0.5, 0.1, 0.5]  # 8 pixels; 50 %: t = the 4th smallest = 0.5, keep 4
+    # below t: 0.2, 0.1 -> 0; positive: 6, surplus 2 -> the first two 0.5s (indices 0, 2) -> 0
+    assert drop_as_the_authors(values, 0.5) == [0.0, 0.0, 0.0, 0.9, 0.5, 0.5, 0.0, 0.5]
+    maps = torch.tensor(values, dtype=torch.float64).view(1, 2, 4)
+    assert ad_ic.keep_top_fraction(maps, 0.5).flatten().tolist() == drop_as_the_authors(values, 0.5)
+
+
 @torch.no_grad()
 def one_by_one(model: TameModel, images: torch.Tensor) -> tuple[dict, dict]:
-    """docs/METHOD.md, "AD and IC", literally: one image at a time, all K maps, a stable sort for the top pixels."""
+    """docs/METHOD.md, "AD and IC", literally: one image at a time, all K maps, the authors' rule for the top pixels."""
     drops, increases = {p: [] for p in ad_ic.LEVELS}, {p: [] for p in ad_ic.LEVELS}
     for x in images.split(1):
         logits, features = model.features(x)
@@ -56,11 +82,8 @@ def one_by_one(model: TameModel, images: torch.Tensor) -> tuple[dict, dict]:
         c = (c - c.min()) / (c.max() - c.min())
         explanation = F.interpolate(c, size=x.shape[-2:], mode="bilinear", align_corners=False)[0, 0].flatten()
         values = explanation.tolist()
-        ranked = sorted(range(len(values)), key=lambda i: -values[i])
         for p in ad_ic.LEVELS:
-            top = ranked[: math.ceil(p * len(values))]
-            kept = torch.zeros(len(values))
-            kept[top] = explanation[top]
+            kept = torch.tensor(drop_as_the_authors(values, p), dtype=explanation.dtype)
             o = torch.softmax(model.predict(x * kept.view(1, 1, *x.shape[-2:])), dim=1)[0, k].item()
             drops[p].append(max(0.0, y - o) / y)
             increases[p].append(float(o > y))

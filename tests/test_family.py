@@ -213,6 +213,14 @@ def test_epoch_decay_is_lcam_reduce_lr_and_decays_biases_too():
     assert [group["lr"] for group in optimizer.param_groups] == [1.0, 2.0]
 
 
+def test_epoch_decay_stops_after_lr_decay_epochs():
+    """L-CAM's reduce_lr decays only at its change_points (1..12 for ResNet-50): later epochs keep the LR."""
+    overrides = ["train.schedule=epoch_decay", "train.lr_decay=0.5", "train.cycle_momentum=false"]
+    lrs = _lrs([*overrides, "train.lr_decay_epochs=1"])
+    expected = [(0.1 * 0.5 ** min(epoch, 1), 0.2 * 0.5 ** min(epoch, 1)) for epoch in range(3) for _ in range(3)]
+    assert [lr for pair in lrs for lr in pair] == pytest.approx([lr for pair in expected for lr in pair])
+
+
 def test_family_configs_carry_the_published_recipes():
     vit = load_config(CONFIGS / "vit_b_16_ttame.yaml")
     assert vit.model.name == "torchvision.models:vit_b_16" and vit.model.version == "TAME"
@@ -234,7 +242,8 @@ def test_family_configs_carry_the_published_recipes():
     assert (train.label_source, train.regulariser, train.schedule) == ("model", "batch", "one_cycle")
     resnet, vgg = load_config(CONFIGS / "resnet50_lcam_img.yaml"), load_config(CONFIGS / "vgg16_lcam_img.yaml")
     assert (resnet.model.layers, vgg.model.layers) == (["layer4"], ["features.29"])
-    for cfg, lr, decay, epochs in ((resnet, 1e-4, 0.95, 11), (vgg, 1e-2, 0.75, 8)):
+    for cfg, lr, decay, epochs, decays in ((resnet, 1e-4, 0.95, 26, 12), (vgg, 1e-2, 0.75, 8, 22)):
+        assert (cfg.train.lr_decay_epochs, cfg.model.drop_rate) == (decays, None if cfg is resnet else 0.5)
         assert cfg.model.version == "L-CAM-Img" and cfg.data.batch_size == 64
         assert (cfg.train.max_lr, cfg.train.lr_decay, cfg.train.epochs, cfg.train.schedule) == (
             lr,

@@ -59,7 +59,15 @@ def test_other_versions_branches():
 
 @pytest.mark.parametrize(("first_hw", "expected"), [((6, 6), (6, 6)), ((60, 80), (56, 56)), ((28, 70), (28, 56))])
 def test_resolution_is_first_map_capped_at_56(first_hw, expected):
-    assert build_attention("TAME", [3], 4, first_hw).size == expected
+    for version in ("TAME", "Sigmoidinfeaturebranch", "Noskipconnection", "NoskipNobatchnorm"):
+        assert build_attention(version, [3], 4, first_hw).size == expected
+
+
+@pytest.mark.parametrize("version", ["P-TAME", "L-CAM-Img"])
+def test_the_56_cap_is_tames_alone(version):
+    """P-TAME (ptame's PTAMEAttention: the first map's own size) and L-CAM-Img (no resize) have no cap."""
+    assert build_attention(version, [3], 4, (112, 112)).size == (112, 112)
+    assert build_attention(version, [3], 4, (60, 80)).size == (60, 80)
 
 
 def test_fuse_is_bilinear_resize_concat_then_1x1_conv():

@@ -11,6 +11,7 @@ from tame.data.boxes import boxes_to_mask
 from tame.errors import TameError
 from tame.metrics import (
     average_drop,
+    drop_counts,
     energy_pointing_game,
     increase_in_confidence,
     keep_top_fraction,
@@ -26,7 +27,7 @@ from tame.metrics import (
 
 @pytest.mark.parametrize("fraction", [1.0, 0.5, 0.15, 0.01])
 @pytest.mark.parametrize("size", [(7, 7), (32, 32), (13, 29)])
-def test_keep_top_fraction_keeps_exactly_ceil_p_hw_pixels(fraction, size):
+def test_keep_top_fraction_keeps_exactly_ceil_p_hw_pixels(fraction, size):  # no ties, p·H·W not an integer
     torch.manual_seed(0)
     maps = torch.rand(3, *size) + 0.1  # no zeros, so kept pixels are the non-zero ones
     kept = keep_top_fraction(maps, fraction)
@@ -46,15 +47,54 @@ def test_top_count_matches_the_reference_numbers():
     assert [level_name(p) for p in (1.0, 0.5, 0.15)] == ["100%", "50%", "15%"]
 
 
-def test_ties_are_broken_in_raster_order():
+def test_ties_at_the_threshold_keep_the_later_pixels_in_raster_order():
+    """The authors' drop_Npercent: below the threshold t -> 0, then the *first* ties -> 0 until n remain."""
     maps = torch.full((1, 4, 4), 0.5)
-    maps[0, 3, 3] = 0.9  # the one clear maximum comes first, then the earliest equal pixels
-    kept = keep_top_fraction(maps, 0.25)  # 4 pixels
+    maps[0, 3, 3] = 0.9
+    # 25 %: t = the int(0.75 · 16) = 12th smallest = 0.5, n = 4; nothing is below t, 16 positive: the first 12 of
+    # the 15 ties (raster 0..11) -> 0, the last three 0.5s (row 3) and the 0.9 stay
+    kept = keep_top_fraction(maps, 0.25)
     expected = torch.zeros(1, 4, 4)
-    expected[0, 3, 3] = 0.9
-    expected[0, 0, :3] = 0.5
+    expected[0, 3] = torch.tensor([0.5, 0.5, 0.5, 0.9])
     assert torch.equal(kept, expected)
-    assert pixel_order(maps)[0, :4].tolist() == [15, 0, 1, 2]
+    assert torch.equal(
+        keep_top_fraction(torch.ones(2, 4, 4), 0.25), torch.cat([torch.zeros(2, 3, 4), torch.ones(2, 1, 4)], 1)
+    )
+
+
+def test_ties_below_and_at_the_threshold_on_a_map_with_several_levels():
+    maps = torch.tensor([[[0.2, 0.6, 0.6, 0.1], [0.6, 0.9, 0.6, 0.6]]])  # 8 pixels
+    # 50 %: t = the 4th smallest = 0.6, n = 4; 0.2 and 0.1 -> 0; 6 positive: the first 2 of the five 0.6s -> 0
+    expected = torch.tensor([[[0.0, 0.0, 0.0, 0.0], [0.6, 0.9, 0.6, 0.6]]])
+    assert torch.equal(keep_top_fraction(maps, 0.5), expected)
+    # 15 %: t = the int(0.85 · 8) = 6th smallest = 0.6, n = ceil(0.15000000000000002 · 8) = 2: 6 positive, the first
+    # 4 of the five 0.6s -> 0, the last one and the 0.9 stay
+    expected = torch.tensor([[[0.0, 0.0, 0.0, 0.0], [0.0, 0.9, 0.0, 0.6]]])
+    assert torch.equal(keep_top_fraction(maps, 0.15), expected)
+
+
+def test_a_zero_threshold_drops_nothing_but_the_zeros():
+    maps = torch.zeros(1, 4, 5)
+    maps[0, 0, :2] = torch.tensor([0.3, 0.7])  # 2 positive pixels of 20; at 15 % t = the 17th smallest = 0
+    assert torch.equal(keep_top_fraction(maps, 0.15), maps)
+    assert torch.equal(keep_top_fraction(maps, 0.5), maps)
+
+
+def test_the_kept_count_follows_the_authors_float_arithmetic():
+    """ceil((1 - 0.85) · 20) = ceil(3.0000000000000004) = 4 pixels at 15 % of a 4x5 map, not ceil(0.15 · 20) = 3."""
+    assert drop_counts(0.15, 20) == (17, 4)
+    assert drop_counts(0.15, 224 * 224) == (42649, 7527) and drop_counts(0.5, 224 * 224) == (25088, 25088)
+    maps = torch.arange(1.0, 21.0).view(1, 4, 5)
+    assert keep_top_fraction(maps, 0.15).flatten().nonzero().flatten().tolist() == [16, 17, 18, 19]
+    with pytest.raises(TameError, match="no pixel to drop"):
+        drop_counts(0.9, 2)  # int(2 · 0.09999999999999998) = 0: the reference's kthvalue would fail
+
+
+def test_the_batched_rule_drops_ties_per_map():
+    maps = torch.stack([torch.full((2, 2), 0.5), torch.tensor([[0.1, 0.4], [0.3, 0.2]])])
+    kept = keep_top_fraction(maps, 0.5)  # t: 0.5 (four ties: the first two -> 0) and 0.2 (no ties)
+    assert torch.equal(kept, torch.tensor([[[0.0, 0.0], [0.5, 0.5]], [[0.0, 0.4], [0.3, 0.0]]]))
+    assert torch.equal(keep_top_fraction(maps, 0.5, pixel_order(maps)), kept)
 
 
 def test_keep_top_fraction_does_not_change_its_input():

@@ -13,6 +13,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from tame.cli import inspect_main
+from tame.config import load_config
 from tame.errors import TameError
 from tame.models import FeatureTaps, TameModel, create_classifier, register_backbone, tokens_to_map
 from tame.models.inspect import default_layers, feature_layers
@@ -21,6 +22,36 @@ LAYERS = ["layer2", "layer3", "layer4"]
 
 
 # -- registry ----------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("config", ["vgg16", "vgg16_lcam_img"])
+def test_the_vgg16_configs_train_with_torchvisions_dropout(config):
+    """Both Dropout(0.5) of VGG-16's classifier act while the AM trains (backbone_mode: train); eval is unchanged."""
+    cfg = load_config(f"configs/{config}.yaml", ["model.pretrained=false"])
+    assert cfg.model.drop_rate == 0.5 and cfg.train.backbone_mode == "train"
+    torch.manual_seed(0)
+    model = TameModel.from_config(cfg.model, input_size=64, train_cfg=cfg.train)
+    rates = [m.p for m in model.classifier.net.modules() if isinstance(m, nn.Dropout)]
+    assert rates == [0.5, 0.5]
+    plain = create_classifier(cfg.model.name, pretrained=False)  # timm's default: drop_rate 0
+    plain.net.load_state_dict(model.classifier.net.state_dict())
+    images, labels = torch.rand(2, 3, 64, 64), torch.tensor([1, 2])
+    with torch.no_grad():
+        torch.testing.assert_close(model.predict(images), plain(images), rtol=0, atol=0)  # eval: no dropout
+    model.train()
+    first, second = (model.training_step(images, labels)["ce"].item() for _ in range(2))
+    assert first != second  # the masked pass draws new dropout masks
+    assert not model.classifier.net.training  # back in eval after the step
+    with torch.no_grad():
+        model.classifier.net.train()
+        assert not torch.equal(model.predict(images), model.predict(images))
+        plain.net.train()
+        assert torch.equal(plain(images), plain(images))  # without drop_rate: train mode had no dropout at all
+
+
+def test_drop_rate_is_a_probability():
+    with pytest.raises(TameError, match="model.drop_rate"):
+        load_config("configs/vgg16.yaml", ["model.drop_rate=1.5"])
+
+
 def test_timm_classifier_is_frozen_in_eval_with_its_normalisation():
     classifier = create_classifier("test_resnet", pretrained=False)
     assert not classifier.training and not classifier.net.training

@@ -4,7 +4,8 @@ The same random auxiliary ResNet-18 (torchvision's, layer1..layer4), the same ra
 classifier, the same AM weights and the same images at 64 px: ptame's ``PtamePipeline`` (``PTAMEAttention`` with
 ``fuser_bias: false``, ``norm_resize_mask``, ``random_map_select`` for the loss, ``single_map_select`` for the mask,
 ``ClassicLoss`` with each table-1 config's coefficients) and tame's ``TameModel(version="P-TAME", feature_net=...)``
-give the same class maps, masked images, loss terms, gradients and evaluation maps (<= 1e-5).
+give the same class maps, masked images, loss terms, gradients and evaluation maps (<= 1e-5). At 256 px the first
+tapped map (layer1) is 64x64, above TAME's cap of 56, which P-TAME does not have: both sides give 64x64 maps.
 
 Nothing is downloaded: ``ptame_attention`` builds ``resnet18(weights="DEFAULT")`` as a default argument when it is
 imported, so ``torchvision.models.resnet18`` is patched to random weights for that import, TORCH_HOME points at an
@@ -30,6 +31,7 @@ from tame.models.maps import min_max_normalise
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))  # ptame's norm() hard-codes these
 LAYERS = ["layer1", "layer2", "layer3", "layer4"]
 SIZE, CLASSES, BATCH = 64, 10, 6
+LARGE = 256  # layer1 at 64x64: above TAME's 56 cap
 # (ce, area, smoothness, border penalty, area power) of configs/experiment/tab1_{resnet50,vgg16,vit_b_16}.yaml
 RECIPES = {
     "resnet50": (0.16142940055382465, 0.8385705994463174, 0.0, 0.3, 0.3),
@@ -60,10 +62,10 @@ def ptame(tmp_path_factory):
             del sys.modules[name]
 
 
-def _networks(seed: int = 0) -> tuple[torch.nn.Module, torch.nn.Module]:
+def _networks(seed: int = 0, size: int = SIZE) -> tuple[torch.nn.Module, torch.nn.Module]:
     """(explained classifier: a tiny timm ViT, auxiliary: torchvision's ResNet-18), random weights, eval mode."""
     torch.manual_seed(seed)
-    vit = timm.create_model("test_vit", pretrained=False, num_classes=CLASSES, img_size=SIZE)
+    vit = timm.create_model("test_vit", pretrained=False, num_classes=CLASSES, img_size=size)
     aux = torchvision.models.resnet18(weights=None)
     for module in aux.modules():  # non-trivial BatchNorm statistics
         if isinstance(module, torch.nn.BatchNorm2d):
@@ -72,13 +74,13 @@ def _networks(seed: int = 0) -> tuple[torch.nn.Module, torch.nn.Module]:
     return vit.eval(), aux.eval()
 
 
-def _pair(ptame, recipe: str):
+def _pair(ptame, recipe: str, size: int = SIZE):
     """(their pipeline, their loss, our model) over copies of the same networks and the same AM weights."""
     modules, masking = ptame
-    vit, aux = _networks()
+    vit, aux = _networks(size=size)
     attention = modules["attention.ptame_attention"].PTAMEAttention(
         model={"model": copy.deepcopy(aux), "layers": list(LAYERS)},
-        input_dim=[2, 3, SIZE, SIZE],
+        input_dim=[2, 3, size, size],
         fuser_bias=False,
         num_classes=CLASSES,
     )
@@ -97,7 +99,7 @@ def _pair(ptame, recipe: str):
     weights = LossWeights(ce=ce, area=area, variation=smooth, border_penalty=border, area_power=power)
     classifier, feature_net = (Classifier(net, name, *IMAGENET) for net, name in ((vit, "test_vit"), (aux, "resnet18")))
     ours = TameModel(  # backbone_mode "train": Lightning's model.train() reaches both frozen networks in ptame
-        classifier, LAYERS, "P-TAME", input_size=SIZE, feature_net=feature_net, loss_weights=weights,
+        classifier, LAYERS, "P-TAME", input_size=size, feature_net=feature_net, loss_weights=weights,
         backbone_mode="train",
     )  # fmt: skip
     torch.manual_seed(1)
@@ -108,8 +110,8 @@ def _pair(ptame, recipe: str):
     return theirs, loss, ours
 
 
-def _images(seed: int = 2) -> torch.Tensor:
-    return torch.rand(BATCH, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(seed))
+def _images(seed: int = 2, size: int = SIZE) -> torch.Tensor:
+    return torch.rand(BATCH, 3, size, size, generator=torch.Generator().manual_seed(seed))
 
 
 def _normalise(images: torch.Tensor) -> torch.Tensor:
@@ -117,10 +119,12 @@ def _normalise(images: torch.Tensor) -> torch.Tensor:
     return (images - mean) / std
 
 
-def test_the_head_matches_ptames_attention(ptame):
-    theirs, _, ours = _pair(ptame, "resnet50")
+@pytest.mark.parametrize("size", [SIZE, LARGE])
+def test_the_head_matches_ptames_attention(ptame, size):
+    theirs, _, ours = _pair(ptame, "resnet50", size)
     assert theirs.attention.fuser.bias is None and ours.attention.fuser.bias is None
-    images = _images()
+    assert ours.attention.size == (size // 4, size // 4) == (theirs.attention.resolution,) * 2  # no cap at 56
+    images = _images(size=size)
     ours.train()
     theirs.attention.train()
     theirs.attention.attention.eval()  # the auxiliary network in eval mode on both sides (train mode: next test)
@@ -129,18 +133,18 @@ def test_the_head_matches_ptames_attention(ptame):
     assert [tuple(f.shape) for f in features] == [tuple(f.shape) for f in their_features]
     for mine, their in zip(features, their_features):
         torch.testing.assert_close(mine, their, atol=1e-5, rtol=1e-5)
-    their_maps = theirs.attention(_normalise(images))  # sigmoid(c) [B, K, 16, 16]
+    their_maps = theirs.attention(_normalise(images))  # sigmoid(c) [B, K, size / 4, size / 4]
     torch.testing.assert_close(torch.sigmoid(ours.attention(features)), their_maps, atol=1e-5, rtol=1e-5)
     classes = torch.tensor([3, 1, 4, 1, 5, 9])  # the class-selective path: the same maps as all K, selected
     selected = torch.sigmoid(ours.attention(features, classes))
     torch.testing.assert_close(selected, their_maps[:, classes], atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("recipe", sorted(RECIPES))
-def test_training_step_matches_ptames_pipeline(ptame, recipe):
+@pytest.mark.parametrize(("recipe", "size"), [*((r, SIZE) for r in sorted(RECIPES)), ("resnet50", LARGE)])
+def test_training_step_matches_ptames_pipeline(ptame, recipe, size):
     """Masked images, loss terms and the gradients of every AM parameter."""
-    theirs, loss, ours = _pair(ptame, recipe)
-    images = _images()
+    theirs, loss, ours = _pair(ptame, recipe, size)
+    images = _images(size=size)
     theirs.train()
     out = theirs(_normalise(images))
     their_terms = loss(logits_masked=out["logits_masked"], targets=out["targets"], masks=out["masks"])
@@ -166,17 +170,18 @@ def test_training_step_matches_ptames_pipeline(ptame, recipe):
         torch.testing.assert_close(param.grad, their_params[name].grad, atol=1e-5, rtol=1e-4, msg=name)
 
 
-def test_evaluation_maps_match_ptame(ptame):
+@pytest.mark.parametrize("size", [SIZE, LARGE])
+def test_evaluation_maps_match_ptame(ptame, size):
     """Eval mode: their per-map min-max of the predicted class's map equals ours, at the AM's size and resized."""
-    theirs, _, ours = _pair(ptame, "resnet50")
-    images = _images(3)
+    theirs, _, ours = _pair(ptame, "resnet50", size)
+    images = _images(3, size)
     theirs.eval()
     out = theirs(_normalise(images))
     ours.eval()
     explanation = ours.explain(images)
     torch.testing.assert_close(explanation.classes, out["targets"])
     _, features = ours.features(images)
-    raw = ours.attention(features, explanation.classes, per_image=True)  # [B, 1, 16, 16]
+    raw = ours.attention(features, explanation.classes, per_image=True)  # [B, 1, size / 4, size / 4]
     torch.testing.assert_close(min_max_normalise(raw), out["masks"], atol=1e-5, rtol=1e-5)
-    resized = F.interpolate(out["masks"], size=(SIZE, SIZE), mode="bilinear", align_corners=False)[:, 0]
+    resized = F.interpolate(out["masks"], size=(size, size), mode="bilinear", align_corners=False)[:, 0]
     torch.testing.assert_close(explanation.maps, resized, atol=1e-5, rtol=1e-5)

@@ -16,10 +16,10 @@ batches, so two kinds of settings differ on resume:
   is another ``train.schedule``;
 - adopted from the resumed step on, with a warning that says so: ``train.max_lr`` (the schedule continues at the
   same step with the new peak: what ``stopped`` advises after a non-finite loss), ``train.weight_decay``, the bias
-  settings (``bias_lr_factor``, ``bias_weight_decay``), ``train.lr_decay`` and the momentum settings. The
-  checkpoint's optimiser state would otherwise bring back the old values silently: :meth:`Checkpoints._restore`
-  puts this config's values back after loading it, and builds the schedule anew at the resumed step (the
-  scheduler's ``last_epoch``, torch's way to resume one) from this config.
+  settings (``bias_lr_factor``, ``bias_weight_decay``), ``train.lr_decay``, ``train.lr_decay_epochs`` and the
+  momentum settings. The checkpoint's optimiser state would otherwise bring back the old values silently:
+  :meth:`Checkpoints._restore` puts this config's values back after loading it, and builds the schedule anew at the
+  resumed step (the scheduler's ``last_epoch``, torch's way to resume one) from this config.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from tame.errors import TameError
 logger = logging.getLogger(__name__)
 REFUSED = (("train", "epochs"), ("data", "batch_size"), ("train", "schedule"))
 ADOPTED = ("max_lr", "weight_decay", "momentum", "cycle_momentum", "base_momentum", "max_momentum", "nesterov")
-ADOPTED += ("bias_lr_factor", "bias_weight_decay", "lr_decay")
+ADOPTED += ("bias_lr_factor", "bias_weight_decay", "lr_decay", "lr_decay_epochs")
 
 
 class TrainingState(Protocol):

@@ -76,6 +76,8 @@ class ModelConfig:
     pretrained: bool = True  # download timm weights (ignored when ``weights`` is given)
     weights: str | None = None  # local .pth/.pt/.safetensors with the classifier's state dict
     num_classes: int | None = None  # classifier's number of classes (None: what the model reports)
+    drop_rate: float | None = None  # the classifier's dropout (timm's drop_rate; VGG: both Dropout layers of its
+    # classifier, torchvision's 0.5); null/auto: the builder's default (timm: 0). Acts only with backbone_mode: train
     layers: list[str] = field(default_factory=lambda: ["layer2", "layer3", "layer4"])
     version: str = "TAME"  # attention-mechanism version, see ``tame.models.list_attention_versions()``
     mean: list[float] | None = None  # normalisation; null/auto: the model's own (tame.models.preprocessing)
@@ -111,6 +113,7 @@ class TrainConfig:
     bias_weight_decay: bool = False  # weight decay on the biases too (L-CAM: true; TAME, T-TAME: false)
     schedule: choices.Schedule = "one_cycle"  # one_cycle (TAME, T-TAME) | epoch_decay (L-CAM: x lr_decay per epoch)
     lr_decay: float = 0.95  # epoch_decay's factor per epoch (L-CAM ResNet-50: 0.95, VGG-16: 0.75)
+    lr_decay_epochs: int | None = None  # epoch_decay decays at epochs 1..N only (L-CAM: 12 and 22); null: every epoch
     momentum: float = 0.9  # SGD momentum when cycle_momentum is false (and in lr-find); 0 <= m < 1
     nesterov: bool = True  # Nesterov momentum (the reference); needs momentum > 0
     cycle_momentum: bool = True  # OneCycleLR cycles momentum max_momentum -> base_momentum -> max (the reference)
@@ -167,9 +170,10 @@ VAL_METRICS = {
 }
 
 _POSITIVE = ("data.batch_size", "data.resize", "data.crop", "train.epochs", "train.max_lr", "train.keep_checkpoints")
-_POSITIVE += ("train.bias_lr_factor", "train.lr_decay")
+_POSITIVE += ("train.bias_lr_factor", "train.lr_decay", "train.lr_decay_epochs")
 # None (or "auto" in YAML) means: the model's own value (tame.models.registry.build_classifier)
 _AUTO = ("model.mean", "model.std", "model.prefix_tokens", "data.resize", "data.crop", "data.interpolation")
+_AUTO += ("model.drop_rate",)
 _AUTO += ("model.features.mean", "model.features.std", *(f"train.loss.{f.name}" for f in fields(LossConfig)))
 _NON_NEGATIVE = ("model.prefix_tokens", "data.workers", "train.weight_decay", "train.checkpoint_every")
 _NON_NEGATIVE += ("train.max_steps_per_epoch", "train.val_every", "train.val_samples")
@@ -304,6 +308,8 @@ def validate(config: Config) -> None:
             f"config key train.select_by: {config.train.select_by!r} is not a validation metric (lower is better: "
             f"{', '.join(lower)}; higher is better: {', '.join(higher)})"
         )
+    if (rate := config.model.drop_rate) is not None and not 0 <= rate < 1:
+        raise TameError(f"config key model.drop_rate: a dropout probability in [0, 1), got {rate!r}")
     if (classes := config.model.num_classes) is not None and classes < 1:
         raise TameError(f"config key model.num_classes: must be at least 1, got {classes} (0 removes the head)")
     which = "model.features.layers" if config.model.features.name else "model.layers"

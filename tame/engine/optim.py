@@ -13,8 +13,9 @@ Each group carries its ``lr_factor``, so the schedule and the LR range test scal
   stepped every batch over ``epochs * steps_per_epoch`` steps. Momentum: ``train.cycle_momentum=true`` (the
   reference) cycles it inversely to the LR between ``train.max_momentum`` (0.95) and ``train.base_momentum``
   (0.85), and ``train.momentum`` is not used; ``false`` keeps ``train.momentum`` throughout.
-- ``epoch_decay`` (L-CAM's ``my_optim.reduce_lr``): ``max_lr * lr_decay ** epoch``, the LR of epoch 0 being
-  ``max_lr``; momentum ``train.momentum`` throughout.
+- ``epoch_decay`` (L-CAM's ``my_optim.reduce_lr``): ``max_lr * lr_decay ** min(epoch, N)``, the LR of epoch 0
+  being ``max_lr`` and N = ``train.lr_decay_epochs`` (their ``change_points``: 1..12 for ResNet-50, 1..22 for
+  VGG-16; None: no limit); momentum ``train.momentum`` throughout.
 """
 
 from __future__ import annotations
@@ -102,12 +103,18 @@ def build_schedule(
 
 
 def build_epoch_decay(
-    optimizer: torch.optim.Optimizer, lr_decay: float, steps_per_epoch: int, last_epoch: int = -1
+    optimizer: torch.optim.Optimizer,
+    lr_decay: float,
+    steps_per_epoch: int,
+    last_epoch: int = -1,
+    decay_epochs: int | None = None,
 ) -> LambdaLR:
     """The ``epoch_decay`` schedule, stepped every batch like OneCycleLR: the LR of step s is its group's initial LR
-    times ``lr_decay ** (s // steps_per_epoch)``; ``last_epoch`` as :func:`build_schedule`'s."""
+    times ``lr_decay ** min(s // steps_per_epoch, decay_epochs)`` (None: no limit); ``last_epoch`` as
+    :func:`build_schedule`'s."""
     steps_per_epoch = max(1, steps_per_epoch)
-    return LambdaLR(optimizer, lambda step: lr_decay ** (step // steps_per_epoch), last_epoch=last_epoch)
+    limit = float("inf") if decay_epochs is None else decay_epochs
+    return LambdaLR(optimizer, lambda step: lr_decay ** min(step // steps_per_epoch, limit), last_epoch=last_epoch)
 
 
 def training_schedule(
@@ -116,7 +123,8 @@ def training_schedule(
     """The schedule of ``Config.train`` (``train.schedule``) over ``total_steps``, at ``step`` (0: a new run; S: a
     run resumed after S steps, whose optimizer's groups hold this config's bounds: ``tame.checkpoint.resume``)."""
     if train.schedule == "epoch_decay":
-        return build_epoch_decay(optimizer, train.lr_decay, total_steps // train.epochs, last_epoch=step - 1)
+        per_epoch = total_steps // train.epochs
+        return build_epoch_decay(optimizer, train.lr_decay, per_epoch, step - 1, train.lr_decay_epochs)
     return build_schedule(
         optimizer,
         train.max_lr,

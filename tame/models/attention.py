@@ -22,7 +22,9 @@ from torch import nn
 
 from tame.errors import TameError
 
-MAX_RESOLUTION = 56
+MAX_RESOLUTION = (
+    56  # TAME's cap on S (bmezaris/TAME composite_models.py; T-TAME's attention/tame.py): Version.max_resolution
+)
 
 
 class AttentionMechanism(nn.Module):
@@ -151,8 +153,8 @@ class PTameAttention(TameAttention):
 class LCamImgAttention(AttentionMechanism):
     """L-CAM-Img (bmezaris/L-CAM, ``AttentionMechanismM``): one feature map, g = F; fuse C -> K (1x1, with bias).
 
-    Its maps keep the layer's own resolution (7x7 for VGG-16 and ResNet-50 at 224 px): S = that size, so the
-    base's resize to S is the identity.
+    Its maps keep the layer's own resolution (7x7 for ResNet-50's ``layer4``, 14x14 for VGG-16's ``features.29`` at
+    224 px): S = that size, uncapped, so the base's resize to S is the identity.
     """
 
     def __init__(self, channels: list[int], num_classes: int, size: tuple[int, int]) -> None:

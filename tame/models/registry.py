@@ -130,6 +130,7 @@ def classifier_from_config(model_cfg, data_cfg=None, crop: int | None = None) ->
         std=model_cfg.std,
         preprocessing=sizes,
         prefix_tokens=getattr(model_cfg, "prefix_tokens", None),
+        drop_rate=getattr(model_cfg, "drop_rate", None),
     )
 
 
@@ -147,6 +148,7 @@ def build_classifier(config, checkpoint: str | Path | None = None) -> tuple[Any,
         num_classes=model_cfg.num_classes,
         preprocessing=given_preprocessing(config, checkpoint),
         prefix_tokens=model_cfg.prefix_tokens,
+        drop_rate=model_cfg.drop_rate,
     )
     resolved = with_preprocessing(config, classifier.preprocessing)
     validate(resolved)
@@ -163,6 +165,7 @@ def create_classifier(
     std: Sequence[float] | None = None,
     preprocessing: Mapping[str, Any] | None = None,
     prefix_tokens: int | None = None,
+    drop_rate: float | None = None,
 ) -> Classifier:
     """Build a frozen classifier by name.
 
@@ -172,10 +175,13 @@ def create_classifier(
     ``mean``/``std``, then ``preprocessing`` (known values of ``tame.models.preprocessing.KEYS``), then the
     model's ``pretrained_cfg`` make ``classifier.preprocessing``; a fallback to ImageNet's values is logged as a
     warning (about mean/std only, unless ``preprocessing`` is given). ``prefix_tokens``: the tokens before a
-    transformer's patch tokens (None: what the model tells, see :func:`model_prefix_tokens`).
+    transformer's patch tokens (None: what the model tells, see :func:`model_prefix_tokens`). ``drop_rate``: passed
+    to the builder (timm's dropout rate; None: its default), active only when the classifier runs in train mode.
     """
     use_download = pretrained and weights is None
     kwargs = {} if num_classes is None else {"num_classes": num_classes}
+    if drop_rate is not None:
+        kwargs["drop_rate"] = drop_rate
     if name in BACKBONES:
         net = BACKBONES.get(name)(pretrained=use_download, **kwargs)
     elif ":" in name:

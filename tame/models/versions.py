@@ -10,7 +10,11 @@ A version is what the published code of one method fixes beyond the backbone and
 - ``loss``: the coefficients of :func:`tame.models.loss.tame_loss`;
 - ``layers``: how many feature layers the head takes (None: any number);
 - ``features``: whether it reads an auxiliary network's feature maps (``model.features``: P-TAME) rather than the
-  explained classifier's.
+  explained classifier's;
+- ``max_resolution``: the cap on the class maps' size S = (min(H_1, cap), min(W_1, cap)) of the first map: 56 for
+  TAME and its ablations (``composite_models.py``; T-TAME's ``attention/tame.py`` and ptame's ``TtameAttention``
+  alike), None (the first map's own size) for L-CAM-Img (no resize at all) and P-TAME (``PTAMEAttention``:
+  ``resolution = ft_size[0][-1]``).
 
 T-TAME is TAME's head with another recipe (token taps, ``mask_space: normalised``, one LR for weights and biases:
 ``configs/vit_b_16_ttame.yaml``), not a version of its own. Adding a method is one more entry below, or
@@ -48,6 +52,7 @@ class Version:
     loss: LossWeights = TAME_WEIGHTS
     layers: int | None = None
     features: bool = False
+    max_resolution: int | None = MAX_RESOLUTION
     source: str = ""  # the published code it reproduces
 
     def __post_init__(self) -> None:
@@ -66,10 +71,19 @@ register_version("TAME", Version(TameAttention, source="bmezaris/TAME (ICIP 2023
 register_version("Sigmoidinfeaturebranch", Version(SigmoidBranchAttention, source="bmezaris/TAME ablation"))
 register_version("Noskipconnection", Version(NoSkipAttention, source="bmezaris/TAME ablation"))
 register_version("NoskipNobatchnorm", Version(NoSkipNoBatchNormAttention, source="bmezaris/TAME ablation"))
-register_version("L-CAM-Img", Version(LCamImgAttention, layers=1, source="bmezaris/L-CAM (models/*_L_CAM_Img.py)"))
+register_version(
+    "L-CAM-Img",
+    Version(LCamImgAttention, layers=1, max_resolution=None, source="bmezaris/L-CAM (models/*_L_CAM_Img.py)"),
+)
 register_version(
     "P-TAME",
-    Version(PTameAttention, loss=PTAME_WEIGHTS, features=True, source="IDT-ITI/P-TAME (ptame 1.0.2, IEEE OJSP 2025)"),
+    Version(
+        PTameAttention,
+        loss=PTAME_WEIGHTS,
+        features=True,
+        max_resolution=None,
+        source="IDT-ITI/P-TAME (ptame 1.0.2, IEEE OJSP 2025)",
+    ),
 )
 
 
@@ -101,6 +115,10 @@ def check_layer_count(name: str, layers: Sequence[str]) -> None:
 def build_attention(
     version: str, channels: Sequence[int], num_classes: int, first_hw: tuple[int, int]
 ) -> AttentionMechanism:
-    """The head of ``version`` for feature maps with ``channels`` whose first (largest) map is ``first_hw``."""
-    size = (min(first_hw[0], MAX_RESOLUTION), min(first_hw[1], MAX_RESOLUTION))
-    return get_version(version).head(list(channels), num_classes, size)
+    """The head of ``version`` for feature maps with ``channels`` whose first (largest) map is ``first_hw``, its size
+    capped at the version's ``max_resolution``."""
+    chosen = get_version(version)
+    cap = chosen.max_resolution
+    height, width = int(first_hw[0]), int(first_hw[1])
+    size = (height, width) if cap is None else (min(height, cap), min(width, cap))
+    return chosen.head(list(channels), num_classes, size)
