@@ -3,8 +3,11 @@
 
 from tame.config.tree import (
     VAL_METRICS,
+    CompareConfig,
     Config,
     DataConfig,
+    EvalConfig,
+    ExplainConfig,
     FeaturesConfig,
     LogConfig,
     LossConfig,
@@ -19,8 +22,11 @@ from tame.config.tree import (
 
 __all__ = [
     "VAL_METRICS",
+    "CompareConfig",
     "Config",
     "DataConfig",
+    "EvalConfig",
+    "ExplainConfig",
     "FeaturesConfig",
     "LogConfig",
     "LossConfig",
