@@ -104,7 +104,7 @@ def test_explain_images_is_the_typed_api_the_cli_calls(run_dir, example_images):
     result = explain_images(model, [image, run_dir / "missing.jpg"], run_dir / "out", ExplainConfig(top_k=1))
     assert result.images == 1 and [str(p) for p, _ in result.skipped] == [str(run_dir / "missing.jpg")]
     entry = result.entries[0]
-    expected = model.explain(eval_image(image, 72, 64)[None]).maps[0].numpy()
+    expected = model.explain(eval_image(image, 72, 64, True, "bilinear")[None]).maps[0].numpy()
     assert np.array_equal(np.load(run_dir / "out" / entry["map"]), expected)
     written = sorted(p.name for p in (run_dir / "out").iterdir())
     assert written == sorted([entry["map"], entry["overlay"], "explanations.json", "index.html"])  # no temporaries
@@ -124,7 +124,7 @@ def test_python_api_explains_with_the_models_own_preprocessing(run_dir, example_
     model.eval()
     image = example_images / "162_166.JPEG"
     entry = explain_images(model, [image], run_dir / "out").entries[0]
-    own = eval_image(image, 72, 64, interpolation=interpolation)[None]
+    own = eval_image(image, 72, 64, True, interpolation)[None]
     with torch.no_grad():
         probability = model.predict(own).softmax(dim=1)[0, entry["class"]].item()
     assert np.load(run_dir / "out" / entry["map"]).shape == (64, 64)
@@ -233,7 +233,7 @@ def test_a_baseline_needs_no_checkpoint_and_takes_its_layer(run_dir, example_ima
     entry = json.loads((out / "explanations.json").read_text())["maps"][0]
     assert entry["method"] == "gradcam" and entry["map"] == f"162_166_class{entry['class']}_gradcam.npy"
     with create_explainer("gradcam", classifier, layer="layer3") as explainer:
-        expected = explainer.explain(eval_image(image, 72, 64)[None], entry["class"]).maps[0].numpy()
+        expected = explainer.explain(eval_image(image, 72, 64, True, "bilinear")[None], entry["class"]).maps[0].numpy()
     assert np.array_equal(np.load(out / entry["map"]), expected)
 
 

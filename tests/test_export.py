@@ -211,3 +211,14 @@ def test_metadata_interpolation_is_checked_and_defaults_to_bilinear():
     check_metadata(sizes | {"interpolation": "bicubic"}, {}, "new.onnx")
     with pytest.raises(TameError, match="metadata interpolation='nearest' is not one of bilinear, bicubic"):
         check_metadata(sizes | {"interpolation": "nearest"}, {}, "bad.onnx")
+
+
+def test_export_defaults_to_the_models_own_preprocessing(tmp_path):
+    """Issue 33.8: without sizes the export took ImageNet's resize (crop / 0.875: 73 for 64) whatever the model's;
+    now its input size, resize and interpolation are the classifier's own, recorded in the metadata."""
+    own = {"resize": 70, "crop": 64, "interpolation": "bicubic"}
+    classifier = create_classifier("test_resnet", pretrained=False, preprocessing=own)
+    model = TameModel(classifier, ["layer3", "layer4"], input_size=64).eval()
+    export_model(model, tmp_path / "m.onnx", dynamic_batch=True, verify_count=1)
+    meta = open_exported(tmp_path / "m.onnx").meta
+    assert (int(meta["input_size"]), int(meta["resize"]), meta["interpolation"]) == (64, 70, "bicubic")
