@@ -93,13 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--batches", type=int, nargs="+", help="batch sizes (default 1 32; --quick: 1 8)")
     parser.add_argument("--repeats", type=int, help="timed rounds per batch size after a warm-up (default 10)")
-    add_common_options(
-        parser,
-        "export",
-        "64 px, batches 1 and 8, 3 rounds",
-        threads_help="CPU threads of both runtimes",
-        device_help="torch's device (cpu, cuda); ONNX Runtime: see the header",
-    )
+    devices = {"device_help": "torch's device (cpu, cuda); ONNX Runtime: see the header"}
+    add_common_options(parser, "export", "64 px, batches 1 and 8, 3 rounds", threads_help="threads of both", **devices)
     args = parser.parse_args(argv)
     if args.quick:
         args.size = 64
