@@ -4,6 +4,7 @@ and the flags generated from a config section's fields (:func:`add_section_flags
 from __future__ import annotations
 
 import argparse
+import types
 import typing
 from dataclasses import MISSING, Field, fields
 from typing import Any
@@ -69,7 +70,8 @@ def _flag(item: Field, hint: Any) -> dict[str, Any]:
     meta = item.metadata
     default = item.default_factory() if item.default_factory is not MISSING else item.default
     shown = meta.get("shown", " ".join(map(str, default)) if isinstance(default, list) else default)
-    kind = next((arg for arg in typing.get_args(hint) if arg is not type(None)), hint)  # X | None -> X
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    kind = next(arg for arg in typing.get_args(hint) if arg is not type(None)) if union else hint  # X | None -> X
     if kind is bool and not meta.get("negatable"):  # a switch: --x sets True, --no-x False
         return {
             "help": meta["help"],
@@ -79,13 +81,14 @@ def _flag(item: Field, hint: Any) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"help": meta["help"] + ("" if shown is None else f" (default: {shown})")}
     if kind is bool:
         return kwargs | {"action": argparse.BooleanOptionalAction}
+    if typing.get_origin(kind) is typing.Literal:  # a choice: its values (tame.config.choices)
+        kind, kwargs["choices"] = str, typing.get_args(kind)
     if typing.get_origin(kind) is list:
         kind, kwargs["nargs"] = typing.get_args(kind)[0], "+"
     kwargs["type"] = device_type if item.name == "device" else kind
-    kwargs |= {"metavar": item.name.upper()} | {
-        k: meta[k] for k in ("nargs", "const", "metavar", "choices") if k in meta
-    }
-    return kwargs
+    if "choices" not in kwargs:  # a choice shows its values ({onnx,torchscript,...})
+        kwargs["metavar"] = item.name.upper()
+    return kwargs | {k: meta[k] for k in ("nargs", "const", "metavar", "choices", "required") if k in meta}
 
 
 def flag_values(args: argparse.Namespace, *sections: str) -> dict[str, Any]:

@@ -271,6 +271,22 @@ class CompareConfig:
 
 
 @dataclass
+class ExportConfig:
+    """``export``: the file ``tame export`` (:func:`tame.export.export_model`) writes; its input size, resize and
+    interpolation are the model's resolved ``data.crop`` / ``data.resize`` / ``data.interpolation``."""
+
+    output: str | None = option(None, "the exported file (.onnx, .pt, .pt2)", flags=("-o", "--output"), required=True)
+    format: choices.ExportFormat = option("onnx", "the file's format")
+    dynamic_batch: bool = option(False, "any batch size (default: fixed --batch-size)")
+    batch_size: int = option(1, "the fixed batch size without --dynamic-batch")
+    opset: int = option(18, "ONNX opset (tame.export.exporters: 18..23)")
+    input_dtype: choices.InputDtype = option("uint8", "image dtype", flags=("--input",))
+    verify_images: list[str] | None = option(None, "verify on these", metavar="IMAGE", shown="random images")
+    verify_count: int = option(4, "random images to verify on")
+    device: str = option("cpu", "cpu, cuda or cuda:N; auto: this process's GPU when there is one, else the CPU")
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -279,6 +295,7 @@ class Config:
     explain: ExplainConfig = field(default_factory=ExplainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     compare: CompareConfig = field(default_factory=CompareConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
     output_dir: str = "snapshots/run"
 
 
@@ -450,7 +467,7 @@ def validate(config: Config) -> None:
 
 _AT_LEAST_ONE = ("explain.top_k", "explain.batch_size", "explain.num_masks", "explain.mask_batch")
 _AT_LEAST_ONE += ("eval.batch_size", "eval.chunk", "eval.max_samples", "eval.num_masks", "eval.road_workers")
-_AT_LEAST_ONE += ("eval.composites",)
+_AT_LEAST_ONE += ("eval.composites", "export.batch_size", "export.verify_count")
 CLASS_SENSITIVITY_TILES = (2, 4)  # images per composite (tame.metrics.class_sensitivity.TILES)
 
 
