@@ -1,6 +1,10 @@
 """Run configuration: YAML (``yaml.safe_load``) -> typed dataclasses, with ``key=value`` overrides.
 
-Layers: dataclass defaults -> the YAML file -> CLI overrides (``train.max_lr=1e-3 data.batch_size=64``).
+One typed tree (as torchtitan's JobConfig): the run's sections (``model``, ``data``, ``train``, ``log``) and the
+commands' (``explain``, ``eval``, ``compare``, ``export``), whose fields are declared with :func:`option` (the help
+beside the default; ``tame.commands.options.add_section_flags`` generates each command's flags from them).
+Layers: dataclass defaults -> the YAML file -> CLI overrides (``train.max_lr=1e-3 data.batch_size=64``) -> the
+flags a command was given (``values``); :func:`validate` checks the whole tree, once, in :func:`load_config`.
 Unknown keys and values of the wrong type are errors that name the key. Paths may use ``${TAME_DATA}``-style
 environment variables (expanded when the config is resolved); the resolved config is saved with every run.
 """
