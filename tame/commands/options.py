@@ -74,11 +74,12 @@ def _flag(item: Field, hint: Any) -> dict[str, Any]:
     kind = next(arg for arg in typing.get_args(hint) if arg is not type(None)) if union else hint  # X | None -> X
     if kind is bool and not meta.get("negatable"):  # a switch: --x sets True, --no-x False
         return {
-            "help": meta["help"],
+            "help": meta["help"].replace("%", "%%"),
             "action": "store_const",
             "const": not meta.get("flags", ("",))[0].startswith("--no-"),
         }
-    kwargs: dict[str, Any] = {"help": meta["help"] + ("" if shown is None else f" (default: {shown})")}
+    text = meta["help"].replace("%", "%%")  # argparse formats help with %
+    kwargs: dict[str, Any] = {"help": text + ("" if shown is None else f" (default: {shown})")}
     if kind is bool:
         return kwargs | {"action": argparse.BooleanOptionalAction}
     if typing.get_origin(kind) is typing.Literal:  # a choice: its values (tame.config.choices)

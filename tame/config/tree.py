@@ -209,7 +209,7 @@ class EvalConfig:
     levels: list[float] = option([1.0, 0.5, 0.15], "AD / IC levels: fractions of the map kept", flags=())
     road: bool | None = option(
         None,
-        "also ROAD (MoRF/LeRF at 10..90%% removed, noisy linear imputation; CPU-heavy)",
+        "also ROAD (MoRF/LeRF at 10..90% removed, noisy linear imputation; CPU-heavy)",
         negatable=True,
         shown="off for tame eval, on for tame compare",
     )
