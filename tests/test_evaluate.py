@@ -587,3 +587,16 @@ def test_a_trained_entry_gets_the_sanity_checks_of_its_own_attention(run_dir, tm
     assert sanity["lcam-img"]["cascade"][0]["step"] == "attention"
     assert sanity["lcam-img"] == dict(alone)["tame"]  # the entry's own AM, not the config's TAME
     assert sanity["lcam-img"]["random_logit"] != sanity["tame"]["random_logit"]
+
+
+def test_validate_runs_once_per_eval_command(run_dir, tmp_path, monkeypatch):
+    """One `tame eval`: the config tree is validated once (it was twice: load_config, then build_classifier)."""
+    import tame.config.tree as tree
+
+    calls = []
+    checks = tree.check_commands
+    monkeypatch.setattr(tree, "check_commands", lambda config: calls.append(1) or checks(config))
+    root, _ = run_dir
+    args = ["eval", "--config", str(root / "config.yaml"), "--method", "random", "--max-samples", "4"]
+    assert main([*args, "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    assert len(calls) == 1
