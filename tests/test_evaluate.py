@@ -448,7 +448,7 @@ def test_eval_flags_are_generated_from_the_section_and_layer_over_the_file(tmp_p
     assert with_road(config, default=True).eval.road is False
 
 
-def test_evaluate_spec_gives_the_numbers_of_the_eval_command(run_dir, tmp_path, capsys):
+def test_run_evaluation_gives_the_numbers_of_the_eval_command(run_dir, tmp_path, capsys):
     from tame.evaluation import run_evaluation
 
     root, synthetic = run_dir
