@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from benchmarks.harness import (
     Timing,
+    add_common_options,
     compare,
     judged_clock,
     machine,
@@ -96,10 +97,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--images", type=int, default=8, help="images evaluated per round")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds (interleaved) after a warm-up")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads (0: torch's default)")
-    parser.add_argument("--quick", action="store_true", help="64 px")
-    parser.add_argument("--out", help="JSON file (default benchmarks/results/evaluation.json)")
+    add_common_options(parser, "evaluation", "64 px")
     args = parser.parse_args(argv)
     if args.quick:
         args.size = 64

@@ -27,7 +27,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.harness import compare, machine, ratio, resolve_device, set_threads, table, write_report
+from benchmarks.harness import (
+    add_common_options,
+    compare,
+    machine,
+    ratio,
+    resolve_device,
+    set_threads,
+    table,
+    write_report,
+)
 from tame.export import export_model
 from tame.models import TameModel, create_classifier
 
@@ -84,10 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--batches", type=int, nargs="+", help="batch sizes (default 1 32; --quick: 1 8)")
     parser.add_argument("--repeats", type=int, help="timed rounds per batch size after a warm-up (default 10)")
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads of both runtimes")
-    parser.add_argument("--device", default="cpu", help="torch's device (cpu, cuda); ONNX Runtime: see the header")
-    parser.add_argument("--quick", action="store_true", help="64 px, batches 1 and 8, 3 rounds")
-    parser.add_argument("--out", help="JSON file (default benchmarks/results/export.json)")
+    devices = {"device_help": "torch's device (cpu, cuda); ONNX Runtime: see the header"}
+    add_common_options(parser, "export", "64 px, batches 1 and 8, 3 rounds", threads_help="threads of both", **devices)
     args = parser.parse_args(argv)
     if args.quick:
         args.size = 64

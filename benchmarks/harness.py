@@ -8,6 +8,7 @@ recorded too; on a CPU the verdicts use it (:func:`judged_clock`), as wall time 
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import os
@@ -85,6 +86,28 @@ def judged_clock(device: torch.device) -> str:
     """The clock a verdict uses: process CPU time on a CPU (the work done, which other processes on a shared machine
     do not inflate; OpenMP waits passively, see ``benchmarks/__init__.py``), wall time on a GPU."""
     return "cpu" if device.type == "cpu" else "wall"
+
+
+def add_common_options(
+    parser: argparse.ArgumentParser,
+    name: str,
+    quick: str,
+    *,
+    device: str | None = "cpu",
+    threads: int | None = 2,
+    device_help: str = "torch's device: cpu, cuda or cuda:N",
+    threads_help: str = "CPU threads (0: torch's default)",
+) -> None:
+    """The options every benchmark shares, spelled once: ``--device`` (default ``device``), ``--threads`` (default
+    ``threads``; see :func:`set_threads`), ``--quick`` (``quick``: what it shrinks; a check, not a number) and
+    ``--out`` (the JSON report; default ``benchmarks/results/NAME.json``, see :func:`write_report`). ``device`` or
+    ``threads`` None: the benchmark has no such option."""
+    if device is not None:
+        parser.add_argument("--device", default=device, help=f"{device_help} (default: {device})")
+    if threads is not None:
+        parser.add_argument("--threads", type=int, default=threads, help=f"{threads_help} (default: {threads})")
+    parser.add_argument("--quick", action="store_true", help=quick)
+    parser.add_argument("--out", help=f"JSON file (default benchmarks/results/{name}.json)")
 
 
 def set_threads(threads: int | None) -> None:

@@ -23,6 +23,7 @@ import argparse
 import torch
 
 from benchmarks.harness import (
+    add_common_options,
     compare,
     judged_clock,
     machine,
@@ -75,10 +76,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, help="timed rounds of the fast methods after a warm-up (default 40)")
     parser.add_argument("--slow-repeats", type=int, default=2, help="timed rounds of each Score-CAM / RISE slice")
     parser.add_argument("--full", action="store_true", help="run Score-CAM and RISE in full (no extrapolation)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads (0: torch's default)")
-    parser.add_argument("--quick", action="store_true", help="64 px, 5 rounds unless --repeats")
-    parser.add_argument("--out", help="JSON file (default benchmarks/results/latency.json)")
+    add_common_options(parser, "latency", "64 px, 5 rounds unless --repeats")
     args = parser.parse_args(argv)
     if args.quick:
         args.size = 64

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.harness import RESULTS, machine, write_report
+from benchmarks.harness import RESULTS, add_common_options, machine, write_report
 from tame.config import DataConfig
 from tame.data import build_loader
 from tame.data.dali import dali_available
@@ -53,8 +53,9 @@ def main() -> None:
     parser.add_argument("--list", help="list file of other images (default: the synthetic set)")
     parser.add_argument("--root", help="image root of --list")
     parser.add_argument("--loaders", nargs="+", choices=LOADERS, default=list(LOADERS), help="those that can run")
-    parser.add_argument("--out", help="JSON file (default benchmarks/results/loaders.json)")
-    parser.add_argument("--quick", action="store_true", help="64 images of 96 px, 1 epoch (a check, not a number)")
+    add_common_options(
+        parser, "loaders", "64 images of 96 px, 1 epoch (a check, not a number)", device=None, threads=None
+    )
     args = parser.parse_args()
     if args.quick:
         args.images, args.size, args.epochs = 64, 96, 1

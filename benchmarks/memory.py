@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.harness import machine, resolve_device, set_threads, table, write_report
+from benchmarks.harness import add_common_options, machine, resolve_device, set_threads, table, write_report
 from benchmarks.training import LAYERS, VARIANTS, build, step_function
 
 MIB = 2**20
@@ -87,12 +87,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--models", nargs="+", default=list(LAYERS), choices=list(LAYERS))
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--device", default="cpu")
+    add_common_options(parser, "memory", "64 px, batch 4")
     parser.add_argument("--amp", default="off", choices=("off", "bf16"))
     parser.add_argument("--channels-last", action="store_true")
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads (0: torch's default)")
-    parser.add_argument("--quick", action="store_true", help="64 px, batch 4")
-    parser.add_argument("--out", help="JSON file (default benchmarks/results/memory.json)")
     parser.add_argument("--child", nargs=2, metavar=("MODEL", "VARIANT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:

@@ -25,7 +25,17 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.harness import RESULTS, machine, resolve_device, set_threads, synchronise, table, verdict, write_report
+from benchmarks.harness import (
+    RESULTS,
+    add_common_options,
+    machine,
+    resolve_device,
+    set_threads,
+    synchronise,
+    table,
+    verdict,
+    write_report,
+)
 from benchmarks.jpegs import write_jpegs
 from benchmarks.training import LAYERS
 from tame.config import Config, DataConfig, LogConfig, ModelConfig, TrainConfig
@@ -109,7 +119,13 @@ def run_config(cfg: Config, loader, warmup: int, steps: int, device: torch.devic
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=list(LAYERS), choices=list(LAYERS))
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    add_common_options(
+        parser,
+        "throughput",
+        "64 px crops, batch 4, 3 steps (a check, not a number)",
+        device="cuda" if torch.cuda.is_available() else "cpu",
+        threads_help="CPU threads for torch (0: torch's default)",
+    )
     parser.add_argument("--batch-size", type=int, help="per step (default: 256 on a GPU, 8 on a CPU)")
     parser.add_argument("--steps", type=int, help="timed steps (default: 40 on a GPU, 4 on a CPU)")
     parser.add_argument("--warmup", type=int, help="untimed steps first (default: 10 on a GPU, 1 on a CPU)")
@@ -121,9 +137,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--images", type=int, default=2048, help="distinct synthetic JPEGs")
     parser.add_argument("--data", default=str(RESULTS / "jpegs"), help="where the JPEGs are written")
     parser.add_argument("--no-model-only", action="store_true", help="skip the runs without the loader")
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch (0: torch's default)")
-    parser.add_argument("--quick", action="store_true", help="64 px crops, batch 4, 3 steps (a check, not a number)")
-    parser.add_argument("--out", help="JSON file (default benchmarks/results/throughput.json)")
     return parser.parse_args(argv)
 
 

@@ -26,7 +26,17 @@ import timm
 import torch
 import torch.nn.functional as F
 
-from benchmarks.harness import compare, judged_clock, machine, ratio, resolve_device, set_threads, table, write_report
+from benchmarks.harness import (
+    add_common_options,
+    compare,
+    judged_clock,
+    machine,
+    ratio,
+    resolve_device,
+    set_threads,
+    table,
+    write_report,
+)
 from tame.engine.optim import build_optimizer
 from tame.models import TameModel, create_classifier
 
@@ -69,15 +79,12 @@ def tame_step(device: torch.device, images: torch.Tensor, autocast):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cuda")
+    add_common_options(parser, "timm_step", "64 px, batch 4, 2 rounds after 1 warm-up", device="cuda", threads=0)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=10, help="timed rounds after the warm-up rounds")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--amp", default="bf16", choices=("bf16", "off"))
-    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
-    parser.add_argument("--quick", action="store_true", help="64 px, batch 4, 2 rounds after 1 warm-up")
-    parser.add_argument("--out", help="JSON file (default benchmarks/results/timm_step.json)")
     args = parser.parse_args(argv)
     if args.quick:
         args.size, args.batch_size, args.repeats, args.warmup = 64, 4, 2, 1

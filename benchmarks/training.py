@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.harness import (
+    add_common_options,
     compare,
     judged_clock,
     machine,
@@ -175,10 +176,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--repeats", type=int, help="timed rounds after a warm-up (default: ROUNDS)")
     parser.add_argument("--backbone-mode", default="eval", choices=("eval", "train"))
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads (0: torch's default)")
-    parser.add_argument("--quick", action="store_true", help="64 px, batch 4")
-    parser.add_argument("--out", help="JSON file (default benchmarks/results/training.json)")
+    add_common_options(parser, "training", "64 px, batch 4")
     args = parser.parse_args(argv)
     if args.quick:
         args.size, args.batch_size = 64, 4

@@ -150,9 +150,11 @@ def test_compare_and_eval_write_class_sensitivity_and_sanity_checks(tmp_path):
     import csv
     import json
 
+    from train_helpers import eval_config
+
     from tame.cli import main
     from tame.data.synthetic import make_synthetic
-    from tame.evaluation import CompareSpec, compare
+    from tame.evaluation import compare
 
     synthetic = make_synthetic(tmp_path / "data", classes=4, train_per_class=1, val_per_class=2, size=32)
     (tmp_path / "config.yaml").write_text(f"""
@@ -163,7 +165,7 @@ output_dir: {tmp_path / "run"}
 """)
     out = tmp_path / "cmp"
     options = dict(config=tmp_path / "config.yaml", road=False, progress=False, composites=6)
-    compare(CompareSpec(methods=["gradcam", "random"], class_sensitivity=4, sanity_checks=3, out=out, **options))
+    compare(eval_config(methods=["gradcam", "random"], class_sensitivity=4, sanity_checks=3, out=out, **options))
     report = json.loads((out / "compare.json").read_text())["class_sensitivity"]
     assert set(report) == {"gradcam", "random"} and report["gradcam"]["tiles"] == 4
     assert report["random"]["composites"] == 6 and sum(c["slots"] for c in report["random"]["per_class"]) == 24

@@ -81,3 +81,11 @@ def test_data_paths_expand_the_environment(monkeypatch):
     monkeypatch.delenv("TAME_DATA")
     with pytest.raises(TameError, match=r"data\.root.*TAME_DATA.*not set"):
         expand_path("${TAME_DATA}/ILSVRC2012_img_train", "data.root")
+
+
+def test_the_config_tree_spells_the_metrics_tile_counts():
+    """eval.class_sensitivity is checked in the config (which cannot import tame.metrics) against the same values."""
+    from tame.config.tree import CLASS_SENSITIVITY_TILES
+    from tame.metrics.class_sensitivity import TILES
+
+    assert tuple(CLASS_SENSITIVITY_TILES) == tuple(TILES)

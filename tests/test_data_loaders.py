@@ -188,8 +188,8 @@ def test_odd_images_are_converted_alike(odd_images):
 def test_eval_image_is_the_loaders_eval_transform(shared_list):
     list_file, root, _ = shared_list
     images, _ = next(iter(_loader(list_file, root, "torch", resize=256, crop=224)))
-    assert torch.equal(eval_image(root / "129_130.png", 256, 224), images[0])  # the RGBA PNG
-    whole = eval_image(root / "232.JPEG", 256, 224, center_crop=False)  # 469 x 500, squeezed to 224 x 224
+    assert torch.equal(eval_image(root / "129_130.png", 256, 224, True, "bilinear"), images[0])  # the RGBA PNG
+    whole = eval_image(root / "232.JPEG", 256, 224, False, "bilinear")  # 469 x 500, squeezed to 224 x 224
     assert whole.shape == (3, 224, 224) and whole.dtype == torch.float32 and 0 <= whole.min() <= whole.max() <= 1
 
 

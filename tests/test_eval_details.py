@@ -9,6 +9,7 @@ import json
 import pytest
 import torch
 from test_evaluate import SIZE, confident_model, data, run_dir  # noqa: F401
+from train_helpers import eval_config
 
 from tame.cli import main
 from tame.errors import TameError
@@ -93,18 +94,18 @@ def test_per_class_groups_by_the_true_label_not_the_prediction():
 def _per_image_rank(rank: int, world_size: int, init_file: str, options: dict) -> None:
     import os
 
-    from tame.evaluation import EvalSpec, evaluate_spec
+    from tame.evaluation import run_evaluation
 
     torch.set_num_threads(1)  # two processes share the cores
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE="2")
     torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
-    evaluate_spec(EvalSpec(**options))  # ends the process group
+    run_evaluation(eval_config(**options))  # ends the process group
 
 
 def test_two_processes_write_the_per_image_csv_of_one(run_dir, tmp_path):  # noqa: F811
     import torch.multiprocessing as mp
 
-    from tame.evaluation import EvalSpec, evaluate_spec
+    from tame.evaluation import run_evaluation
 
     root, synthetic = run_dir
     options = dict(
@@ -120,7 +121,7 @@ def test_two_processes_write_the_per_image_csv_of_one(run_dir, tmp_path):  # noq
     one, threads = tmp_path / "one", torch.get_num_threads()
     torch.set_num_threads(1)  # as each of the two processes: the same kernels, so the same float32 bits
     try:
-        evaluate_spec(EvalSpec(**options, out=one, per_image=one / "images.csv"))
+        run_evaluation(eval_config(**options, out=one, per_image=one / "images.csv"))
     finally:
         torch.set_num_threads(threads)
     two = tmp_path / "two"
@@ -153,10 +154,10 @@ def test_compare_carries_per_class_rows(run_dir, tmp_path, capsys):  # noqa: F81
     page = (out / "compare.md").read_text()
     assert "**random**, per class" in page and "\n| 2 | 4 | " in page
 
-    from tame.evaluation import CompareSpec, compare
+    from tame.evaluation import compare
 
     comparison = compare(
-        CompareSpec(
+        eval_config(
             config=str(root / "config.yaml"),
             methods=["gradcam"],
             boxes=str(synthetic.boxes),

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from train_helpers import eval_config
 
 from tame.cli import main
 from tame.data.boxes import box_in_crop
@@ -407,49 +408,79 @@ def test_bad_input_is_one_line_and_exit_2(run_dir, tmp_path, capsys, case, messa
 @pytest.mark.parametrize(
     "options, message",
     [
-        (dict(batch_size=0), "--batch-size must be at least 1, got 0"),
-        (dict(chunk=-2), "--chunk must be at least 1, got -2"),
-        (dict(max_samples=0), "--max-samples must be at least 1, got 0"),
-        (dict(num_masks=0), "--num-masks must be at least 1, got 0"),
-        (dict(road_workers=0), "--road-workers must be at least 1, got 0"),
-        (dict(method="gradcan"), "unknown method 'gradcan'; did you mean gradcam"),
-        (dict(checkpoint=None), "--checkpoint is required for --method tame"),
-        (dict(levels=(0.5, 0.0)), "levels must be fractions in (0, 1]"),
-        (dict(overrides="data.crop=64"), "overrides must be a list"),
+        (dict(batch_size=0), "eval.batch_size (--batch-size): must be at least 1, got 0"),
+        (dict(chunk=-2), "eval.chunk (--chunk): must be at least 1, got -2"),
+        (dict(max_samples=0), "eval.max_samples (--max-samples): must be at least 1, got 0"),
+        (dict(num_masks=0), "eval.num_masks (--num-masks): must be at least 1, got 0"),
+        (dict(road_workers=0), "eval.road_workers (--road-workers): must be at least 1, got 0"),
+        (dict(class_sensitivity=3), "eval.class_sensitivity (--class-sensitivity): 2 or 4 images per composite"),
+        (dict(sanity_checks=-1), "compare.sanity_checks (--sanity-checks): a number of images, got -1"),
+        (dict(levels=(0.5, 0.0)), "eval.levels: must be fractions in (0, 1]"),
+        (dict(pointing_tolerance=-1.0), "eval.pointing_tolerance (--pointing-tolerance): a distance in pixels"),
     ],
 )
-def test_eval_spec_rejects_bad_values(options, message):
+def test_eval_section_rejects_bad_values(options, message):
+    """The eval / compare sections are checked with the rest of the config (tame.config.validate), once."""
     from tame.errors import TameError
-    from tame.evaluation import EvalSpec
 
     with pytest.raises(TameError, match=re.escape(message)):
-        EvalSpec(**{"config": "c.yaml", "checkpoint": "run/", **options})
+        eval_config(checkpoint="run/", **options)
 
 
-def test_specs_resolve_method_names():
-    from tame.config import Config
+def test_method_names_are_resolved_and_tame_needs_a_checkpoint():
     from tame.errors import TameError
-    from tame.evaluation import CompareSpec, EvalSpec
+    from tame.evaluation.spec import compare_methods, eval_method
 
-    assert EvalSpec(method="GradCAM").method == "gradcam"  # a baseline needs no checkpoint
-    assert CompareSpec(methods=["GradCAM", "random", "gradcam"]).methods == ("gradcam", "random")
-    for bad, message in (([], "non-empty list"), (["tame"], "--checkpoint is required to compare tame")):
+    assert eval_method(eval_config(method="GradCAM")) == "gradcam"  # a baseline needs no checkpoint
+    assert compare_methods(eval_config(methods=["GradCAM", "random", "gradcam"])) == ("gradcam", "random")
+    with pytest.raises(TameError, match=re.escape("compare.methods: name at least one method")):
+        eval_config(methods=[])
+    for bad, message in (
+        (dict(methods=["tame"]), "--checkpoint is required to compare tame"),
+        (dict(method="tame"), "--checkpoint is required for --method tame"),
+        (dict(method="gradcan"), "unknown method 'gradcan'; did you mean gradcam"),
+    ):
         with pytest.raises(TameError, match=re.escape(message)):
-            CompareSpec(methods=bad)
-    with pytest.raises(TameError, match="overrides apply to a config file"):
-        EvalSpec(method="random", config=Config(), overrides=["data.crop=64"])
+            (compare_methods if "methods" in bad else eval_method)(eval_config(**bad))
 
 
-def test_evaluate_spec_gives_the_numbers_of_the_eval_command(run_dir, tmp_path, capsys):
-    from tame.evaluation import EvalSpec, evaluate_spec
+def test_eval_flags_are_generated_from_the_section_and_layer_over_the_file(tmp_path):
+    """`tame eval`'s flags are the eval section's fields; a flag given wins over the file's key=value, one left out
+    keeps it; compare's --road defaults on, eval's off (eval.road null)."""
+    import argparse
+
+    from tame.commands import compare as compare_command
+    from tame.commands import eval as eval_command
+    from tame.evaluation.spec import with_road
+
+    parser = argparse.ArgumentParser()
+    eval_command.add_arguments(parser)
+    args = parser.parse_args(
+        ["--config", "c.yaml", "eval.chunk=3", "eval.max_samples=9", "--chunk", "5", "--list", "l"]
+    )
+    args.config = None
+    config = eval_command.load_run_config(args)
+    assert (config.eval.chunk, config.eval.max_samples, config.eval.list_file) == (5, 9, "l")
+    assert with_road(config, default=False).eval.road is False and with_road(config, default=True).eval.road is True
+    parser = argparse.ArgumentParser()
+    compare_command.add_arguments(parser)
+    args = parser.parse_args(["--config", "c.yaml", "--no-road", "--sanity-checks", "--methods", "random"])
+    args.config = None
+    config = eval_command.load_run_config(args)
+    assert (config.eval.road, config.compare.sanity_checks, config.compare.methods) == (False, 32, ["random"])
+    assert with_road(config, default=True).eval.road is False
+
+
+def test_run_evaluation_gives_the_numbers_of_the_eval_command(run_dir, tmp_path, capsys):
+    from tame.evaluation import run_evaluation
 
     root, synthetic = run_dir
     config, boxes = root / "config.yaml", synthetic.boxes
     cli = ["eval", "--config", str(config), "--checkpoint", str(root), "--boxes", str(boxes), "--chunk", "7"]
     assert main([*cli, "--out", str(tmp_path / "cli"), "--no-progress"]) == 0
     assert "12 samples; wrote" in capsys.readouterr().out
-    spec = EvalSpec(config=config, checkpoint=root, boxes=boxes, chunk=7, out=tmp_path / "api", progress=False)
-    run = evaluate_spec(spec)
+    spec = eval_config(config=config, checkpoint=root, boxes=boxes, chunk=7, out=tmp_path / "api", progress=False)
+    run = run_evaluation(spec, str(config))
     assert capsys.readouterr().out == ""  # the command prints; the API does not
     assert [label for label, _ in run.rows] == ["1", "2"]
     assert run.checkpoints == [root / "epoch_1.pt", root / "epoch_2.pt"]
@@ -463,17 +494,17 @@ def test_evaluate_spec_gives_the_numbers_of_the_eval_command(run_dir, tmp_path, 
     assert report["config"] == str(config) and [r["epoch"] for r in report["results"]] == ["1", "2"]
 
 
-def test_compare_api_without_tame_matches_evaluate_spec(run_dir, tmp_path):
-    from tame.evaluation import CompareSpec, EvalSpec, compare, evaluate_spec
+def test_compare_api_without_tame_matches_run_evaluation(run_dir, tmp_path):
+    from tame.evaluation import compare, run_evaluation
 
     root, synthetic = run_dir
     options = dict(config=root / "config.yaml", boxes=synthetic.boxes, max_samples=6, road=False, progress=False)
-    comparison = compare(CompareSpec(methods=["gradcam", "gradcam++"], out=tmp_path / "cmp", **options))
+    comparison = compare(eval_config(methods=["gradcam", "gradcam++"], out=tmp_path / "cmp", **options))
     assert [m for m, _ in comparison.rows] == ["gradcam", "gradcam++"] and comparison.checkpoint is None
     assert sorted(p.name for p in (tmp_path / "cmp").iterdir()) == sorted(
         ["compare.md", "compare.csv", "compare.json", "compare.png"]
     )
-    alone = evaluate_spec(EvalSpec(method="gradcam", out=tmp_path / "eval", **options)).rows[0][1]
+    alone = run_evaluation(eval_config(method="gradcam", out=tmp_path / "eval", **options)).rows[0][1]
     together = comparison.result("gradcam")
     assert together.num_samples == alone.num_samples == 6
     assert (together.ad, together.ic, together.pointing_game) == (alone.ad, alone.ic, alone.pointing_game)
@@ -481,16 +512,17 @@ def test_compare_api_without_tame_matches_evaluate_spec(run_dir, tmp_path):
 
 
 def test_compare_takes_one_cam_method_on_two_layers(run_dir, tmp_path):
-    from tame.evaluation import CompareSpec, EvalSpec, compare, evaluate_spec
+    from tame.evaluation import compare, run_evaluation
+    from tame.evaluation.spec import compare_methods
 
     root, synthetic = run_dir
     options = dict(config=root / "config.yaml", boxes=synthetic.boxes, max_samples=6, road=False, progress=False)
-    spec = CompareSpec(methods=["GradCAM@layer3", "gradcam@layer4", "gradcam@layer3"], out=tmp_path / "cmp", **options)
-    assert spec.methods == ("gradcam@layer3", "gradcam@layer4")
+    spec = eval_config(methods=["GradCAM@layer3", "gradcam@layer4", "gradcam@layer3"], out=tmp_path / "cmp", **options)
+    assert compare_methods(spec) == ("gradcam@layer3", "gradcam@layer4")
     comparison = compare(spec)
     assert [m for m, _ in comparison.rows] == ["gradcam (layer3)", "gradcam (layer4)"]
     for layer in ("layer3", "layer4"):
-        alone = evaluate_spec(EvalSpec(method="gradcam", layer=layer, out=tmp_path / layer, **options)).rows[0][1]
+        alone = run_evaluation(eval_config(method="gradcam", layer=layer, out=tmp_path / layer, **options)).rows[0][1]
         together = comparison.result(f"gradcam ({layer})")
         assert (together.ad, together.ic, together.pointing_game) == (alone.ad, alone.ic, alone.pointing_game)
     assert comparison.result("gradcam (layer3)").ad != comparison.result("gradcam (layer4)").ad
@@ -500,10 +532,10 @@ def test_compare_takes_one_cam_method_on_two_layers(run_dir, tmp_path):
 @pytest.mark.parametrize("entry", ["random@layer3", "tame@layer3"])
 def test_compare_refuses_a_layer_for_a_method_without_one(entry):
     from tame.errors import TameError
-    from tame.evaluation import CompareSpec
+    from tame.evaluation.spec import compare_methods
 
     with pytest.raises(TameError, match="takes no target layer"):
-        CompareSpec(methods=[entry], checkpoint="x.pt")
+        compare_methods(eval_config(methods=[entry], checkpoint="x.pt"))
 
 
 LCAM_OVERRIDES = ["model.version=L-CAM-Img", "model.layers=[layer4]"]
@@ -521,12 +553,13 @@ def save_random_lcam(config: Path, path: Path) -> list[str]:
 
 def test_compare_puts_another_trained_version_in_the_same_table(run_dir, tmp_path):
     from tame.errors import TameError
-    from tame.evaluation import CompareSpec, EvalSpec, compare, evaluate_spec
+    from tame.evaluation import compare, run_evaluation
+    from tame.evaluation.spec import compare_methods
 
     root, synthetic = run_dir
     lcam_overrides = save_random_lcam(root / "config.yaml", tmp_path / "lcam.pt")
     options = dict(config=root / "config.yaml", boxes=synthetic.boxes, max_samples=6, road=False, progress=False)
-    spec = CompareSpec(
+    spec = eval_config(
         methods=["tame", f"lcam-img={tmp_path / 'lcam.pt'}", "gradcam"],
         checkpoint=root / "epoch_2.pt",
         out=tmp_path / "cmp",
@@ -534,8 +567,8 @@ def test_compare_puts_another_trained_version_in_the_same_table(run_dir, tmp_pat
     )
     comparison = compare(spec)
     assert [m for m, _ in comparison.rows] == ["tame", "lcam-img", "gradcam"]
-    alone = evaluate_spec(
-        EvalSpec(
+    alone = run_evaluation(
+        eval_config(
             method="tame",
             checkpoint=tmp_path / "lcam.pt",
             out=tmp_path / "eval",
@@ -547,17 +580,17 @@ def test_compare_puts_another_trained_version_in_the_same_table(run_dir, tmp_pat
     assert together.ad != comparison.result("tame").ad
     assert "| lcam-img |" in comparison.markdown()
     with pytest.raises(TameError, match="built-in method"):
-        CompareSpec(methods=[f"gradcam={tmp_path / 'lcam.pt'}"])
+        compare_methods(eval_config(methods=[f"gradcam={tmp_path / 'lcam.pt'}"]))
 
 
 def test_a_trained_entry_gets_the_sanity_checks_of_its_own_attention(run_dir, tmp_path):
-    from tame.evaluation import CompareSpec, compare
+    from tame.evaluation import compare
 
     root, synthetic = run_dir
     lcam_overrides = save_random_lcam(root / "config.yaml", tmp_path / "lcam.pt")
     options = dict(config=root / "config.yaml", max_samples=6, road=False, progress=False, sanity_checks=4)
     together = compare(
-        CompareSpec(
+        eval_config(
             methods=["tame", f"lcam-img={tmp_path / 'lcam.pt'}"],
             checkpoint=root / "epoch_2.pt",
             out=tmp_path / "cmp",
@@ -565,7 +598,7 @@ def test_a_trained_entry_gets_the_sanity_checks_of_its_own_attention(run_dir, tm
         )
     ).sanity
     alone = compare(
-        CompareSpec(
+        eval_config(
             methods=["tame"],
             checkpoint=tmp_path / "lcam.pt",
             out=tmp_path / "alone",
@@ -577,3 +610,16 @@ def test_a_trained_entry_gets_the_sanity_checks_of_its_own_attention(run_dir, tm
     assert sanity["lcam-img"]["cascade"][0]["step"] == "attention"
     assert sanity["lcam-img"] == dict(alone)["tame"]  # the entry's own AM, not the config's TAME
     assert sanity["lcam-img"]["random_logit"] != sanity["tame"]["random_logit"]
+
+
+def test_validate_runs_once_per_eval_command(run_dir, tmp_path, monkeypatch):
+    """One `tame eval`: the config tree is validated once (it was twice: load_config, then build_classifier)."""
+    import tame.config.tree as tree
+
+    calls = []
+    checks = tree.check_commands
+    monkeypatch.setattr(tree, "check_commands", lambda config: calls.append(1) or checks(config))
+    root, _ = run_dir
+    args = ["eval", "--config", str(root / "config.yaml"), "--method", "random", "--max-samples", "4"]
+    assert main([*args, "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    assert len(calls) == 1

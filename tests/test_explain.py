@@ -11,6 +11,7 @@ import torch
 from train_helpers import TINY_MODEL_CONFIG as CONFIG
 
 from tame.cli import main
+from tame.data.images import eval_image
 from tame.methods import create_explainer
 from tame.models import TameModel, create_classifier
 from tame.viz.overlay import save_comparison
@@ -91,20 +92,77 @@ def test_comparison_figure_and_random_control(tiny_model, tmp_path):
 
 def test_explain_images_is_the_typed_api_the_cli_calls(run_dir, example_images):
     """The library call (no argparse) gives the CLI's files; the maps are the model's explanations, bit for bit."""
+    from tame.config import ExplainConfig
     from tame.data.images import eval_image
-    from tame.explain.gallery import ExplainSpec, explain_images
+    from tame.explain.gallery import explain_images
 
-    model = TameModel(create_classifier("test_resnet", pretrained=False), ["layer2", "layer3", "layer4"], input_size=64)
+    classifier = create_classifier("test_resnet", pretrained=False, preprocessing={"resize": 72, "crop": 64})
+    model = TameModel(classifier, ["layer2", "layer3", "layer4"], input_size=64)
     model.load_attention(run_dir / "am.pt")
     model.eval()
     image = example_images / "162_166.JPEG"
-    result = explain_images(model, [image, run_dir / "missing.jpg"], run_dir / "out", ExplainSpec(resize=72, crop=64))
+    result = explain_images(model, [image, run_dir / "missing.jpg"], run_dir / "out", ExplainConfig(top_k=1))
     assert result.images == 1 and [str(p) for p, _ in result.skipped] == [str(run_dir / "missing.jpg")]
     entry = result.entries[0]
-    expected = model.explain(eval_image(image, 72, 64)[None]).maps[0].numpy()
+    expected = model.explain(eval_image(image, 72, 64, True, "bilinear")[None]).maps[0].numpy()
     assert np.array_equal(np.load(run_dir / "out" / entry["map"]), expected)
     written = sorted(p.name for p in (run_dir / "out").iterdir())
     assert written == sorted([entry["map"], entry["overlay"], "explanations.json", "index.html"])  # no temporaries
+
+
+@pytest.mark.parametrize("interpolation", ["bilinear", "bicubic"])
+def test_python_api_explains_with_the_models_own_preprocessing(run_dir, example_images, interpolation):
+    """Issue 38: a 64 px model explained from Python without sizes ran at ImageNet's 256 / 224 bilinear (p = 0.93
+    where the model's own transform gave 0.60). The model's resize, crop and interpolation are the default."""
+    from tame.explain.gallery import explain_images
+
+    torch.manual_seed(0)
+    preprocessing = {"resize": 72, "crop": 64, "interpolation": interpolation}
+    classifier = create_classifier("test_resnet", pretrained=False, preprocessing=preprocessing)
+    model = TameModel(classifier, ["layer2", "layer3", "layer4"], input_size=64)
+    model.load_attention(run_dir / "am.pt")
+    model.eval()
+    image = example_images / "162_166.JPEG"
+    entry = explain_images(model, [image], run_dir / "out").entries[0]
+    own = eval_image(image, 72, 64, True, interpolation)[None]
+    with torch.no_grad():
+        probability = model.predict(own).softmax(dim=1)[0, entry["class"]].item()
+    assert np.load(run_dir / "out" / entry["map"]).shape == (64, 64)
+    assert np.array_equal(np.load(run_dir / "out" / entry["map"]), model.explain(own).maps[0].numpy())
+    assert entry["probability"] == pytest.approx(probability)
+
+
+def test_flags_and_their_help_come_from_the_explain_section(capsys):
+    """Every field of the config's explain section is a flag of `tame explain`, its help the field's; a flag
+    given sets the section's key over the config file, one left out leaves the file's value."""
+    from dataclasses import fields
+
+    from tame.commands.explain import add_arguments
+    from tame.commands.options import flag_values
+    from tame.config import ExplainConfig, load_config
+
+    parser = __import__("argparse").ArgumentParser()
+    add_arguments(parser)
+    text = parser.format_help()
+    for item in fields(ExplainConfig):
+        flag = item.metadata.get("flags", (f"--{item.name.replace('_', '-')}",))[0]
+        assert flag in text and item.metadata["help"].split()[0] in text
+    args = parser.parse_args(["x.jpg", "--top-k", "3", "--no-crop", "--methods", "gradcam", "rise"])
+    values = flag_values(args, "explain")
+    assert values == {"explain.top_k": 3, "explain.center_crop": False, "explain.methods": ["gradcam", "rise"]}
+    config = load_config(None, ["explain.batch_size=4", "explain.top_k=2"], values)
+    assert (config.explain.top_k, config.explain.batch_size, config.explain.center_crop) == (3, 4, False)
+
+
+def test_validate_runs_once_per_command(run_dir, example_images, monkeypatch):
+    """One `tame explain`: the config is validated once (it was twice: load_config, then build_classifier)."""
+    import tame.config.tree as tree
+
+    calls = []
+    checks = tree.check_commands
+    monkeypatch.setattr(tree, "check_commands", lambda config: calls.append(1) or checks(config))
+    assert explain(run_dir, str(example_images / "885.JPEG"), "--out", str(run_dir / "out")) == 0
+    assert len(calls) == 1
 
 
 def test_config_overrides_go_among_the_paths(run_dir, example_images, monkeypatch):
@@ -175,7 +233,7 @@ def test_a_baseline_needs_no_checkpoint_and_takes_its_layer(run_dir, example_ima
     entry = json.loads((out / "explanations.json").read_text())["maps"][0]
     assert entry["method"] == "gradcam" and entry["map"] == f"162_166_class{entry['class']}_gradcam.npy"
     with create_explainer("gradcam", classifier, layer="layer3") as explainer:
-        expected = explainer.explain(eval_image(image, 72, 64)[None], entry["class"]).maps[0].numpy()
+        expected = explainer.explain(eval_image(image, 72, 64, True, "bilinear")[None], entry["class"]).maps[0].numpy()
     assert np.array_equal(np.load(out / entry["map"]), expected)
 
 
@@ -198,10 +256,11 @@ def test_class_names_file_names_the_classes(run_dir, example_images):
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--batch-size", "0"], "--batch-size must be at least 1, got 0"),
-        (["--batch-size", "-1"], "--batch-size must be at least 1, got -1"),
-        (["--top-k", "0"], "--top-k must be at least 1, got 0"),
-        (["--class", "-3"], "--class must not be negative"),
+        (["--batch-size", "0"], r"explain.batch_size \(--batch-size\): must be at least 1, got 0"),
+        (["--batch-size", "-1"], r"explain.batch_size \(--batch-size\): must be at least 1, got -1"),
+        (["--top-k", "0"], r"explain.top_k \(--top-k\): must be at least 1, got 0"),
+        (["explain.top_k=0"], r"explain.top_k \(--top-k\): must be at least 1, got 0"),
+        (["--class", "-3"], r"explain.class_index \(--class\): must not be negative"),
         (["--device", "cuda"], "no CUDA device is visible"),
         (["--method", "gradcom"], "unknown method 'gradcom'.*gradcam"),
         (["--layer", "layer3"], "--layer applies to .*gradcam.*, not to tame"),

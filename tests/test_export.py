@@ -211,3 +211,36 @@ def test_metadata_interpolation_is_checked_and_defaults_to_bilinear():
     check_metadata(sizes | {"interpolation": "bicubic"}, {}, "new.onnx")
     with pytest.raises(TameError, match="metadata interpolation='nearest' is not one of bilinear, bicubic"):
         check_metadata(sizes | {"interpolation": "nearest"}, {}, "bad.onnx")
+
+
+def test_export_defaults_to_the_models_own_preprocessing(tmp_path):
+    """Issue 33.8: without sizes the export took ImageNet's resize (crop / 0.875: 73 for 64) whatever the model's;
+    now its input size, resize and interpolation are the classifier's own, recorded in the metadata."""
+    own = {"resize": 70, "crop": 64, "interpolation": "bicubic"}
+    classifier = create_classifier("test_resnet", pretrained=False, preprocessing=own)
+    model = TameModel(classifier, ["layer3", "layer4"], input_size=64).eval()
+    export_model(model, tmp_path / "m.onnx", dynamic_batch=True, verify_count=1)
+    meta = open_exported(tmp_path / "m.onnx").meta
+    assert (int(meta["input_size"]), int(meta["resize"]), meta["interpolation"]) == (64, 70, "bicubic")
+
+
+def test_the_export_section_spells_the_exporters_choices():
+    """export.format / export.input_dtype / export.opset (the config tree, which cannot import tame.export) name
+    what the exporters take; `tame export --format` is generated from the field."""
+    from tame.config import ExportConfig
+    from tame.config.choices import ExportFormat, InputDtype, allowed
+    from tame.export.exporters import DEFAULT_OPSET, FORMATS
+    from tame.export.graph import INPUT_DTYPES
+
+    assert allowed(ExportFormat) == FORMATS and allowed(InputDtype) == tuple(INPUT_DTYPES)
+    assert ExportConfig().opset == DEFAULT_OPSET
+
+
+def test_export_flags_layer_over_the_config_file(resnet, tmp_path, capsys):
+    """`export.batch_size=0` in the overrides is refused as --batch-size is, naming both."""
+    resnet.save_attention(tmp_path / "am.pt")
+    code = run_cli(
+        tmp_path, "--checkpoint", str(tmp_path / "am.pt"), "-o", str(tmp_path / "m.onnx"), "export.batch_size=0"
+    )
+    assert code == 2 and "export.batch_size (--batch-size): must be at least 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "m.onnx").exists()

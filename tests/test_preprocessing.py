@@ -100,8 +100,8 @@ def test_config_rejects_unknown_interpolation():
 
 def test_eval_image_honours_interpolation(example_images):
     path = example_images / "409_aclock.JPEG"
-    bilinear = eval_image(path, 256, 224, interpolation="bilinear")
-    bicubic = eval_image(path, 256, 224, interpolation="bicubic")
+    bilinear = eval_image(path, 256, 224, True, "bilinear")
+    bicubic = eval_image(path, 256, 224, True, "bicubic")
     assert bilinear.shape == bicubic.shape == (3, 224, 224)
     assert 0 < (bilinear - bicubic).abs().mean() < 0.02
 
@@ -123,7 +123,7 @@ def test_loaders_honour_interpolation(example_images, tmp_path, backend):
         (images, _), *_ = list(build_loader(cfg, tmp_path / "list.txt", root, train=False, dist=Dist.local()))
         batches[interpolation] = images
         names = ("409_aclock.JPEG", "232.JPEG")
-        expected = torch.stack([eval_image(root / n, 256, 224, interpolation=interpolation) for n in names])
+        expected = torch.stack([eval_image(root / n, 256, 224, True, interpolation) for n in names])
         assert (images - expected).abs().mean() < 0.002
     assert (batches["bilinear"] - batches["bicubic"]).abs().mean() > 1e-4
 

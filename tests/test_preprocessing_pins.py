@@ -106,10 +106,12 @@ def test_classifier_without_preprocessing_uses_imagenets_sizes():
     assert _values(classifier.preprocessing) == (*HALF, 256, 224, "bilinear")
 
 
-def test_explain_and_export_defaults():
-    from tame.explain.gallery import ExplainSpec
-
-    spec = ExplainSpec()
-    assert (spec.resize, spec.crop, spec.interpolation) == (256, 224, "bilinear")
-    assert [default_resize(size) for size in (32, 64, 160, 224, 384)] == [36, 73, 182, 256, 438]  # export's default
+def test_sizes_given_over_a_models_own():
+    """A crop given without a resize keeps the model's resize / crop ratio: ImageNet's default_resize for 256 / 224
+    (what export used before it took the model's)."""
+    sizes = [Preprocessing(*IMAGENET, 256, 224, "bilinear").with_sizes(crop=size).resize for size in (32, 64, 160)]
+    assert sizes == [36, 73, 182] == [default_resize(size) for size in (32, 64, 160)]
+    own = Preprocessing(*HALF, 72, 64, "bicubic")
+    assert _values(own.with_sizes()) == _values(own) and _values(own.with_sizes(96)) == (*HALF, 96, 64, "bicubic")
+    assert [default_resize(size) for size in (32, 64, 160, 224, 384)] == [36, 73, 182, 256, 438]
     assert all(default_resize(size) == size * 8 // 7 for size in range(1, 4097))  # the formula export used before

@@ -70,3 +70,16 @@ def one_thread():
     yield
     torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(deterministic)
+
+
+def eval_config(config: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), **options) -> Config:
+    """``load_config(config, overrides)`` with keys of the ``eval`` section (``methods``, ``sanity_checks``: of the
+    ``compare`` section) set from keyword arguments, paths as the config's text: what ``tame eval`` / ``tame
+    compare`` build from their flags."""
+    section = {"methods": "compare", "sanity_checks": "compare"}
+    values = {f"{section.get(key, 'eval')}.{key}": _text(value) for key, value in options.items()}
+    return load_config(config, overrides, values)
+
+
+def _text(value):
+    return str(value) if isinstance(value, Path) else value

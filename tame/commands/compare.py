@@ -20,43 +20,22 @@ from __future__ import annotations
 
 import argparse
 
-from tame.commands.eval import add_data_arguments, data_options
-from tame.evaluation import CompareSpec, compare
+from tame.commands.eval import add_data_arguments, load_run_config
+from tame.commands.options import add_section_flags
+from tame.evaluation import compare
 from tame.evaluation.compare import PER_CLASS, SANITY, SENSITIVITY
 from tame.evaluation.tables import class_table
 from tame.methods import list_methods
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--checkpoint",
-        help="TAME attention weights for the method tame: a file, or a training folder (its newest epoch_N.pt)",
-    )
-    parser.add_argument(
-        "--methods",
-        nargs="+",
-        default=list_methods(),
-        metavar="METHOD",
-        help=f"methods to compare (default: all of {', '.join(list_methods())}); a CAM method as NAME@LAYER; "
-        "another trained AM of the family (L-CAM-Img, a second TAME) as LABEL=CHECKPOINT (lcam-img=snapshots/lcam/)",
-    )
-    add_data_arguments(parser)
-    parser.add_argument(
-        "--sanity-checks",
-        type=int,
-        nargs="?",
-        const=32,
-        default=0,
-        metavar="N",
-        help="also the cascading-randomisation and random-logit sanity checks on the list's first N images "
-        "(default 32; docs/METHOD.md)",
-    )
-    parser.set_defaults(road=True)
+    add_data_arguments(parser, skip=("method",))
+    add_section_flags(parser, "compare", notes={"methods": f"of {', '.join(list_methods())}"})
 
 
 def run(args: argparse.Namespace) -> int:
-    options = data_options(args) | {"sanity_checks": args.sanity_checks}
-    comparison = compare(CompareSpec(methods=args.methods, checkpoint=args.checkpoint, **options))
+    config = load_run_config(args)
+    comparison = compare(config, config_file=args.config)
     if comparison.is_main:
         print(comparison.markdown())
         print(f"wrote {comparison.out}/compare.md, .csv, .json and .png")
@@ -64,8 +43,8 @@ def run(args: argparse.Namespace) -> int:
             print(class_table(rows, f"\n{method}, per class"))
         if comparison.classes:
             print(f"wrote {comparison.out / PER_CLASS}")
-        if args.per_image:
-            print(f"wrote {args.per_image} (one row per method and image)")
+        if config.eval.per_image:
+            print(f"wrote {config.eval.per_image} (one row per method and image)")
         if comparison.sensitivity:
             print(f"wrote {comparison.out / SENSITIVITY}")
         if comparison.sanity:

@@ -23,108 +23,35 @@ from __future__ import annotations
 
 import argparse
 
-from tame.commands.options import add_device_option
-from tame.evaluation import EvalSpec, evaluate_spec, summary_table
-from tame.evaluation.spec import default_road_workers
+from tame.commands.options import add_section_flags, flag_values
+from tame.config import Config, load_config
+from tame.evaluation import run_evaluation, summary_table
 from tame.evaluation.tables import class_table, sensitivity_markdown
 from tame.methods import list_methods
-from tame.metrics.class_sensitivity import TILES
 
 
-def add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options shared by ``tame eval`` and ``tame compare``."""
+def add_data_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """The options ``tame eval`` and ``tame compare`` share: the config, its overrides and the ``eval`` section's
+    flags (generated from its fields; ``skip``: those a command has not)."""
     parser.add_argument("--config", required=True, help="run config (model, layers, data sizes and paths)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. data.crop=224")
     parser.set_defaults(intermixed="overrides")  # overrides may also follow the options
-    parser.add_argument("--list", help="evaluation list (default: data.eval_list of the config)")
-    parser.add_argument("--root", help="image root of the list (default: data.val_root of the config)")
-    parser.add_argument("--out", help="output folder")
-    parser.add_argument(
-        "--batch-size",
-        type=int,
-        help="global batch: images per step over all processes, a multiple of their number (default: data.batch_size)",
-    )
-    parser.add_argument(
-        "--chunk", type=int, help="images per classifier forward on masked copies (default: all of a batch)"
-    )
-    parser.add_argument("--max-samples", type=int, help="evaluate only the first N samples of the list")
-    parser.add_argument(
-        "--road",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="also ROAD (MoRF/LeRF at 10..90%% removed, noisy linear imputation; CPU-heavy)",
-    )
-    parser.add_argument(
-        "--road-workers", type=int, default=default_road_workers(), help="threads for the ROAD imputation solves"
-    )
-    parser.add_argument(
-        "--boxes",
-        help="ground-truth boxes: the synthetic set's boxes.json, or JSON {list path: "
-        "[[x0, y0, x1, y1], ...]} in crop pixels; adds the (energy) pointing game",
-    )
-    parser.add_argument("--pointing-tolerance", type=float, default=0.0, help="pointing-game tolerance in pixels")
-    parser.add_argument("--num-masks", type=int, default=4000, help="RISE: number of random masks")
-    parser.add_argument("--layer", help="target layer of the CAM methods (default: the config's last layer)")
-    parser.add_argument(
-        "--per-image",
-        metavar="FILE.csv",
-        help="also write one row per image: list path, label, predicted class, Y, O at each level, pointing hit",
-    )
-    parser.add_argument(
-        "--per-class",
-        action="store_true",
-        help="also AD/IC and pointing game per class (grouped by the list's true label): a CSV and a printed table",
-    )
-    parser.add_argument(
-        "--class-sensitivity",
-        type=int,
-        nargs="?",
-        const=2,
-        default=0,
-        choices=TILES,
-        metavar="T",
-        help="also class sensitivity: composites of T (2, the default, or 4) images of different labels, each label "
-        "explained on the composite; where does each class's map fall (docs/METHOD.md)",
-    )
-    parser.add_argument("--composites", type=int, help="class sensitivity: composites (default: list images / T)")
-    add_device_option(parser)
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_section_flags(parser, "eval", skip=skip, notes={"method": f"one of {', '.join(list_methods())}"})
 
 
-def data_options(args: argparse.Namespace) -> dict:
-    """The keyword arguments of :class:`tame.evaluation.EvalOptions` that :func:`add_data_arguments` parsed."""
-    return dict(
-        config=args.config,
-        overrides=tuple(args.overrides),
-        list_file=args.list,
-        root=args.root,
-        out=args.out,
-        road=args.road,
-        road_workers=args.road_workers,
-        boxes=args.boxes,
-        pointing_tolerance=args.pointing_tolerance,
-        batch_size=args.batch_size,
-        chunk=args.chunk,
-        max_samples=args.max_samples,
-        num_masks=args.num_masks,
-        layer=args.layer,
-        device=args.device,
-        progress=not args.no_progress,
-        per_image=args.per_image,
-        per_class=args.per_class,
-        class_sensitivity=args.class_sensitivity,
-        composites=args.composites,
-    )
+def load_run_config(args: argparse.Namespace) -> Config:
+    """The config file, its ``key=value`` overrides, then the flags given (``eval.*``, ``compare.*``), validated
+    once."""
+    return load_config(args.config, args.overrides, flag_values(args, "eval", "compare"))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", help="TAME attention weights: a file, or a training folder (every epoch_N.pt)")
-    parser.add_argument("--method", default="tame", help=f"explanation method: {', '.join(list_methods())}")
     add_data_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    result = evaluate_spec(EvalSpec(method=args.method, checkpoint=args.checkpoint, **data_options(args)))
+    config = load_run_config(args)
+    result = run_evaluation(config, config_file=args.config)
     if result.is_main:
         print(summary_table(result.rows))
         print(f"{result.rows[0][1].num_samples} samples; wrote {result.out / result.name}.csv and .json")
@@ -132,8 +59,8 @@ def run(args: argparse.Namespace) -> int:
             label, rows = result.classes[-1]
             print(class_table(rows, f"\n{result.method}" + (f" epoch {label}" if label else "") + ", per class"))
             print(f"wrote {result.per_class_path}")
-        if args.per_image:
-            print(f"wrote {args.per_image} (one row per image)")
+        if config.eval.per_image:
+            print(f"wrote {config.eval.per_image} (one row per image)")
         if result.sensitivity:
             print("\n".join(sensitivity_markdown(result.sensitivity)))
             print(f"wrote {result.sensitivity_path}")

@@ -30,12 +30,12 @@ import os
 import re
 from pathlib import Path
 
-from tame.commands.options import add_device_option
+from tame.commands.options import add_section_flags, flag_values
 from tame.config import load_config
 from tame.distributed import pick_device
 from tame.errors import TameError
 from tame.explain.files import shown
-from tame.explain.gallery import ExplainSpec, explain_images
+from tame.explain.gallery import check_spec, explain_images
 from tame.methods import list_methods
 from tame.models import TameModel
 from tame.models.registry import build_classifier
@@ -51,17 +51,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="run config (model name, layers, sizes, model.class_names)")
     parser.add_argument("--checkpoint", help="AM checkpoint (ours, a training one or an original TAME snapshot)")
     parser.add_argument(
-        "--methods",
-        "--method",
-        nargs="+",
-        default=["tame"],
-        metavar="METHOD",
-        help=f"one or more of {', '.join(list_methods())} (default: tame)",
-    )
-    parser.add_argument("--layer", help="target layer of the CAM methods (default: the config's last layer)")
-    parser.add_argument("--num-masks", type=int, help="RISE: number of random masks (default 4000)")
-    parser.add_argument("--mask-batch", type=int, help="RISE, Score-CAM, Ablation-CAM: masked images per forward")
-    parser.add_argument(
         "--runtime",
         choices=("torch", "onnx"),
         default="torch",
@@ -71,13 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="classifier name (overrides the config)")
     parser.add_argument("--layers", nargs="+", help="tapped layers (override the config)")
     parser.add_argument("--weights", help="local classifier weights (overrides the config)")
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--class", dest="class_index", type=int, help="explain this class index")
-    group.add_argument("--top-k", type=int, default=1, help="explain the k most probable classes (default 1)")
-    parser.add_argument("--no-crop", action="store_true", help="explain the whole image, resized (no centre crop)")
-    parser.add_argument("--out", default="explanations", help="output folder (default: explanations/)")
-    parser.add_argument("--batch-size", type=int, default=16, help="images per batch (default 16)")
-    add_device_option(parser)
+    methods = {"methods": f"of {', '.join(list_methods())}"}
+    add_section_flags(parser, "explain", notes=methods)  # the explain section: --methods, --top-k, --no-crop, ...
     parser.set_defaults(intermixed="paths")  # paths and overrides before, between and after the options
 
 
@@ -102,32 +86,21 @@ def run(args: argparse.Namespace) -> int:
         overrides.insert(0, f"model.layers=[{', '.join(args.layers)}]")
     if args.config is None and not (args.model and args.layers):
         raise TameError("give --config, or --model and --layers")
-    spec_options = dict(methods=tuple(args.methods), layer=args.layer, num_masks=args.num_masks)
-    spec_options |= dict(mask_batch=args.mask_batch, class_index=args.class_index, top_k=args.top_k)
-    ExplainSpec(batch_size=args.batch_size, **spec_options)  # bad options fail before any model is built
-    uses_tame = any(m.lower() == "tame" for m in args.methods)
+    config = load_config(args.config, overrides, flag_values(args, "explain"))
+    spec = check_spec(config.explain)  # bad options fail before any model is built
+    uses_tame = "tame" in spec.methods
     if uses_tame and not args.checkpoint:
         raise TameError("--checkpoint is required for method tame (or --runtime onnx with an exported model)")
-    config = load_config(args.config, overrides)
     config, classifier = build_classifier(config, checkpoint=args.checkpoint)  # saved preprocessing, else the model's
-    spec = ExplainSpec(
-        resize=config.data.resize,
-        crop=config.data.crop,
-        interpolation=config.data.interpolation,
-        center_crop=not args.no_crop,
-        batch_size=args.batch_size,
-        class_names=config.model.class_names,
-        **spec_options,
-    )
-    device = pick_device(args.device)
+    device = pick_device(spec.device)
     model = TameModel.from_config(config.model, data_cfg=config.data, classifier=classifier).to(device)
     if uses_tame:
         model.load_attention(args.checkpoint)
     elif args.checkpoint:
         log.warning("--checkpoint is not used: no method here is tame (%s)", ", ".join(spec.methods))
     model.eval()
-    result = explain_images(model, paths, args.out, spec)
-    return _summary(result.images, result.entries, result.skipped, Path(args.out))
+    result = explain_images(model, paths, spec.out, spec, config.model.class_names)
+    return _summary(result.images, result.entries, result.skipped, Path(spec.out))
 
 
 def _run_onnx(args: argparse.Namespace, paths: list[str], overrides: list[str]) -> int:
@@ -135,20 +108,22 @@ def _run_onnx(args: argparse.Namespace, paths: list[str], overrides: list[str]) 
 
     if len(paths) < 2:
         raise TameError("--runtime onnx: give the exported model, then the images (tame explain model.onnx IMAGES)")
-    if args.methods != ["tame"] or args.checkpoint:
+    values = flag_values(args, "explain")
+    if "explain.methods" in values or args.checkpoint:
         raise TameError("--runtime onnx runs the exported TAME graph: no --method or --checkpoint")
-    config = load_config(args.config, overrides)
+    config = load_config(args.config, overrides, values)
+    spec = config.explain
     entries, skipped = explain_with_onnx(
         paths[0],
         paths[1:],
-        args.out,
-        top_k=args.top_k,
-        class_index=args.class_index,
-        no_crop=args.no_crop,
-        batch_size=args.batch_size,
+        spec.out,
+        top_k=spec.top_k,
+        class_index=spec.class_index,
+        no_crop=not spec.center_crop,
+        batch_size=spec.batch_size,
         class_names_file=config.model.class_names,
     )
-    return _summary(len({entry["image"] for entry in entries}), entries, skipped, Path(args.out))
+    return _summary(len({entry["image"] for entry in entries}), entries, skipped, Path(spec.out))
 
 
 def _summary(images: int, entries: list[dict], skipped: list, out: Path) -> int:

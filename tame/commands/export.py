@@ -18,13 +18,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tame.commands.options import add_device_option
+from tame.commands.options import add_section_flags, flag_values
 from tame.config import load_config
 from tame.distributed import pick_device
-from tame.errors import TameError
-from tame.export import FORMATS, export_model, read_images
+from tame.export import export_model, read_images
 from tame.export.api import check_request
-from tame.export.exporters import DEFAULT_OPSET
 from tame.io import check_output_paths
 from tame.models import TameModel
 from tame.models.registry import build_classifier
@@ -35,48 +33,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. data.crop=192")
     parser.set_defaults(intermixed="overrides")  # overrides may also follow the options
     parser.add_argument("--checkpoint", required=True, help="AM checkpoint (ours, a training one or an original)")
-    parser.add_argument("-o", "--output", required=True, help="the exported file (.onnx, .pt, .pt2)")
-    parser.add_argument("--format", choices=FORMATS, default="onnx", help="default: onnx")
-    parser.add_argument("--dynamic-batch", action="store_true", help="any batch size (default: fixed --batch-size)")
-    parser.add_argument("--batch-size", type=int, default=1, help="the fixed batch size without --dynamic-batch")
-    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
-    parser.add_argument("--input", choices=("uint8", "float"), default="uint8", help="image dtype (default uint8)")
-    parser.add_argument("--verify-images", nargs="+", metavar="IMAGE", help="verify on these (default: random)")
-    parser.add_argument("--verify-count", type=int, default=4, help="random images to verify on (default 4)")
-    add_device_option(parser, default="cpu")
+    add_section_flags(parser, "export")  # the export section: -o/--output, --format, --opset, --input, ...
 
 
 def run(args: argparse.Namespace) -> int:
-    check_output_paths([args.checkpoint, args.config, *(args.verify_images or [])], [args.output])
-    config = load_config(args.config, args.overrides)
-    check_request(Path(args.output), args.format, args.opset, args.input, args.batch_size)
-    if args.verify_count < 1:
-        raise TameError(f"--verify-count must be at least 1, got {args.verify_count}")
+    config = load_config(args.config, args.overrides, flag_values(args, "export"))
+    spec = config.export
+    check_output_paths([args.checkpoint, args.config, *(spec.verify_images or [])], [spec.output])
+    check_request(Path(spec.output), spec.format, spec.opset, spec.input_dtype, spec.batch_size)
     config, classifier = build_classifier(config, checkpoint=args.checkpoint)  # auto sizes: saved, else the model's
     verify_images = None
-    if args.verify_images:
+    if spec.verify_images:
         data = config.data
-        verify_images = read_images(args.verify_images, data.resize, data.crop, data.interpolation)
+        verify_images = read_images(spec.verify_images, data.resize, data.crop, data.interpolation)
     model = TameModel.from_config(config.model, input_size=config.data.crop, classifier=classifier)
-    model = model.to(pick_device(args.device))
+    model = model.to(pick_device(spec.device))
     model.load_attention(args.checkpoint)
     result = export_model(
         model,
-        args.output,
+        spec.output,
         input_size=config.data.crop,
         resize=config.data.resize,
         interpolation=config.data.interpolation,
-        fmt=args.format,
-        input_dtype=args.input,
-        dynamic_batch=args.dynamic_batch,
-        batch_size=args.batch_size,
-        opset=args.opset,
+        fmt=spec.format,
+        input_dtype=spec.input_dtype,
+        dynamic_batch=spec.dynamic_batch,
+        batch_size=spec.batch_size,
+        opset=spec.opset,
         verify_images=verify_images,
-        verify_count=args.verify_count,
+        verify_count=spec.verify_count,
     )
-    batch = "dynamic" if args.dynamic_batch else str(args.batch_size)
+    batch = "dynamic" if spec.dynamic_batch else str(spec.batch_size)
+    crop = config.data.crop
     print(f"exported {result.path} ({result.format}, {result.size_bytes / 1e6:.1f} MB) with {result.exporter}")
-    print(f"inputs: images [{batch}, 3, {config.data.crop}, {config.data.crop}] {args.input}, classes [{batch}] int64")
+    print(f"inputs: images [{batch}, 3, {crop}, {crop}] {spec.input_dtype}, classes [{batch}] int64")
     print(result.verification.summary())
     print(f"took {result.seconds:.1f} s")
     return 0

@@ -3,8 +3,12 @@
 
 from tame.config.tree import (
     VAL_METRICS,
+    CompareConfig,
     Config,
     DataConfig,
+    EvalConfig,
+    ExplainConfig,
+    ExportConfig,
     FeaturesConfig,
     LogConfig,
     LossConfig,
@@ -19,8 +23,12 @@ from tame.config.tree import (
 
 __all__ = [
     "VAL_METRICS",
+    "CompareConfig",
     "Config",
     "DataConfig",
+    "EvalConfig",
+    "ExplainConfig",
+    "ExportConfig",
     "FeaturesConfig",
     "LogConfig",
     "LossConfig",

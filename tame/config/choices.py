@@ -26,6 +26,8 @@ MaskSpace = Literal["pixels", "normalised"]  # where the training mask multiplie
 MaskSpaceSetting = Literal["auto", MaskSpace]  # train.mask_space; auto: the version's
 Schedule = Literal["one_cycle", "epoch_decay"]  # train.schedule (tame.engine.optim)
 Optimizer = Literal["sgd", "adamw"]  # train.optimizer (tame.engine.optim; adamw: P-TAME's)
+ExportFormat = Literal["onnx", "torchscript", "exported-program"]  # export.format (tame.export.exporters.FORMATS)
+InputDtype = Literal["uint8", "float"]  # export.input_dtype: the exported graph's images (tame.export.graph)
 
 
 def allowed(alias: Any) -> tuple[str, ...]:

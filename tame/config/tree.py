@@ -1,6 +1,10 @@
 """Run configuration: YAML (``yaml.safe_load``) -> typed dataclasses, with ``key=value`` overrides.
 
-Layers: dataclass defaults -> the YAML file -> CLI overrides (``train.max_lr=1e-3 data.batch_size=64``).
+One typed tree (as torchtitan's JobConfig): the run's sections (``model``, ``data``, ``train``, ``log``) and the
+commands' (``explain``, ``eval``, ``compare``, ``export``), whose fields are declared with :func:`option` (the help
+beside the default; ``tame.commands.options.add_section_flags`` generates each command's flags from them).
+Layers: dataclass defaults -> the YAML file -> CLI overrides (``train.max_lr=1e-3 data.batch_size=64``) -> the
+flags a command was given (``values``); :func:`validate` checks the whole tree, once, in :func:`load_config`.
 Unknown keys and values of the wrong type are errors that name the key. Paths may use ``${TAME_DATA}``-style
 environment variables (expanded when the config is resolved); the resolved config is saved with every run.
 """
@@ -14,7 +18,7 @@ import os
 import re
 import types
 import typing
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -24,6 +28,7 @@ import yaml
 from tame.config import choices
 from tame.config.safe_yaml import load_yaml, load_yaml_file
 from tame.errors import TameError
+from tame.io import check_writable_folder, writable_target
 
 
 @dataclass
@@ -152,12 +157,152 @@ class LogConfig:
     images_per_epoch: int = 4  # explanation maps logged at the end of each epoch
 
 
+def option(default: Any, help: str, **flag: Any) -> Any:
+    """A field of a command's section, documented where it is declared: its ``default``, its ``help`` (the text of
+    the flag :func:`tame.commands.options.add_section_flags` generates from it) and how that flag is spelled:
+    ``flags`` (names; default ``--field-name``; ``()``: no flag), ``nargs``, ``const``, ``metavar``, ``choices``,
+    ``exclusive`` (fields of one mutually exclusive group share its name), ``shown`` (the default as the help
+    states it). A ``bool`` flag named ``--no-...`` sets False; ``negatable`` gives ``--x`` / ``--no-x``."""
+    default_is = {"default_factory": lambda: list(default)} if isinstance(default, list) else {"default": default}
+    return field(**default_is, metadata={"help": help, **flag})
+
+
+@dataclass
+class ExplainConfig:
+    """``explain``: what ``tame explain`` (:func:`tame.explain.gallery.explain_images`) explains and how. The
+    preprocessing is the model's own (``data.resize`` / ``data.crop`` / ``data.interpolation`` resolved by the
+    classifier), the class names ``model.class_names``."""
+
+    methods: list[str] = option(
+        ["tame"],
+        "one or more methods: tame (needs --checkpoint) and the baselines",
+        flags=("--methods", "--method"),
+        nargs="+",
+        metavar="METHOD",
+    )
+    layer: str | None = option(None, "target layer of the CAM methods", shown="the model's last tapped layer")
+    num_masks: int | None = option(None, "RISE: number of random masks", shown="4000")
+    mask_batch: int | None = option(None, "RISE, Score-CAM, Ablation-CAM: masked images per forward")
+    class_index: int | None = option(None, "explain this class index", flags=("--class",), exclusive="classes")
+    top_k: int = option(1, "explain the k most probable classes", exclusive="classes")
+    center_crop: bool = option(
+        True,
+        "explain the whole image, resized to the crop size (true, the default: resize the shorter side, then crop "
+        "the centre)",
+        flags=("--no-crop",),
+    )
+    out: str = option("explanations", "output folder")
+    batch_size: int = option(16, "images per batch")
+    device: str = option("auto", "cpu, cuda or cuda:N; auto: this process's GPU when there is one, else the CPU")
+
+
+@dataclass
+class EvalConfig:
+    """``eval``: the data, protocol and runtime of ``tame eval`` (:func:`tame.evaluation.run_evaluation`), which
+    ``tame compare`` (:func:`tame.evaluation.compare`) shares; the method(s) of each are ``eval.method`` and
+    ``compare.methods``."""
+
+    method: str = option("tame", "explanation method (tame: needs --checkpoint)")
+    checkpoint: str | None = option(
+        None, "TAME attention weights: a file, or a training folder (tame eval: every epoch_N.pt; compare: the newest)"
+    )
+    list_file: str | None = option(None, "evaluation list", flags=("--list",), shown="data.eval_list")
+    root: str | None = option(None, "image root of the list", shown="data.val_root")
+    out: str | None = option(None, "output folder", shown="eval/ beside the checkpoints, or <output_dir>/eval")
+    levels: list[float] = option([1.0, 0.5, 0.15], "AD / IC levels: fractions of the map kept", flags=())
+    road: bool | None = option(
+        None,
+        "also ROAD (MoRF/LeRF at 10..90% removed, noisy linear imputation; CPU-heavy)",
+        negatable=True,
+        shown="off for tame eval, on for tame compare",
+    )
+    road_workers: int | None = option(None, "threads for the ROAD imputation solves", shown="the cores, at most 8")
+    boxes: str | None = option(
+        None,
+        "ground-truth boxes: the synthetic set's boxes.json, or JSON {list path: [[x0, y0, x1, y1], ...]} in crop "
+        "pixels; adds the (energy) pointing game",
+    )
+    pointing_tolerance: float = option(0.0, "pointing-game tolerance in pixels")
+    batch_size: int | None = option(
+        None,
+        "global batch: images per step over all processes, a multiple of their number",
+        shown="data.batch_size",
+    )
+    chunk: int | None = option(None, "images per classifier forward on masked copies", shown="all of a batch")
+    max_samples: int | None = option(None, "evaluate only the first N samples of the list", shown="all")
+    num_masks: int = option(4000, "RISE: number of random masks")
+    layer: str | None = option(None, "target layer of the CAM methods", shown="the model's last tapped layer")
+    device: str = option("auto", "cpu, cuda or cuda:N; auto: this process's GPU when there is one, else the CPU")
+    progress: bool = option(True, "no progress bar (true, the default: show one)", flags=("--no-progress",))
+    per_image: str | None = option(
+        None,
+        "also write one row per image: list path, label, predicted class, Y, O at each level, pointing hit",
+        metavar="FILE.csv",
+    )
+    per_class: bool = option(
+        False, "also AD/IC and pointing game per class (grouped by the list's true label): a CSV and a printed table"
+    )
+    class_sensitivity: int = option(
+        0,
+        "also class sensitivity: composites of T (2 or 4) images of different labels, each label explained on the "
+        "composite; where does each class's map fall (docs/METHOD.md)",
+        nargs="?",
+        const=2,
+        choices=(2, 4),
+        metavar="T",
+        shown="off; T: 2",
+    )
+    composites: int | None = option(None, "class sensitivity: composites", shown="list images / T")
+
+
+@dataclass
+class CompareConfig:
+    """``compare``: what ``tame compare`` adds to the ``eval`` section."""
+
+    methods: list[str] | None = option(
+        None,
+        "methods to compare; a CAM method as NAME@LAYER; another trained AM of the family (L-CAM-Img, a second "
+        "TAME) as LABEL=CHECKPOINT (lcam-img=snapshots/lcam/)",
+        nargs="+",
+        metavar="METHOD",
+        shown="all",
+    )
+    sanity_checks: int = option(
+        0,
+        "also the cascading-randomisation and random-logit sanity checks on the list's first N images (docs/METHOD.md)",
+        nargs="?",
+        const=32,
+        metavar="N",
+        shown="off; N: 32",
+    )
+
+
+@dataclass
+class ExportConfig:
+    """``export``: the file ``tame export`` (:func:`tame.export.export_model`) writes; its input size, resize and
+    interpolation are the model's resolved ``data.crop`` / ``data.resize`` / ``data.interpolation``."""
+
+    output: str | None = option(None, "the exported file (.onnx, .pt, .pt2)", flags=("-o", "--output"), required=True)
+    format: choices.ExportFormat = option("onnx", "the file's format")
+    dynamic_batch: bool = option(False, "any batch size (default: fixed --batch-size)")
+    batch_size: int = option(1, "the fixed batch size without --dynamic-batch")
+    opset: int = option(18, "ONNX opset (tame.export.exporters: 18..23)")
+    input_dtype: choices.InputDtype = option("uint8", "image dtype", flags=("--input",))
+    verify_images: list[str] | None = option(None, "verify on these", metavar="IMAGE", shown="random images")
+    verify_count: int = option(4, "random images to verify on")
+    device: str = option("cpu", "cpu, cuda or cuda:N; auto: this process's GPU when there is one, else the CPU")
+
+
 @dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    explain: ExplainConfig = field(default_factory=ExplainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    compare: CompareConfig = field(default_factory=CompareConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
     output_dir: str = "snapshots/run"
 
 
@@ -180,8 +325,13 @@ _NON_NEGATIVE += ("train.max_steps_per_epoch", "train.val_every", "train.val_sam
 _NON_NEGATIVE += ("log.log_every", "log.images_per_epoch", "train.seed")
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Read a YAML config (or start from defaults), apply ``key=value`` overrides and validate."""
+def load_config(
+    path: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    values: Mapping[str, Any] | None = None,
+) -> Config:
+    """Read a YAML config (or start from defaults), apply ``key=value`` overrides, then ``values`` (dotted key ->
+    a Python value: what a command's flags set, :func:`tame.commands.options.flag_values`) and validate, once."""
     raw: dict[str, Any] = {}
     if path is not None:
         raw = load_yaml_file(Path(path), "config file")
@@ -196,6 +346,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         except TameError as err:
             raise TameError(f"override {item[:80]!r}: the value is {str(err).removeprefix('value: ')}") from None
         _set_dotted(raw, key.strip(), parsed)
+    for key, value in (values or {}).items():
+        _set_dotted(raw, key, value)
     config = _build(Config, raw, "")
     validate(config)
     return config
@@ -320,6 +472,64 @@ def validate(config: Config) -> None:
     check_mean_std(config.model.mean, config.model.std)
     check_mean_std(config.model.features.mean, config.model.features.std, "model.features.mean", "model.features.std")
     check_momentum(config.train)
+    check_commands(config)
+
+
+_AT_LEAST_ONE = ("explain.top_k", "explain.batch_size", "explain.num_masks", "explain.mask_batch")
+_AT_LEAST_ONE += ("eval.batch_size", "eval.chunk", "eval.max_samples", "eval.num_masks", "eval.road_workers")
+_AT_LEAST_ONE += ("eval.composites", "export.batch_size", "export.verify_count")
+CLASS_SENSITIVITY_TILES = (2, 4)  # images per composite (tame.metrics.class_sensitivity.TILES)
+
+
+def key_name(key: str) -> str:
+    """How an error names a command section's key: ``explain.top_k (--top-k)``, its flag beside it."""
+    section, _, name = key.partition(".")
+    spelled = {item.name: item.metadata.get("flags") for item in fields(typing.get_type_hints(Config)[section])}
+    flags = spelled.get(name)
+    flag = flags[0] if flags else f"--{name.replace('_', '-')}" if flags is None else None
+    return f"{key} ({flag})" if flag else key
+
+
+def check_commands(config: Config) -> None:
+    """The command sections (``explain``, ``eval``, ``compare``): counts, levels, distances and output paths."""
+    for key in _AT_LEAST_ONE:
+        if (value := _get(config, key)) is not None and value < 1:
+            raise TameError(f"{key_name(key)}: must be at least 1, got {value}")
+    if (index := config.explain.class_index) is not None and index < 0:
+        raise TameError(f"{key_name('explain.class_index')}: must not be negative, got {index}")
+    if not config.explain.methods:
+        raise TameError("explain.methods: name at least one method (tame, or a baseline)")
+    evaluation = config.eval
+    if evaluation.class_sensitivity not in (0, *CLASS_SENSITIVITY_TILES):
+        raise TameError(
+            f"{key_name('eval.class_sensitivity')}: 2 or 4 images per composite (0: off), "
+            f"got {evaluation.class_sensitivity}"
+        )
+    if config.compare.sanity_checks < 0:
+        raise TameError(f"{key_name('compare.sanity_checks')}: a number of images, got {config.compare.sanity_checks}")
+    if config.compare.methods is not None and not config.compare.methods:
+        raise TameError("compare.methods: name at least one method (null: all of them)")
+    if not evaluation.levels or not all(0 < p <= 1 for p in evaluation.levels):
+        raise TameError(f"eval.levels: must be fractions in (0, 1], got {list(evaluation.levels)}")
+    if not 0 <= evaluation.pointing_tolerance < math.inf:
+        tolerance = evaluation.pointing_tolerance
+        raise TameError(f"{key_name('eval.pointing_tolerance')}: a distance in pixels (0 or more), got {tolerance}")
+    _check_outputs(evaluation)
+
+
+def _check_outputs(evaluation: EvalConfig) -> None:
+    """``eval.per_image`` and ``eval.out`` must be writable: found now, not after the whole evaluation."""
+    if (per_image := evaluation.per_image) is not None:
+        if per_image == "":
+            raise TameError("eval.per_image (--per-image): '' names no file; give the name of the CSV file to write")
+        if os.path.isdir(per_image):
+            raise TameError(f"--per-image {per_image} is a folder; give the name of the CSV file to write")
+        check_writable_folder(Path(per_image).parent, f"--per-image {per_image}")
+        writable_target(per_image)
+    if evaluation.out is not None:
+        if evaluation.out == "":
+            raise TameError("eval.out (--out): '' names no folder; give the folder to write the results into")
+        check_writable_folder(evaluation.out, f"--out {evaluation.out}")
 
 
 def _choice_fields(config: Config) -> Iterator[tuple[str, Any, bool]]:

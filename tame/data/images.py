@@ -100,13 +100,14 @@ def resize_and_crop(
     image: Image.Image,
     resize: int,
     crop: int,
-    pos_x: float = 0.5,
-    pos_y: float = 0.5,
-    flip: bool = False,
-    interpolation: str = "bilinear",
+    pos_x: float,
+    pos_y: float,
+    flip: bool,
+    interpolation: str,
 ) -> Image.Image:
-    """Resize the shorter side to ``resize`` (antialiased ``interpolation``), crop ``crop`` x ``crop`` at the given
-    positions in [0, 1] (0.5: centre) and optionally mirror: the transform both loaders apply."""
+    """Resize the shorter side to ``resize`` (antialiased ``interpolation``: the model's own, no default), crop
+    ``crop`` x ``crop`` at the given positions in [0, 1] (0.5: centre) and optionally mirror: the transform both
+    loaders apply."""
     height, width = resized_size(image.height, image.width, resize)
     image = image.resize((width, height), resampling(interpolation))
     top, left = crop_anchor(height, crop, pos_y), crop_anchor(width, crop, pos_x)
@@ -119,16 +120,16 @@ def to_uint8_tensor(image: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
 
 
-def eval_image(
-    path: str | os.PathLike, resize: int, crop: int, center_crop: bool = True, interpolation: str = "bilinear"
-) -> torch.Tensor:
+def eval_image(path: str | os.PathLike, resize: int, crop: int, center_crop: bool, interpolation: str) -> torch.Tensor:
     """One image with the evaluation transform -> [3, crop, crop] float32 in [0, 1].
 
-    ``center_crop=False``: the whole image resized to ``crop`` x ``crop`` instead. Raises :class:`DecodeError`.
+    ``center_crop=False``: the whole image resized to ``crop`` x ``crop`` instead. ``interpolation``: the model's
+    (``classifier.preprocessing.interpolation``; no default, so no caller resizes bilinearly by omission). Raises
+    :class:`DecodeError`.
     """
     image = load_rgb(path)
     if center_crop:
-        image = resize_and_crop(image, resize, crop, interpolation=interpolation)
+        image = resize_and_crop(image, resize, crop, 0.5, 0.5, False, interpolation)
     else:
         image = image.resize((crop, crop), resampling(interpolation))
     return to_uint8_tensor(image).float().div_(255)

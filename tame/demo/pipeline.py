@@ -231,18 +231,17 @@ def _methods(ptame: dict | None) -> list[str]:
 
 
 def _spec(demo: DemoRun, train: dict, methods: list[str], folder: Path, **options):
-    """A comparison of ``methods`` with the demo's config and TAME checkpoint, without ROAD, written to ``folder``."""
-    from tame.evaluation import CompareSpec
+    """A comparison's config: ``methods`` with the demo's config and TAME checkpoint, without ROAD, written to
+    ``folder``; ``options``: more keys of the ``eval`` section (``sanity_checks``: the ``compare`` section's)."""
+    values = {"eval.checkpoint": train["checkpoint"], "compare.methods": methods, "eval.road": False}
+    values |= {f"{'compare' if key == 'sanity_checks' else 'eval'}.{key}": value for key, value in options.items()}
+    values["eval.out"] = str(folder)
+    return load_config(demo.config_path, demo.overrides, {key: _plain(value) for key, value in values.items()})
 
-    return CompareSpec(
-        config=demo.config_path,
-        overrides=demo.overrides,
-        checkpoint=train["checkpoint"],
-        methods=methods,
-        road=False,
-        out=folder,
-        **options,
-    )
+
+def _plain(value):
+    """A path as the config's string."""
+    return str(value) if isinstance(value, Path) else value
 
 
 def _compare_stage(demo: DemoRun, train: dict, force: bool, ptame: dict | None = None) -> dict:
@@ -253,7 +252,8 @@ def _compare_stage(demo: DemoRun, train: dict, force: bool, ptame: dict | None =
 
     def make() -> dict:
         boxes = demo.out / "data" / "boxes.json"
-        comparison = compare(_spec(demo, train, methods, folder, boxes=boxes, per_class=True, class_sensitivity=TILES))
+        spec = _spec(demo, train, methods, folder, boxes=boxes, per_class=True, class_sensitivity=TILES)
+        comparison = compare(spec, str(demo.config_path))
         return {
             "results": {method: result.columns() for method, result in comparison.rows},
             "per_class": class_records(comparison.classes),
@@ -274,7 +274,9 @@ def _check_stage(demo: DemoRun, train: dict, force: bool) -> dict:
     def make() -> dict:
         methods = [method for method in METHODS if method != "random"]
         where = {"list_file": tune / "val.txt", "root": tune, "boxes": tune / "boxes.json"}
-        comparison = compare(_spec(demo, train, methods, folder, **where, class_sensitivity=TILES))
+        comparison = compare(
+            _spec(demo, train, methods, folder, **where, class_sensitivity=TILES), str(demo.config_path)
+        )
         ad15 = {label: result.columns()["AD(15%)"] for label, result in comparison.rows}
         better = {cam: min(CAM_LAYERS, key=lambda layer: ad15[f"{cam} ({layer})"]) for cam in CAMS}
         checkpoint = Path(train["checkpoint"])
@@ -300,7 +302,7 @@ def _sanity_stage(demo: DemoRun, train: dict, force: bool, ptame: dict | None = 
 
     def make() -> dict:
         spec = _spec(demo, train, methods, folder, max_samples=SANITY_IMAGES, sanity_checks=SANITY_IMAGES)
-        return {"sanity": dict(compare(spec).sanity)}
+        return {"sanity": dict(compare(spec, str(demo.config_path)).sanity)}
 
     inputs = {"train": train, "methods": methods, "images": SANITY_IMAGES}
     return run_stage("sanity", folder, inputs, force, make)

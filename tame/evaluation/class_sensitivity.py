@@ -84,7 +84,7 @@ class CompositeSet:
     def images(self, indices: torch.Tensor) -> torch.Tensor:
         """indices [n, T] -> [n, T, 3, crop, crop] in [0, 1]."""
         loaded = [
-            eval_image(self.root / self.entries[i].path, self.resize, self.crop, interpolation=self.interpolation)
+            eval_image(self.root / self.entries[i].path, self.resize, self.crop, True, self.interpolation)
             for i in indices.flatten().tolist()
         ]
         return torch.stack(loaded).view(*indices.shape, 3, self.crop, self.crop)

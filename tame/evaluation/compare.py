@@ -19,13 +19,13 @@ from pathlib import Path
 
 from tame.checkpoint.format import read_attention_file
 from tame.checkpoint.naming import newest_epoch_checkpoint
-from tame.config import expand_path
+from tame.config import Config, EvalConfig, expand_path
 from tame.evaluation.class_sensitivity import ClassSensitivity, measure_list
 from tame.evaluation.loop import EvaluationResult
 from tame.evaluation.run import EvaluationData, open_evaluation
 from tame.evaluation.samples import ClassRow, ImageRow, class_names
 from tame.evaluation.sanity import first_images, sanity_checks, sanity_csv, sanity_markdown
-from tame.evaluation.spec import CompareSpec, row_label, split_method, trained_entry
+from tame.evaluation.spec import compare_methods, method_options, row_label, split_method, trained_entry, with_road
 from tame.evaluation.tables import (
     chart_panels,
     class_csv,
@@ -74,17 +74,24 @@ class Comparison:
         return dict(self.classes)[method]
 
 
-def compare(spec: CompareSpec) -> Comparison:
-    """Evaluate every method of ``spec`` on its list; rank 0 writes ``compare.{md,csv,json,png}`` to the output
-    folder (default: ``compare/`` beside the checkpoint, or ``<output_dir>/compare`` without one)."""
+def compare(config: Config, config_file: str | None = None) -> Comparison:
+    """Evaluate every method of ``compare.methods`` on the ``eval`` section's list under its protocol (ROAD on
+    unless ``eval.road`` is false); rank 0 writes ``compare.{md,csv,json,png}`` to the output folder (default:
+    ``compare/`` beside the checkpoint, or ``<output_dir>/compare`` without one). ``config_file``: the YAML file the
+    report names. A CAM method may be ``name@layer`` (rows ``name (layer)``); any other trained AM of the family
+    joins as ``label=checkpoint`` (its version and layers from the checkpoint, the classifier the config's)."""
+    methods = compare_methods(config)
+    config = with_road(config, default=True)
+    spec = config.eval
     checkpoint = newest_epoch_checkpoint(spec.checkpoint) if spec.checkpoint else None
-    with open_evaluation(spec) as data:
-        if "tame" in spec.methods:
+    with open_evaluation(config) as data:
+        if "tame" in methods:
             data.model.load_attention(checkpoint)
             data.model.eval()
         rows, images, classes, sensitivity, sanity = [], [], [], [], []
-        samples = first_images(data.batches(), spec.sanity_checks) if spec.sanity_checks else None
-        for method in spec.methods:
+        count = config.compare.sanity_checks
+        samples = first_images(data.batches(), count) if count else None
+        for method in methods:
             name, label = split_method(method)[0], row_label(method)
             what = f"tame with checkpoint {checkpoint}" if name == "tame" else label
             with _entry(data, spec, method) as (explained, model, options):
@@ -108,17 +115,17 @@ def compare(spec: CompareSpec) -> Comparison:
         title = f"{data.cfg.model.name} on {data.list_file.name}"
         comparison = Comparison(rows, title, out, checkpoint, data.dist.is_main, images, classes, sensitivity, sanity)
         if comparison.is_main:
-            _write(comparison, spec, data.list_file, class_names(data.cfg))
+            _write(comparison, spec, config_file, data.list_file, class_names(data.cfg))
     return comparison
 
 
 @contextmanager
-def _entry(data: EvaluationData, spec: CompareSpec, method: str) -> Iterator[tuple[str, TameModel, dict]]:
+def _entry(data: EvaluationData, spec: EvalConfig, method: str) -> Iterator[tuple[str, TameModel, dict]]:
     """(method name, model, explainer options) of one entry: a method runs on the evaluation's model; a
     ``label=checkpoint`` entry is "tame" on an AM of its own over the config's classifier."""
     trained = trained_entry(method)
     if trained is None:
-        yield split_method(method)[0], data.model, spec.method_options(method)
+        yield split_method(method)[0], data.model, method_options(spec, method)
         return
     model = trained_model(data, newest_epoch_checkpoint(trained[1]))
     try:
@@ -148,7 +155,9 @@ def trained_model(data: EvaluationData, checkpoint: Path) -> TameModel:
     return model
 
 
-def _write(comparison: Comparison, spec: CompareSpec, list_file: Path, names: list[str]) -> None:
+def _write(
+    comparison: Comparison, spec: EvalConfig, config_file: str | None, list_file: Path, names: list[str]
+) -> None:
     from tame.viz.plots import cascade_chart, comparison_chart
 
     out, rows = comparison.out, comparison.rows
@@ -161,7 +170,7 @@ def _write(comparison: Comparison, spec: CompareSpec, list_file: Path, names: li
     write_text_atomic(out / "compare.md", comparison.markdown())
     write_text_atomic(out / "compare.csv", csv_text(rows, first="method"))
     report = compare_report(
-        spec.config_name(), comparison.checkpoint, list_file, rows, comparison.classes, comparison.sensitivity
+        config_file, comparison.checkpoint, list_file, rows, comparison.classes, comparison.sensitivity
     )
     if comparison.sanity:
         report = json.dumps(json.loads(report) | {"sanity": dict(comparison.sanity)}, indent=1)

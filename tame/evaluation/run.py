@@ -1,6 +1,7 @@
-"""An evaluation from a spec to files: process group, model, loader, every checkpoint, the CSV and JSON.
+"""An evaluation from a config to files: process group, model, loader, every checkpoint, the CSV and JSON.
 
-:func:`evaluate_spec` is what ``tame eval`` does (and what a notebook calls); :func:`open_evaluation` gives the
+:func:`run_evaluation` is what ``tame eval`` does (and what a notebook calls, with a config from
+:func:`tame.config.load_config`: its ``eval`` section says what to evaluate); :func:`open_evaluation` gives the
 resolved config, model and batches to anything else that evaluates on a list (:func:`tame.evaluation.compare`).
 """
 
@@ -16,13 +17,13 @@ from typing import TYPE_CHECKING
 import torch
 
 from tame.checkpoint.naming import checkpoints_to_evaluate
-from tame.config import Config, expand_path
+from tame.config import Config, EvalConfig, expand_path
 from tame.data.boxes import Boxes, read_boxes, with_regions
 from tame.distributed import Dist
 from tame.evaluation.class_sensitivity import ClassSensitivity, measure_list
 from tame.evaluation.loop import EvaluationResult, evaluate
 from tame.evaluation.samples import ClassRow, ImageRow, SampleLog, class_names, gather_images, per_class
-from tame.evaluation.spec import EvalOptions, EvalSpec
+from tame.evaluation.spec import eval_method, method_options, with_road
 from tame.evaluation.tables import class_csv, csv_text, eval_report, image_csv, sensitivity_csv
 from tame.io import write_text_atomic
 from tame.methods import Explainer, create_explainer
@@ -41,7 +42,7 @@ logger = logging.getLogger(__name__)
 class EvaluationData:
     """What an evaluation resolves before it starts: config, process, model and the batches to iterate."""
 
-    options: EvalOptions
+    options: EvalConfig  # cfg.eval
     cfg: Config
     dist: Dist
     model: TameModel
@@ -111,18 +112,19 @@ def _checkpoint_file(checkpoint) -> Path | None:
 
 
 @contextmanager
-def open_evaluation(options: EvalOptions) -> Iterator[EvaluationData]:
-    """Config, process group, model (classifier + an untrained AM) and loader; the process group ends with it."""
+def open_evaluation(cfg: Config) -> Iterator[EvaluationData]:
+    """Config (validated: :func:`tame.config.load_config`), process group, model (classifier + an untrained AM)
+    and loader of the ``eval`` section's list; the process group ends with it."""
     from tame.data import build_loader
 
-    cfg = options.load_config()
+    options = cfg.eval
     list_file = (
         expand_path(str(options.list_file), "--list")
         if options.list_file
         else expand_path(cfg.data.eval_list, "data.eval_list")
     )
     root = expand_path(str(options.root), "--root") if options.root else expand_path(cfg.data.val_root, "data.val_root")
-    checkpoint = _checkpoint_file(getattr(options, "checkpoint", None))
+    checkpoint = _checkpoint_file(options.checkpoint)
     with run_session(cfg, device=options.device, global_batch_size=options.batch_size) as session:
         cfg, dist = session.cfg, session.dist
         torch.manual_seed(cfg.train.seed)  # a classifier without weights (pretrained: false) is the same every run
@@ -138,7 +140,7 @@ def open_evaluation(options: EvalOptions) -> Iterator[EvaluationData]:
             num_classes=model.num_classes,
             max_samples=options.max_samples,
         )
-        yield EvaluationData(options, cfg, dist, model, loader, list_file, boxes)
+        yield EvaluationData(cfg.eval, cfg, dist, model, loader, list_file, boxes)
 
 
 @dataclass
@@ -177,16 +179,19 @@ class EvaluationRun:
         return self.out / f"{self.name}_class_sensitivity.csv"
 
 
-def evaluate_spec(spec: EvalSpec) -> EvaluationRun:
-    """Evaluate ``spec.method`` at each of its checkpoints (every ``epoch_N.pt`` of a folder, in order).
+def run_evaluation(config: Config, config_file: str | None = None) -> EvaluationRun:
+    """Evaluate ``eval.method`` at each of its checkpoints (every ``epoch_N.pt`` of a folder, in order), under the
+    ``eval`` section's protocol; ``config_file``: the YAML file the reports name (None: none).
 
     Rank 0 rewrites ``<out>/<method>_<list>.csv`` (the reference's columns) and ``.json`` (every number) after each
     checkpoint, so a later failure loses nothing already evaluated; with ``per_image`` that CSV (a row per checkpoint
     and image), with ``per_class`` ``<out>/<method>_<list>_per_class.csv``. Every rank returns the same rows.
     """
-    method = spec.method
+    method = eval_method(config)
+    config = with_road(config, default=False)
+    spec = config.eval
     checkpoints = checkpoints_to_evaluate(spec.checkpoint) if method == "tame" else [("", None)]
-    with open_evaluation(spec) as data:
+    with open_evaluation(config) as data:
         if spec.checkpoint and method != "tame" and data.dist.is_main:
             logger.warning("%s does not use --checkpoint (it explains the classifier alone)", method)
         out = Path(spec.out) if spec.out else default_out(method, spec.checkpoint, data.cfg)
@@ -196,7 +201,7 @@ def evaluate_spec(spec: EvalSpec) -> EvaluationRun:
                 data.model.load_attention(path)
                 data.model.eval()
             name = f"{method} with checkpoint {path}" if path is not None else method
-            with create_explainer(method, data.model, **spec.method_options(method)) as explainer:
+            with create_explainer(method, data.model, **method_options(spec, method)) as explainer:
                 result, images = data.evaluate(explainer, f"{method} epoch {label}" if label else method, name)
                 if spec.class_sensitivity:
                     tiles, count = spec.class_sensitivity, spec.composites
@@ -207,17 +212,16 @@ def evaluate_spec(spec: EvalSpec) -> EvaluationRun:
                 run.images.append((label, images))
                 run.classes += [(label, data.class_rows(images))] if spec.per_class else []
             if run.is_main:
-                _write_run(run, spec, data)
+                _write_run(run, config_file, data)
     return run
 
 
-def _write_run(run: EvaluationRun, spec: EvalSpec, data: EvaluationData) -> None:
+def _write_run(run: EvaluationRun, config_file: str | None, data: EvaluationData) -> None:
+    spec = data.options
     write_text_atomic(run.csv_path, csv_text(run.rows))
     write_text_atomic(
         run.json_path,
-        eval_report(
-            run.method, spec.config_name(), data.list_file, run.rows, run.checkpoints, run.classes, run.sensitivity
-        ),
+        eval_report(run.method, config_file, data.list_file, run.rows, run.checkpoints, run.classes, run.sensitivity),
     )
     if spec.per_image:
         write_text_atomic(spec.per_image, image_csv(run.images, spec.levels, "epoch", class_names(data.cfg)))

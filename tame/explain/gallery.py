@@ -10,6 +10,7 @@ is :mod:`tame.explain.files`. The CLI is ``tame explain`` (:mod:`tame.commands.e
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 import logging
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from tame.config.choices import Interpolation
+from tame.config import ExplainConfig
 from tame.data.class_names import class_names
 from tame.data.images import DecodeError, eval_image
 from tame.errors import TameError
@@ -26,53 +27,29 @@ from tame.explain.files import ImageFile, Target, class_label, list_image_files,
 from tame.methods import Explainer, create_explainer, resolve_method
 from tame.methods.base import METHODS
 from tame.models import TameModel
-from tame.models.preprocessing import DEFAULT
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class ExplainSpec:
-    """What to explain and how: which classes (``class_index``, else the ``top_k`` most probable), by which
-    ``methods`` (``tame`` and/or baselines: ``layer`` is the CAM methods' target layer, default the model's last
-    tapped layer; ``num_masks`` is RISE's; ``mask_batch`` the masked images per forward of RISE, Score-CAM and
-    Ablation-CAM; None: the method's default), the preprocessing (shorter side ``resize``, then a ``crop`` x
-    ``crop`` centre crop or, without ``center_crop``, the whole image resized to ``crop``) and the class names
-    (``class_names``: a file, see :mod:`tame.data.class_names`; None: ImageNet's for 1000 classes)."""
+def check_spec(spec: ExplainConfig) -> ExplainConfig:
+    """``spec`` with its method names resolved (in order, once each); an option no chosen method takes (``layer``,
+    ``num_masks``, ``mask_batch``) is a TameError naming the methods that take it. Its numbers are checked with
+    the config (:func:`tame.config.validate`)."""
+    if not spec.methods:
+        raise TameError("name at least one method (tame, or a baseline)")
+    methods = list(dict.fromkeys(resolve_method(m) for m in spec.methods))
+    for option, flag in (("layer", "--layer"), ("num_masks", "--num-masks"), ("batch_size", "--mask-batch")):
+        value = spec.mask_batch if option == "batch_size" else getattr(spec, option)
+        if value is not None and not any(option in _parameters(m) for m in methods):
+            users = [m for m in METHODS.names() if option in _parameters(m)]
+            raise TameError(f"{flag} applies to {', '.join(users)}, not to {', '.join(methods)}")
+    return dataclasses.replace(spec, methods=methods)
 
-    resize: int = DEFAULT.resize
-    crop: int = DEFAULT.crop
-    center_crop: bool = True
-    interpolation: Interpolation = DEFAULT.interpolation
-    class_index: int | None = None
-    top_k: int = 1
-    batch_size: int = 16
-    methods: tuple[str, ...] = ("tame",)
-    layer: str | None = None
-    num_masks: int | None = None
-    mask_batch: int | None = None
-    class_names: str | None = None
 
-    def __post_init__(self) -> None:
-        for name in ("top_k", "batch_size", "num_masks", "mask_batch"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise TameError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-        if self.class_index is not None and self.class_index < 0:
-            raise TameError(f"--class must not be negative, got {self.class_index}")
-        if not self.methods:
-            raise TameError("name at least one method (tame, or a baseline)")
-        object.__setattr__(self, "methods", tuple(dict.fromkeys(resolve_method(m) for m in self.methods)))
-        for option, flag in (("layer", "--layer"), ("num_masks", "--num-masks"), ("batch_size", "--mask-batch")):
-            value = self.mask_batch if option == "batch_size" else getattr(self, option)
-            if value is not None and not any(option in _parameters(m) for m in self.methods):
-                users = [m for m in METHODS.names() if option in _parameters(m)]
-                raise TameError(f"{flag} applies to {', '.join(users)}, not to {', '.join(self.methods)}")
-
-    def method_options(self, method: str) -> dict:
-        """The keyword arguments of :func:`tame.methods.create_explainer` for ``method`` from this spec."""
-        wanted = {"layer": self.layer, "num_masks": self.num_masks, "batch_size": self.mask_batch}
-        return {key: value for key, value in wanted.items() if value is not None and key in _parameters(method)}
+def method_options(spec: ExplainConfig, method: str) -> dict:
+    """The keyword arguments of :func:`tame.methods.create_explainer` for ``method`` from ``spec``."""
+    wanted = {"layer": spec.layer, "num_masks": spec.num_masks, "batch_size": spec.mask_batch}
+    return {key: value for key, value in wanted.items() if value is not None and key in _parameters(method)}
 
 
 def _parameters(method: str) -> list[str]:
@@ -89,21 +66,32 @@ class ExplainResult:
         return len({entry["image"] for entry in self.entries})
 
 
-def explain_images(model: TameModel, paths: list[str | Path], out: str | Path, spec: ExplainSpec) -> ExplainResult:
+def explain_images(
+    model: TameModel,
+    paths: list[str | Path],
+    out: str | Path,
+    spec: ExplainConfig | None = None,
+    names_file: str | None = None,
+) -> ExplainResult:
     """Explain every readable image among ``paths`` (files or folders) with ``model`` (in eval mode, on its device;
-    its attention weights matter only when ``tame`` is among ``spec.methods``) and write the files of
-    :mod:`tame.explain.files` into ``out``. Bad options, an empty path or no readable image at all are a TameError
-    and nothing is written."""
+    its attention weights matter only when ``tame`` is among ``spec.methods``; ``spec``: the config's ``explain``
+    section, default its defaults) and write the files of :mod:`tame.explain.files` into ``out``. The images are
+    preprocessed as the model's classifier is (``model.classifier.preprocessing``: resize, crop, interpolation; build
+    the classifier with other sizes to explain at those). ``names_file``: the class names, as ``model.class_names``
+    (None: ImageNet's for 1000 classes). Bad options, an empty path or no readable image at all are a TameError and
+    nothing is written."""
+    spec = check_spec(spec or ExplainConfig())
+    preprocessing = model.classifier.preprocessing
     if spec.class_index is not None and not spec.class_index < model.num_classes:
         raise TameError(f"--class {spec.class_index} is out of range 0..{model.num_classes - 1}")
     out = Path(out)
     files, skipped = list_image_files(paths, skip=out)
-    names = class_names(spec.class_names, model.num_classes)
+    names = class_names(names_file, model.num_classes)
     device = next(model.parameters()).device
     result = ExplainResult(skipped=skipped)
     with contextlib.ExitStack() as stack:
         explainers = {
-            method: stack.enter_context(create_explainer(method, model, **spec.method_options(method)))
+            method: stack.enter_context(create_explainer(method, model, **method_options(spec, method)))
             for method in spec.methods
         }
         batches = range(0, len(files), spec.batch_size)
@@ -114,10 +102,10 @@ def explain_images(model: TameModel, paths: list[str | Path], out: str | Path, s
                     images.append(
                         eval_image(
                             image_file.path,
-                            spec.resize,
-                            spec.crop,
+                            preprocessing.resize,
+                            preprocessing.crop,
                             center_crop=spec.center_crop,
-                            interpolation=spec.interpolation,
+                            interpolation=preprocessing.interpolation,
                         )
                     )
                     batch_files.append(image_file)
@@ -136,7 +124,7 @@ def explain_batch(
     explainers: dict[str, Explainer],
     images: torch.Tensor,
     files: list[ImageFile],
-    spec: ExplainSpec,
+    spec: ExplainConfig,
     names: list[str],
     out: Path,
 ) -> list[dict]:

@@ -22,7 +22,6 @@ from tame.export.graph import INPUT_DTYPES, ExplainGraph, metadata
 from tame.export.runners import open_exported
 from tame.export.verify import Verification, verify_export
 from tame.models import TameModel
-from tame.models.preprocessing import default_resize
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +40,7 @@ def export_model(
     model: TameModel,
     path: str | Path,
     *,
-    input_size: int,
+    input_size: int | None = None,
     resize: int | None = None,
     interpolation: str | None = None,
     fmt: str = "onnx",
@@ -56,17 +55,18 @@ def export_model(
     ``verify_images`` (float [N, 3, S, S] in [0, 1]; default ``verify_count`` random images) and write it.
 
     ``input_size``: the exported square input S; ``resize``: the shorter side a runtime resizes images to before the
-    centre crop (recorded in the metadata; default ImageNet's ``crop_pct``, as 256 for 224), ``interpolation`` its
-    resampling (recorded too; default the classifier's preprocessing). Without
-    ``dynamic_batch`` the graph takes batches of exactly ``batch_size``.
+    centre crop; ``interpolation`` its resampling (both recorded in the metadata). Each not given is the
+    classifier's own (``model.classifier.preprocessing``; an ``input_size`` other than its crop keeps its
+    resize-to-crop ratio). Without ``dynamic_batch`` the graph takes batches of exactly ``batch_size``.
     """
     started = time.perf_counter()
     path = Path(path)
     check_request(path, fmt, opset, input_dtype, batch_size)
     model.eval()
     device = next(model.attention.parameters()).device
-    interpolation = interpolation or model.classifier.preprocessing.interpolation
-    meta = metadata(model, input_size, resize or default_resize(input_size), input_dtype, interpolation)
+    own = model.classifier.preprocessing.with_sizes(resize, input_size, interpolation)
+    input_size = own.crop
+    meta = metadata(model, input_size, own.resize, input_dtype, own.interpolation)
     meta["dynamic_batch"], meta["batch_size"] = str(dynamic_batch).lower(), str(batch_size)
     example_batch = 2 if dynamic_batch else batch_size  # torch.export would specialise a batch of 1
     inputs = example_inputs(example_batch, input_size, INPUT_DTYPES[input_dtype], device, model.num_classes)
@@ -115,9 +115,9 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
         raise TameError(f"cannot write {path}: {err.strerror or err}") from None
 
 
-def read_images(paths: list[str | Path], resize: int, crop: int, interpolation: str = "bilinear") -> torch.Tensor:
+def read_images(paths: list[str | Path], resize: int, crop: int, interpolation: str) -> torch.Tensor:
     """Images for verification with the evaluation transform: float [N, 3, crop, crop] in [0, 1]."""
     try:
-        return torch.stack([eval_image(path, resize, crop, interpolation=interpolation) for path in paths])
+        return torch.stack([eval_image(path, resize, crop, True, interpolation) for path in paths])
     except (DecodeError, FileNotFoundError) as err:
         raise TameError(f"verification image: {err}") from None

@@ -44,9 +44,7 @@ class ExplainGraph(nn.Module):
         return logits, chosen, explanation_maps(class_maps, (images.shape[-2], images.shape[-1]))
 
 
-def metadata(
-    model: TameModel, input_size: int, resize: int, input_dtype: str, interpolation: str = "bilinear"
-) -> dict[str, str]:
+def metadata(model: TameModel, input_size: int, resize: int, input_dtype: str, interpolation: str) -> dict[str, str]:
     """What a runtime needs to feed the graph and label its outputs; every value a string (ONNX metadata_props)."""
     import tame
 

@@ -63,6 +63,16 @@ class Preprocessing:
     crop: int
     interpolation: str
 
+    def with_sizes(
+        self, resize: int | None = None, crop: int | None = None, interpolation: str | None = None
+    ) -> Preprocessing:
+        """This transform with the given sizes / interpolation (None: this one's). A ``crop`` given without a
+        ``resize`` keeps this transform's resize-to-crop ratio (its ``crop_pct``): 64 -> 73 for 256/224."""
+        if resize is None and crop is not None:
+            resize = math.floor(crop * self.resize / self.crop)
+        sizes = {"resize": resize, "crop": crop, "interpolation": interpolation}
+        return dataclasses.replace(self, **{key: value for key, value in sizes.items() if value is not None})
+
     def as_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "mean": list(self.mean), "std": list(self.std)}
 
@@ -73,7 +83,13 @@ class Preprocessing:
             raise TameError(f"expected 3-channel mean/std, got {mean} / {std}")
         interpolation = str(values["interpolation"])
         check_choice(interpolation, Interpolation, "interpolation")
-        return cls(mean, std, int(values["resize"]), int(values["crop"]), interpolation)
+        resize, crop = int(values["resize"]), int(values["crop"])
+        if not 0 < crop <= resize:
+            raise TameError(
+                f"data.crop {crop} is not in 1..data.resize={resize} (the resolved preprocessing: the config's values "
+                "over a checkpoint's saved ones and the model's)"
+            )
+        return cls(mean, std, resize, crop, interpolation)
 
 
 def default_resize(crop: int) -> int:

