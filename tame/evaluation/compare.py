@@ -83,7 +83,7 @@ def compare(spec: CompareSpec) -> Comparison:
             data.model.load_attention(checkpoint)
             data.model.eval()
         rows, images, classes, sensitivity, sanity = [], [], [], [], []
-        samples = first_images(data.batches(), spec.sanity_checks) if spec.sanity_checks else None
+        samples = first_images(data.batches(), spec.sanity_checks, data.dist) if spec.sanity_checks else None
         for method in spec.methods:
             name, label = split_method(method)[0], row_label(method)
             what = f"tame with checkpoint {checkpoint}" if name == "tame" else label
