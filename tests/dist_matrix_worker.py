@@ -97,7 +97,8 @@ def commands(data: Path, out: Path, checkpoint: Path | None) -> None:
         *("--road", "--boxes", data / "boxes.json", "--num-masks", "40", "--per-image", out / "compare_images.csv"),
         *("--per-class", "--sanity-checks", "8", "--no-progress"),
     )
-    run("lr-find", "--config", config, "--out", out / "lr_find", "--start-lr", "1e-4", "--end-lr", "1")
+    sweep = ("--out", out / "lr_find", "--start-lr", "1e-4", "--end-lr", "1")
+    run("lr-find", "--config", config, *sweep, "train.backbone_mode=train")
     run(
         *("datalist", "predict", out / "list.txt", "--root", data, "--model", "test_resnet", "--no-pretrained"),
         *("-o", out / "predicted.txt", "--batch-size", BATCH, "--backend", "torch", "--workers", 0, "--device", "cpu"),
