@@ -30,7 +30,7 @@ fi
 if [ "$gpus" -eq 1 ]; then
     exec "$python" -m tame.cli "$command" --config "$config" "$@"
 fi
-"$python" -m tame.cli train --check --nproc "$gpus" --config "$config" "$@"
+"$python" -m tame.cli "$command" --check --nproc "$gpus" --config "$config" "$@"  # lr-find takes its own options
 # Workers stopped by SIGTERM / SIGUSR1 checkpoint their step and exit 0, so that torchrun does not restart them;
 # rank 0 reports the stop in this file, and the script exits 143 as one process would.
 stopped=$(mktemp -u "${TMPDIR:-/tmp}/tame-stopped.XXXXXX")

@@ -8,6 +8,7 @@ from torch import nn
 
 from tame.errors import TameError
 from tame.methods import Rise, create_explainer, list_methods, rise_masks
+from tame.methods.random_map import RandomMap
 from tame.models import Classifier
 
 OPTIONS = {
@@ -121,3 +122,16 @@ def test_rise_finds_the_region_the_score_depends_on():
     images = torch.ones(1, 3, 32, 32)
     maps = Rise(classifier, num_masks=400, grid=4, batch_size=100).explain(images, classes=0).maps[0]
     assert maps[:16, :16].mean() > 2 * maps[16:, 16:].mean()
+
+
+def test_random_maps_are_drawn_per_list_position(tiny_classifier):
+    """The random control draws each image's map from its list position: a rank that reads positions 1, 3, 5 gets
+    the maps one process gives those images, however the batches fall (before: one generator in reading order)."""
+    images = torch.rand(6, 3, 32, 32)
+    whole = RandomMap(tiny_classifier).explain(images).maps  # one process: positions 0..5
+    shard = RandomMap(tiny_classifier)
+    shard.read_positions([1, 3, 5])
+    first, rest = shard.explain(images[1:2]).maps, shard.explain(images[3::2]).maps
+    assert torch.equal(torch.cat([first, rest]), whole[1::2])
+    again = RandomMap(tiny_classifier)
+    assert torch.equal(again.explain(images[:3]).maps, whole[:3]) and not torch.equal(whole[0], whole[1])

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+from pathlib import Path
+
 import pytest
 import torch
 import torch.distributed as torch_dist
@@ -20,8 +24,11 @@ from tame.distributed import (
     resolve_launch,
     setup,
     sync_batchnorm,
+    varying_label_gatherer,
 )
 from tame.errors import TameError
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_no_launcher_means_one_process():
@@ -188,6 +195,38 @@ def test_the_training_step_is_wrapped_without_buffer_broadcasts(tmp_path):
         torch_dist.destroy_process_group()
 
 
+def test_a_backbone_in_training_mode_gets_synchronised_batchnorm(tmp_path):
+    """backbone_mode train: the frozen classifier's BatchNorm normalises by the global batch too (its weights stay
+    frozen; in eval mode it is plain BatchNorm)."""
+    torch_dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        attention = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4))
+        backbone = nn.Sequential(nn.Conv2d(3, 3, 1), nn.BatchNorm2d(3)).requires_grad_(False)
+        data_parallel(nn.Sequential(backbone, attention), Dist(0, 1, 0, torch.device("cpu")), attention, [backbone])
+        assert type(attention[1]) is SyncBatchNorm2d and type(backbone[1]) is SyncBatchNorm2d
+        assert not backbone[1].weight.requires_grad
+    finally:
+        torch_dist.destroy_process_group()
+
+
+def test_torchrun_sh_checks_lr_find_with_its_own_options(tmp_path):
+    """GPUS>1: the check before torchrun is `tame lr-find --check` with every option given (before: `tame train
+    --check`, which refused --end-lr: exit 2)."""
+    calls = tmp_path / "calls"
+    stub = tmp_path / "python"  # records how it was called instead of running anything
+    stub.write_text(f'#!/bin/sh\necho "$*" >> {calls}\n')
+    stub.chmod(0o755)
+    args = ["lr-find", "configs/synthetic.yaml", "--end-lr", "100", "data.batch_size=8"]
+    env = {**os.environ, "GPUS": "2", "PYTHON": str(stub)}
+    done = subprocess.run(["bash", "launch/torchrun.sh", *args], cwd=REPO, env=env, capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    check, start = calls.read_text().splitlines()
+    options = "--config configs/synthetic.yaml --end-lr 100 data.batch_size=8"
+    assert check == f"-m tame.cli lr-find --check --nproc 2 {options}"
+    assert start.startswith("-m torch.distributed.run --standalone --nproc_per_node=2")
+    assert start.endswith(f"-m tame.cli lr-find {options}")
+
+
 @pytest.mark.gpu
 def test_on_cuda_the_am_uses_torch_syncbatchnorm():
     """nccl: torch.nn.SyncBatchNorm (fused CUDA kernels) replaces each BatchNorm2d, keeping its parameters and
@@ -248,6 +287,8 @@ def _sync_bn_worker(rank: int, world: int, init_file: str, inputs, grad_weights,
         out = bn(x)
         (out * grad_weights[part]).sum().backward()
         labels, offset = label_gatherer(Dist(rank, world, rank, torch.device("cpu")))(torch.tensor([rank, 10 + rank]))
+        varying = varying_label_gatherer(Dist(rank, world, rank, torch.device("cpu")))
+        uneven = varying(torch.tensor([7, 8]) if rank == 0 else torch.empty(0, dtype=torch.long))  # validation's
         results[rank] = {
             "out": out.detach(),
             "x_grad": x.grad,
@@ -257,6 +298,7 @@ def _sync_bn_worker(rank: int, world: int, init_file: str, inputs, grad_weights,
             "var": bn.running_var,
             "labels": labels,
             "offset": offset,
+            "uneven": uneven,
         }
     finally:
         torch_dist.destroy_process_group()
@@ -286,4 +328,6 @@ def test_sync_batchnorm_over_two_ranks_equals_batchnorm_over_the_global_batch(tm
         torch.testing.assert_close(r["mean"], bn.running_mean, **close)
         torch.testing.assert_close(r["var"], bn.running_var, **close)  # unbiased, as BatchNorm2d
         assert r["labels"].tolist() == [0, 10, 1, 11]
+        assert r["uneven"][0].tolist() == [7, 8]
+    assert (ranks[0]["uneven"][1], ranks[1]["uneven"][1]) == (0, 2)
     assert (ranks[0]["offset"], ranks[1]["offset"]) == (0, 2)

@@ -37,6 +37,18 @@ def test_lr_find_writes_curve_plot_and_says_why_a_short_sweep_suggests_nothing(t
     assert f"minimum of the smoothed loss at {format_lr(minimum)}" in printed
 
 
+def test_lr_find_check_takes_the_sweep_options(tmp_path, capsys):
+    """What launch/torchrun.sh runs before starting GPUS>1 sweeps: the training's checks, the sweep's options
+    accepted (before, they went to `tame train --check`: "unrecognized arguments", exit 2)."""
+    data = make_training_data(tmp_path / "data")
+    run = tmp_path / "run"
+    args = ["lr-find", "--check", "--nproc", "2", "--end-lr", "100", "--steps", "4", *tiny_overrides(data, run)]
+    assert main(args) == 0
+    assert "config OK (defaults, 2 process(es) per node)" in capsys.readouterr().out
+    assert not run.exists()  # checked, not swept
+    assert main([*args[:3], "3", *args[4:]]) == 2  # batch 8 does not split over 3 processes
+
+
 def test_lr_find_suggests_a_tenth_of_the_minimum_and_prints_it_short(tmp_path, capsys):
     """24 steps of batch 2 up to an LR where the loss turns: a suggestion, printed as e.g. 8.2e2, that train takes."""
     data = make_training_data(tmp_path / "data")

@@ -36,14 +36,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--smoothing", type=float, default=0.98, help="exponential smoothing of the loss")
     parser.add_argument("--out", help="folder for lr_find.json and lr_find.png (default: output_dir/lr_find)")
+    parser.add_argument(
+        "--check", action="store_true", help="only check the run as `tame train --check` does, then exit"
+    )
+    parser.add_argument(
+        "--nproc",
+        type=int,
+        metavar="N",
+        help="with --check: the processes (GPUs) per node torchrun will start (default: as this process was launched)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from tame.distributed import resolve_launch
     from tame.engine.lr_find import lr_range_test
 
+    cfg = load_config(args.config, args.overrides)
+    if args.check:  # the sweep trains as `tame train` does: the same checks (launch/torchrun.sh runs them first)
+        from tame.commands.train import check_run
+
+        return check_run(cfg, args.config, args.nproc)
     result = lr_range_test(
-        load_config(args.config, args.overrides),
+        cfg,
         start_lr=args.start_lr,
         end_lr=args.end_lr,
         steps=args.steps,

@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     if args.check:
-        return _check(cfg, args.config, args.nproc)
+        return check_run(cfg, args.config, args.nproc)
     from tame.engine.preemption import Preempted, exit_status
     from tame.engine.train import train
 
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check(cfg: Config, config_path: str | None, processes: int | None) -> int:
+def check_run(cfg: Config, config_path: str | None, processes: int | None) -> int:
     """Print what the run will use; each problem is one line on stderr (exit 2), warnings do not fail."""
     from tame.distributed import resolve_launch
     from tame.engine.preflight import check_training

@@ -10,9 +10,11 @@ from tame.distributed.collectives import (
     any_rank_async,
     barrier,
     broadcast_object,
+    gather_interleaved,
     gather_objects,
     is_initialized,
     label_gatherer,
+    varying_label_gatherer,
 )
 from tame.distributed.parallel import data_parallel, sync_batchnorm
 from tame.distributed.process import (
@@ -44,6 +46,7 @@ __all__ = [
     "convert_sync_batchnorm",
     "data_parallel",
     "first_host",
+    "gather_interleaved",
     "gather_objects",
     "is_initialized",
     "label_gatherer",
@@ -54,4 +57,5 @@ __all__ = [
     "setup",
     "started_by_torchrun",
     "sync_batchnorm",
+    "varying_label_gatherer",
 ]

@@ -72,6 +72,32 @@ def label_gatherer(dist: Dist):
     return gather
 
 
+def varying_label_gatherer(dist: Dist):
+    """:func:`label_gatherer` for ranks that may hold different numbers of samples (none included): local labels
+    [b_r] -> (every rank's, in rank order [sum b], this rank's offset sum_{q<r} b_q). Every rank calls it at the same
+    points (a rank without samples calls it with an empty tensor)."""
+
+    def gather(labels: torch.Tensor) -> tuple[torch.Tensor, int]:
+        sizes = labels.new_zeros(dist.world_size)
+        _all_gather_single(sizes, labels.new_full((1,), labels.shape[0]))
+        counts = sizes.tolist()
+        padded = labels.new_full((max(max(counts), 1),), -1)
+        padded[: labels.shape[0]] = labels
+        out = labels.new_empty(dist.world_size * padded.shape[0])
+        _all_gather_single(out, padded)
+        parts = out.view(dist.world_size, -1)
+        return torch.cat([part[:count] for part, count in zip(parts, counts)]), sum(counts[: dist.rank])
+
+    return gather
+
+
+def gather_interleaved(dist: Dist, tensor: torch.Tensor) -> torch.Tensor:
+    """Every rank's ``tensor`` [n, ...] (the same n on every rank), interleaved: row j of rank r at j * W + r, so that
+    an eval loader's shards (rank r reads list positions r, r + W, ...) come back in list order. A CPU tensor."""
+    parts = gather_objects(dist, tensor.detach().cpu())
+    return torch.stack(parts, dim=1).flatten(0, 1) if len(parts) > 1 else parts[0]
+
+
 def any_rank_async(dist: Dist, flag: torch.Tensor) -> Callable[[], bool]:
     """Start agreeing whether ``flag`` (a one-element int tensor on ``dist.device``) is non-zero on any rank; the
     returned function waits for the answer, the same on every rank. Every rank must call it at the same point.

@@ -172,7 +172,7 @@ def _train(session: RunSession, setup: TrainingSetup, stop: StopSignals) -> Path
             log.scalars(step, window.flush(dist))
             checkpoints.save(step)
             validation.epoch_end(epoch + 1, step)  # -> best.pt
-            log_explanations(log, model, images[: cfg.log.images_per_epoch], step)
+            log_explanations(log, model, first_of_global_batch(dist, images, cfg.log.images_per_epoch), step)
             log.epoch_end(epoch + 1, step, window.epoch_summary())
             stop.stop(step, total_steps, checkpoints.last_written)  # a signal at an epoch's last step
     except (NonFiniteLoss, OutOfMemory, OSError) as err:  # an OSError: a full disk writing the record or curve
@@ -200,8 +200,10 @@ def build_training(
     if cfg.train.compile:
         model.classifier.net.compile()  # in place: module names, and so the feature taps, stay as they are
     step: nn.Module = TrainingStep(model)
-    if dist.distributed:  # the AM's BatchNorm over the global batch; gradients: the AM's only (the rest is frozen)
-        step = distributed.data_parallel(step, dist, model.attention)
+    if dist.distributed:  # BatchNorm over the global batch (AM; backbone too in train mode); gradients: the AM's only
+        running = [net.net for net in (model.classifier, model.feature_net) if net is not None]
+        frozen = running if model.backbone_mode == "train" else []
+        step = distributed.data_parallel(step, dist, model.attention, frozen)
     if loader is None:
         from tame.data.loaders import build_loader
 
@@ -285,8 +287,16 @@ def check_data_paths(cfg: Config) -> tuple[Path, Path]:
     return root, list_file
 
 
+def first_of_global_batch(dist: Dist, images: torch.Tensor, count: int) -> torch.Tensor:
+    """The first ``count`` images of the global batch whose slice on this rank is ``images`` (the ranks' slices, in
+    rank order, are one process's batch): the same images whatever the number of ranks. Every rank calls it."""
+    if not dist.distributed or count <= images.shape[0]:
+        return images[:count]
+    return torch.cat(distributed.gather_objects(dist, images[:count].cpu()))[:count].to(images.device)
+
+
 def log_explanations(log: RunLog, model: TameModel, images: torch.Tensor, step: int) -> None:
-    """A few explanation maps of the last batch (rank 0 only; the AM's BatchNorm in eval mode)."""
+    """A few explanation maps of the last global batch (rank 0 only; the AM's BatchNorm in eval mode)."""
     if not log.enabled or images.numel() == 0:
         return
     model.eval()

@@ -4,7 +4,8 @@ What one validation measures on the first ``train.val_samples`` images of the li
 as ``tame eval`` shards (rank r reads positions r, r+W, ...; the sums are all-reduced):
 
 - the loss terms ``loss``, ``ce``, ``area``, ``var`` (the training step without its update; the ``batch``
-  regulariser spans each rank's own validation batch);
+  regulariser spans the global validation batch, the labels gathered from every rank as in training, so the values
+  are those of one process whatever the number of ranks);
 - AD / IC at 100, 50, 15 % through :func:`tame.evaluation.loop.evaluate` with a :class:`TameExplainer`;
 - ``accuracy``: the classifier's top-1 against the list's labels, in percent (it is frozen: a check on the data);
 - with ``train.val_class_sensitivity`` (2 or 4), ``CS selective``, ``CS mass``, ``CS peak``: the class sensitivity
@@ -80,7 +81,7 @@ class Validation:
         self.output_dir, self.steps_per_epoch = output_dir, steps_per_epoch
         self.log: RunLog | None = None
         self.best: dict | None = None  # the record's entry of the best epoch so far
-        self.panel: torch.Tensor | None = None  # [n, 3, H, W]: the first validation images of rank 0
+        self.panel: torch.Tensor | None = None  # [n, 3, H, W]: the list's first validation images (rank 0)
         self._panel_fixed = False  # collected (during the first validation): the same images ever after
 
     @classmethod
@@ -162,7 +163,8 @@ class Validation:
         meanwhile, torch's random state restored afterwards."""
         model, device = self.model, self.dist.device
         rng, gather, started = rng_state(device), model.label_gather, time.perf_counter()
-        model.label_gather = None  # each rank's own batch (ranks may hold different numbers of real samples)
+        # the global batch's labels, as in training (ranks may hold different numbers of real samples)
+        model.label_gather = distributed.varying_label_gatherer(self.dist) if self.dist.distributed else None
         try:
             explainer = TameExplainer(model)  # puts the model in eval mode
             sums = MetricSums(["images", "correct", *LOSS_KEYS], device)
@@ -196,25 +198,31 @@ class Validation:
         Padding (label -1) is left to ``evaluate`` to drop; the loss terms and the panel take the real samples.
         """
         self.loader.set_epoch(0)
-        for images, labels in self.loader:
+        model = self.model
+        for k, (images, labels) in enumerate(self.loader):
             keep = labels >= 0
             real, targets = images[keep], labels[keep]
             if real.shape[0]:
-                losses = self.model.training_step(real, targets)  # batch means
+                losses = model.training_step(real, targets)  # batch means
                 for key in LOSS_KEYS:
                     sums.add(key, losses[key].float() * real.shape[0])
                 sums.add("images", real.shape[0])
-                self._collect_panel(real)
+            elif model.label_gather is not None and model.regulariser == "batch":
+                model.label_gather(targets)  # no image here: still take part in the batch's label gather
+            self._collect_panel(k, images, labels)
             yield images, labels
 
-    def _collect_panel(self, images: torch.Tensor) -> None:
-        """Keep rank 0's first ``PANEL_SIZE`` validation images (during the first validation only)."""
-        if self._panel_fixed or not (self.dist.is_main and self.log.enabled):
+    def _collect_panel(self, k: int, images: torch.Tensor, labels: torch.Tensor) -> None:
+        """Keep the list's first ``PANEL_SIZE`` validation images (during the first validation only), whatever the
+        number of ranks: batch ``k`` of every rank, gathered in list order (every rank takes part)."""
+        needed = math.ceil(PANEL_SIZE / (self.loader.batch_size * self.dist.world_size))  # batches, the same on all
+        if self._panel_fixed or k >= needed:
             return
-        have = 0 if self.panel is None else self.panel.shape[0]
-        if have < PANEL_SIZE:
-            take = images[: PANEL_SIZE - have].clone()
-            self.panel = take if self.panel is None else torch.cat([self.panel, take])
+        images = distributed.gather_interleaved(self.dist, images)
+        labels = distributed.gather_interleaved(self.dist, labels)
+        if self.dist.is_main and self.log.enabled:
+            take = images[labels >= 0][:PANEL_SIZE].to(self.dist.device)
+            self.panel = take if self.panel is None else torch.cat([self.panel, take])[:PANEL_SIZE]
 
     def _better(self, entry: dict) -> bool:
         """Whether ``entry`` beats the best so far by ``train.select_by`` (a tie keeps the earlier epoch)."""

@@ -90,7 +90,7 @@ def compare(config: Config, config_file: str | None = None) -> Comparison:
             data.model.eval()
         rows, images, classes, sensitivity, sanity = [], [], [], [], []
         count = config.compare.sanity_checks
-        samples = first_images(data.batches(), count) if count else None
+        samples = first_images(data.batches(), count, data.dist) if count else None
         for method in methods:
             name, label = split_method(method)[0], row_label(method)
             what = f"tame with checkpoint {checkpoint}" if name == "tame" else label

@@ -61,6 +61,7 @@ def predict_list(
         model_cfg = ModelConfig(name=model_cfg, pretrained=pretrained, weights=weights)
     config = Config(model=model_cfg, data=data_cfg)
     with run_session(config, device=device, global_batch_size=data_cfg.batch_size) as session:  # --batch-size
+        torch.manual_seed(session.cfg.train.seed)  # random weights (--no-pretrained): the same network on every rank
         cfg, model = build_classifier(session.cfg)  # built once; unset sizes and mean/std: the model's own
         dist = session.dist
         model = model.to(dist.device)

@@ -77,6 +77,8 @@ class EvaluationData:
 
     def _evaluate(self, explainer: Explainer, desc: str, name: str | None, log: SampleLog | None) -> EvaluationResult:
         options = self.options
+        plan = self.loader.plan()
+        explainer.read_positions(plan.indices[~plan.padding].tolist())  # the images it explains, in reading order
         return evaluate(
             explainer,
             self.batches(),

@@ -21,6 +21,8 @@ from collections.abc import Iterable
 
 import torch
 
+from tame import distributed
+from tame.distributed import Dist
 from tame.methods import create_explainer
 from tame.metrics.sanity import SIMILARITIES, nan_mean
 from tame.models import TameModel
@@ -85,11 +87,16 @@ def random_logit(
     return _similarity(base.maps.cpu(), maps.cpu())
 
 
-def first_images(batches: Iterable, count: int) -> torch.Tensor:
-    """The first ``count`` images (label >= 0) of an evaluation's batches: [n, 3, H, W]."""
+def first_images(batches: Iterable, count: int, dist: Dist | None = None) -> torch.Tensor:
+    """The first ``count`` images (label >= 0) of the list an evaluation's sharded batches read: [n, 3, H, W], the
+    same on every rank whatever the number of ranks (each batch gathered in list order; every rank takes part)."""
     taken, total = [], 0
     for batch in batches:
         images, labels = batch[0], batch[1]
+        if dist is not None and dist.distributed:
+            device = images.device
+            images = distributed.gather_interleaved(dist, images).to(device)
+            labels = distributed.gather_interleaved(dist, labels).to(device)
         taken.append(images[labels >= 0])
         total += len(taken[-1])
         if total >= count:

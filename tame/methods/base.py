@@ -10,7 +10,7 @@ An explainer never changes its input images and leaves no hooks behind once ``ex
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import torch
 
@@ -55,6 +55,11 @@ class Explainer:
     def explain(self, images: torch.Tensor, classes: torch.Tensor | int | None = None) -> Explanation:
         """images [B, 3, H, W] in [0, 1] -> maps [B, H, W] in [0, 1] for ``classes`` (default: the prediction)."""
         raise NotImplementedError
+
+    def read_positions(self, positions: Iterable[int]) -> None:
+        """The list positions of the images the next ``explain`` calls get, in order (a sharded evaluation's: rank r
+        of W reads r, r + W, ...). A method that draws its maps at random (the ``random`` control) draws each image's
+        from its position, so any number of ranks draws what one process draws; the others ignore it."""
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> torch.Tensor:
