@@ -23,6 +23,7 @@ import yaml
 
 from tame.config import choices
 from tame.config.safe_yaml import load_yaml, load_yaml_file
+from tame.config.shipped import resolve_config, resolve_lists
 from tame.errors import TameError
 
 
@@ -181,10 +182,11 @@ _NON_NEGATIVE += ("log.log_every", "log.images_per_epoch", "train.seed")
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Read a YAML config (or start from defaults), apply ``key=value`` overrides and validate."""
+    """Read a YAML config (a file, or a shipped config's name: ``tame.config.shipped``; or start from defaults),
+    apply ``key=value`` overrides, read relative lists that exist only in the shipped copy from it, and validate."""
     raw: dict[str, Any] = {}
     if path is not None:
-        raw = load_yaml_file(Path(path), "config file")
+        raw = load_yaml_file(resolve_config(path), "config file")
         if not isinstance(raw, dict):
             raise TameError(f"{path}: the top level must be a mapping of sections (model:, data:, train:, log:)")
     for item in overrides:
@@ -197,6 +199,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             raise TameError(f"override {item[:80]!r}: the value is {str(err).removeprefix('value: ')}") from None
         _set_dotted(raw, key.strip(), parsed)
     config = _build(Config, raw, "")
+    resolve_lists(config.data)
     validate(config)
     return config
 
