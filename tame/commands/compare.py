@@ -4,7 +4,8 @@
   tame compare --config configs/synthetic.yaml --checkpoint snapshots/synthetic/ --boxes data/synthetic/boxes.json
   tame compare --config configs/vgg16.yaml --checkpoint vgg16_TAME.pt --methods tame gradcam rise --num-masks 2000
   tame compare --config configs/resnet50.yaml --checkpoint snapshots/resnet50/ \
-      --methods tame lcam-img=snapshots/resnet50_lcam_img/ gradcam     # TAME, L-CAM-Img and Grad-CAM in one table
+      --methods tame p-tame=snapshots/resnet50_ptame/ \
+          lcam-img=snapshots/resnet50_lcam_img/ gradcam  # TAME, P-TAME, L-CAM-Img, Grad-CAM: one table
 
 Every method sees the same images through the same classifier: AD / IC at 100, 50, 15 %, ROAD (MoRF / LeRF
 accuracy at 10..90 % removed; ``--no-road`` skips it), pointing game and energy-based pointing game with
@@ -38,7 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=list_methods(),
         metavar="METHOD",
         help=f"methods to compare (default: all of {', '.join(list_methods())}); a CAM method as NAME@LAYER; "
-        "another trained AM of the family (L-CAM-Img, a second TAME) as LABEL=CHECKPOINT (lcam-img=snapshots/lcam/)",
+        "another trained AM of the family (TAME, T-TAME, P-TAME, L-CAM-Img: whichever the checkpoint holds) as "
+        "LABEL=CHECKPOINT (p-tame=snapshots/resnet50_ptame/ lcam-img=snapshots/resnet50_lcam_img/)",
     )
     add_data_arguments(parser)
     parser.add_argument(

@@ -56,7 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         default=["tame"],
         metavar="METHOD",
-        help=f"one or more of {', '.join(list_methods())} (default: tame)",
+        help=f"one or more of {', '.join(list_methods())} (default: tame); tame runs whichever family member the "
+        "checkpoint holds: TAME, T-TAME, P-TAME or L-CAM-Img",
     )
     parser.add_argument("--layer", help="target layer of the CAM methods (default: the config's last layer)")
     parser.add_argument("--num-masks", type=int, help="RISE: number of random masks (default 4000)")
