@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("tame.commands.compare", "TAME against the baselines on one list: markdown + CSV table and a chart"),
     "export": ("tame.commands.export", "one ONNX / TorchScript / exported-program graph: images -> logits, class, map"),
     "runs": ("tame.commands.runs", "one table of training runs: best epoch, its AD / IC, finished or stopped"),
+    "configs": ("tame.commands.configs", "the configs shipped with tame (any --config may name one)"),
     "demo": ("tame.commands.demo", "the whole method end to end on a CPU, offline (writes demo/report.html)"),
 }
 

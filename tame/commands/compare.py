@@ -4,7 +4,8 @@
   tame compare --config configs/synthetic.yaml --checkpoint snapshots/synthetic/ --boxes data/synthetic/boxes.json
   tame compare --config configs/vgg16.yaml --checkpoint vgg16_TAME.pt --methods tame gradcam rise --num-masks 2000
   tame compare --config configs/resnet50.yaml --checkpoint snapshots/resnet50/ \
-      --methods tame lcam-img=snapshots/resnet50_lcam_img/ gradcam     # TAME, L-CAM-Img and Grad-CAM in one table
+      --methods tame p-tame=snapshots/resnet50_ptame/ \
+          lcam-img=snapshots/resnet50_lcam_img/ gradcam  # TAME, P-TAME, L-CAM-Img, Grad-CAM: one table
 
 Every method sees the same images through the same classifier: AD / IC at 100, 50, 15 %, ROAD (MoRF / LeRF
 accuracy at 10..90 % removed; ``--no-road`` skips it), pointing game and energy-based pointing game with

@@ -13,13 +13,16 @@ import argparse
 import time
 from pathlib import Path
 
+from tame.config.shipped import resolve_config
 from tame.demo.pipeline import run_demo
 from tame.demo.sizes import QUICK, DemoSize
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--config", default="configs/demo.yaml", help="the demo's TAME config (default configs/demo.yaml)"
+        "--config",
+        default="configs/demo.yaml",
+        help="the demo's TAME config (default configs/demo.yaml: from any folder, the one shipped with tame)",
     )
     parser.add_argument("--out", default="demo", help="output folder (default demo/); finished stages are reused")
     parser.add_argument("--quick", action="store_true", help="a reduced-size run that checks the machinery (tests)")
@@ -31,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     size = QUICK if args.quick else DemoSize()
-    report = run_demo(Path(args.config), Path(args.out), size, force=args.force, seed=args.seed, threads=args.threads)
+    report = run_demo(
+        resolve_config(args.config), Path(args.out), size, force=args.force, seed=args.seed, threads=args.threads
+    )
     print(f"tame demo: finished in {time.perf_counter() - started:.0f} s; open {report}")
     return 0

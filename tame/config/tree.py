@@ -27,6 +27,7 @@ import yaml
 
 from tame.config import choices
 from tame.config.safe_yaml import load_yaml, load_yaml_file
+from tame.config.shipped import resolve_config, resolve_lists
 from tame.errors import TameError
 from tame.io import check_writable_folder, writable_target
 
@@ -175,7 +176,8 @@ class ExplainConfig:
 
     methods: list[str] = option(
         ["tame"],
-        "one or more methods: tame (needs --checkpoint) and the baselines",
+        "one or more methods: tame (needs --checkpoint; it runs whichever family member the checkpoint holds: TAME, "
+        "T-TAME, P-TAME or L-CAM-Img) and the baselines",
         flags=("--methods", "--method"),
         nargs="+",
         metavar="METHOD",
@@ -261,8 +263,9 @@ class CompareConfig:
 
     methods: list[str] | None = option(
         None,
-        "methods to compare; a CAM method as NAME@LAYER; another trained AM of the family (L-CAM-Img, a second "
-        "TAME) as LABEL=CHECKPOINT (lcam-img=snapshots/lcam/)",
+        "methods to compare; a CAM method as NAME@LAYER; another trained AM of the family (TAME, T-TAME, P-TAME, "
+        "L-CAM-Img: whichever the checkpoint holds) as LABEL=CHECKPOINT (p-tame=snapshots/resnet50_ptame/ "
+        "lcam-img=snapshots/resnet50_lcam_img/)",
         nargs="+",
         metavar="METHOD",
         shown="all",
@@ -330,11 +333,12 @@ def load_config(
     overrides: list[str] | tuple[str, ...] = (),
     values: Mapping[str, Any] | None = None,
 ) -> Config:
-    """Read a YAML config (or start from defaults), apply ``key=value`` overrides, then ``values`` (dotted key ->
+    """Read a YAML config (a file, or a shipped config's name: :mod:`tame.config.shipped`; or start from
+    defaults), apply ``key=value`` overrides, then ``values`` (dotted key ->
     a Python value: what a command's flags set, :func:`tame.commands.options.flag_values`) and validate, once."""
     raw: dict[str, Any] = {}
     if path is not None:
-        raw = load_yaml_file(Path(path), "config file")
+        raw = load_yaml_file(resolve_config(path), "config file")
         if not isinstance(raw, dict):
             raise TameError(f"{path}: the top level must be a mapping of sections (model:, data:, train:, log:)")
     for item in overrides:
@@ -349,6 +353,7 @@ def load_config(
     for key, value in (values or {}).items():
         _set_dotted(raw, key, value)
     config = _build(Config, raw, "")
+    resolve_lists(config.data)
     validate(config)
     return config
 
