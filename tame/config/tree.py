@@ -176,8 +176,8 @@ class ExplainConfig:
 
     methods: list[str] = option(
         ["tame"],
-        "one or more methods: tame (needs --checkpoint; it runs whichever family member the checkpoint holds: TAME, "
-        "T-TAME, P-TAME or L-CAM-Img) and the baselines",
+        "one or more methods: the baselines and tame (needs --checkpoint), which runs whichever family member "
+        "the checkpoint holds: TAME, T-TAME, P-TAME, L-CAM-Img",
         flags=("--methods", "--method"),
         nargs="+",
         metavar="METHOD",
